@@ -1,0 +1,11 @@
+"""Test-wide environment: nothing writes to $HOME, TensorFlow stays quiet."""
+
+import os
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="harness-tests-")
+for _var, _sub in (("KERAS_HOME", "keras"), ("MPLCONFIGDIR", "mpl"),
+                   ("TFDS_DATA_DIR", "tfds")):
+  os.environ.setdefault(_var, os.path.join(_TMP, _sub))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")

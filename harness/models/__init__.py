@@ -1,0 +1,12 @@
+"""Models: T5 v1.1 and Gemma 2/3 behind the decoding protocol, plus loading.
+
+Public API:
+  T5, Gemma: model classes (pytrees implementing `DecodingModel`).
+  T5Config, GemmaConfig, get_config: architecture configs and real sizes.
+  random_t5, random_gemma: tiny random models for tests and benchmarks.
+"""
+
+from harness.models.configs import (AttentionType, GemmaConfig, T5Config,
+                                    get_config)
+from harness.models.gemma import Gemma, GemmaCache, random_gemma
+from harness.models.t5 import T5, T5Cache, random_t5

@@ -1,0 +1,327 @@
+"""T5 v1.1 encoder-decoder with an explicit, roll-back-able decoder cache.
+
+Architecture (T5 v1.1): RMSNorm without mean subtraction or bias, relative
+position buckets (one learned table per stack, shared by its layers), gated
+GELU feed-forward, no biases anywhere, no attention-logit scaling (folded into
+the query init), untied input and output embeddings and therefore no
+`d_model ** -0.5` scaling of the decoder output (that scaling applies only to
+tied, v1.0-style models: `T5Config.tie_embeddings`).
+
+Cached decoding: :meth:`T5.prefill` runs the encoder once on the padded prompt
+and precomputes every decoder layer's cross-attention keys and values;
+:meth:`T5.score` then runs the decoder on K new tokens, computing the relative
+position bias for those K query rows only.
+
+Param layout (`T5.params`), shapes for D model width, H heads, K head width,
+F feed-forward width, V vocabulary, R relative-position buckets:
+  embed [V, D]; lm_head [D, V] (absent when tied);
+  encoder / decoder: {rel_bias [R, H], final_norm [D], layers: [ {
+    self_attn_norm [D], self_attn {q, k, v [D, H, K], o [H, K, D]},
+    (decoder only) cross_attn_norm [D], cross_attn {q, k, v, o},
+    mlp_norm [D], mlp {wi_0, wi_1 [D, F], wo [F, D]} }, ... ]}
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from harness.models import layers
+from harness.models.base import Params, Transformer, as_batch, dense_init
+from harness.models.configs import T5Config
+
+
+@flax.struct.dataclass
+class T5Cache:
+  """Decoder cache of a T5 model (L decoder layers, batch B).
+
+  Attributes:
+    self_k: L-tuple of [B, S, H, K] self-attention keys; S = cache_size.
+    self_v: L-tuple of [B, S, H, K] self-attention values.
+    cross_k: L-tuple of [B, P, H, K] cross-attention keys of the encoded
+      prompt (computed once by `prefill`).
+    cross_v: L-tuple of [B, P, H, K] cross-attention values.
+    enc_mask: [B, P] bool, True on real (non-padding) prompt tokens.
+    length: scalar int32, decoder tokens written (positions < length valid).
+  """
+  self_k: tuple[jax.Array, ...]
+  self_v: tuple[jax.Array, ...]
+  cross_k: tuple[jax.Array, ...]
+  cross_v: tuple[jax.Array, ...]
+  enc_mask: jax.Array
+  length: jax.Array
+
+
+def relative_position_bucket(relative_position: jax.Array, bidirectional: bool,
+                             num_buckets: int, max_distance: int) -> jax.Array:
+  """Maps key-minus-query offsets to T5 relative-position buckets.
+
+  Half the buckets (per direction) hold exact small offsets, the rest grow
+  logarithmically up to `max_distance`.
+
+  Args:
+    relative_position: [...] int32, key position minus query position.
+    bidirectional: encoder (both directions) or decoder (past only).
+    num_buckets: total buckets.
+    max_distance: offsets beyond this share the last bucket.
+
+  Returns:
+    [...] int32 bucket ids in [0, num_buckets).
+  """
+  buckets = jnp.zeros_like(relative_position)
+  if bidirectional:
+    num_buckets //= 2
+    buckets += (relative_position > 0).astype(jnp.int32) * num_buckets
+    distance = jnp.abs(relative_position)
+  else:
+    distance = -jnp.minimum(relative_position, 0)
+  max_exact = num_buckets // 2
+  is_small = distance < max_exact
+  # Same float32 operation order as the reference, so ties round alike.
+  log_ratio = (jnp.log(jnp.maximum(distance, 1).astype(jnp.float32)
+                       / max_exact)
+               / math.log(max_distance / max_exact))
+  large = max_exact + (log_ratio * (num_buckets - max_exact)).astype(jnp.int32)
+  large = jnp.minimum(large, num_buckets - 1)
+  return buckets + jnp.where(is_small, distance, large)
+
+
+def position_bias(table: jax.Array, q_pos: jax.Array, k_pos: jax.Array,
+                  bidirectional: bool, config: T5Config) -> jax.Array:
+  """[H, T, S] relative-position logit bias for queries q_pos [T], keys [S]."""
+  # [T, S] offsets
+  buckets = relative_position_bucket(
+      k_pos[None, :] - q_pos[:, None], bidirectional, config.num_buckets,
+      config.max_distance)
+  # [T, S, H] -> [H, T, S]
+  return jnp.transpose(table[buckets], (2, 0, 1))
+
+
+def _project_qkv(p: Params, x: jax.Array):
+  """x [B, T, D] -> q, k, v [B, T, H, K]."""
+  q = jnp.einsum("btd,dhk->bthk", x, p["q"])
+  k = jnp.einsum("btd,dhk->bthk", x, p["k"])
+  v = jnp.einsum("btd,dhk->bthk", x, p["v"])
+  return q, k, v
+
+
+def _out(p: Params, attn: jax.Array) -> jax.Array:
+  """attn [B, T, H, K] -> [B, T, D]."""
+  return jnp.einsum("bthk,hkd->btd", attn, p["o"])
+
+
+def _mlp(p: Params, x: jax.Array, config: T5Config) -> jax.Array:
+  """Gated-GELU (v1.1) or ReLU (v1.0) feed-forward, x [B, T, D]."""
+  if config.gated_act == "gelu_tanh":
+    gate = layers.gelu_tanh(jnp.einsum("btd,df->btf", x, p["wi_0"]))
+    hidden = gate * jnp.einsum("btd,df->btf", x, p["wi_1"])
+  else:
+    hidden = jax.nn.relu(jnp.einsum("btd,df->btf", x, p["wi"]))
+  return jnp.einsum("btf,fd->btd", hidden, p["wo"])
+
+
+def _norm(x: jax.Array, scale: jax.Array, config: T5Config) -> jax.Array:
+  return layers.rms_norm(x, scale, config.layer_norm_eps)
+
+
+class T5(Transformer):
+  """T5 v1.1 implementing the decoding protocol (see the module docstring)."""
+
+  config: T5Config
+
+  # --- protocol -----------------------------------------------------------
+  def decoder_prompt(self, prompt, prompt_len):
+    del prompt, prompt_len
+    return (jnp.full((1,), self.config.decoder_start_id, jnp.int32),
+            jnp.ones((), jnp.int32))
+
+  def prefill(self, prompt, prompt_len, cache_size: int) -> T5Cache:
+    """Encodes the padded prompt [P] (or [B, P]); empty decoder cache."""
+    prompt = as_batch(prompt)
+    batch, plen = prompt.shape
+    enc_mask = jnp.arange(plen)[None, :] < prompt_len
+    enc_mask = jnp.broadcast_to(enc_mask, (batch, plen))
+    encoded = self.encode(prompt, enc_mask)
+    c = self.config
+    shape = (batch, cache_size, c.num_heads, c.d_kv)
+    cross_k, cross_v, self_k, self_v = [], [], [], []
+    for p in self.params["decoder"]["layers"]:
+      # [B, P, D] -> [B, P, H, K]
+      cross_k.append(self._constrain_kv(
+          jnp.einsum("bpd,dhk->bphk", encoded, p["cross_attn"]["k"]), 2))
+      cross_v.append(self._constrain_kv(
+          jnp.einsum("bpd,dhk->bphk", encoded, p["cross_attn"]["v"]), 2))
+      self_k.append(self._constrain_kv(jnp.zeros(shape, self.dtype), 2))
+      self_v.append(self._constrain_kv(jnp.zeros(shape, self.dtype), 2))
+    return T5Cache(self_k=tuple(self_k), self_v=tuple(self_v),
+                   cross_k=tuple(cross_k), cross_v=tuple(cross_v),
+                   enc_mask=enc_mask, length=jnp.zeros((), jnp.int32))
+
+  def score(self, tokens, cache: T5Cache):
+    """Writes tokens [B, K] at the cache length; returns logits [B, K, V]."""
+    start = cache.length
+    num = tokens.shape[-1]
+    q_pos = start + jnp.arange(num, dtype=jnp.int32)
+    k_pos = jnp.arange(cache.self_k[0].shape[1], dtype=jnp.int32)
+    self_mask = layers.causal_mask(q_pos, k_pos, start + num)
+    bias = position_bias(self.params["decoder"]["rel_bias"], q_pos, k_pos,
+                         False, self.config)
+    x = self.params["embed"][tokens]
+    new_k, new_v = [], []
+    for i, p in enumerate(self.params["decoder"]["layers"]):
+      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"],
+                                                   self.config))
+      keys = layers.write_kv(cache.self_k[i], k, start)
+      values = layers.write_kv(cache.self_v[i], v, start)
+      new_k.append(keys)
+      new_v.append(values)
+      x = x + _out(p["self_attn"],
+                   layers.attend(q, keys, values, self_mask, bias))
+      x = self._cross_and_mlp(p, x, cache.cross_k[i], cache.cross_v[i],
+                              cache.enc_mask)
+    cache = cache.replace(self_k=tuple(new_k), self_v=tuple(new_v),
+                          length=start + num)
+    return self._logits(x), cache
+
+  # --- uncached reference path --------------------------------------------
+  def forward_logits(self, input_ids, decoder_input_ids,
+                     attention_mask=None) -> jax.Array:
+    """Uncached forward pass (for parity checks).
+
+    Args:
+      input_ids: [B, P] int encoder tokens.
+      decoder_input_ids: [B, T] int decoder tokens (starting with pad).
+      attention_mask: optional [B, P] encoder padding mask (1 = real).
+
+    Returns:
+      [B, T, V] float32 logits.
+    """
+    input_ids = as_batch(input_ids)
+    tokens = as_batch(decoder_input_ids)
+    enc_mask = (jnp.ones(input_ids.shape, bool) if attention_mask is None
+                else jnp.asarray(attention_mask).astype(bool))
+    encoded = self.encode(input_ids, enc_mask)
+    pos = jnp.arange(tokens.shape[1], dtype=jnp.int32)
+    mask = layers.causal_mask(pos, pos, tokens.shape[1])
+    bias = position_bias(self.params["decoder"]["rel_bias"], pos, pos, False,
+                         self.config)
+    x = self.params["embed"][tokens]
+    for p in self.params["decoder"]["layers"]:
+      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"],
+                                                   self.config))
+      x = x + _out(p["self_attn"], layers.attend(q, k, v, mask, bias))
+      ca = p["cross_attn"]
+      cross_k = jnp.einsum("bpd,dhk->bphk", encoded, ca["k"])
+      cross_v = jnp.einsum("bpd,dhk->bphk", encoded, ca["v"])
+      x = self._cross_and_mlp(p, x, cross_k, cross_v, enc_mask)
+    return self._logits(x)
+
+  # --- pieces -------------------------------------------------------------
+  def encode(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
+    """Encoder: tokens [B, P], mask [B, P] bool -> [B, P, D] outputs."""
+    c = self.config
+    enc = self.params["encoder"]
+    pos = jnp.arange(tokens.shape[1], dtype=jnp.int32)
+    bias = position_bias(enc["rel_bias"], pos, pos, True, c)
+    attn_mask = mask[:, None, :]  # [B, 1(T), P]
+    x = self.params["embed"][tokens]
+    for p in enc["layers"]:
+      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"], c))
+      x = x + _out(p["self_attn"], layers.attend(q, k, v, attn_mask, bias))
+      x = x + _mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c)
+    return _norm(x, enc["final_norm"], c)
+
+  def _cross_and_mlp(self, p: Params, x: jax.Array, cross_k: jax.Array,
+                     cross_v: jax.Array, enc_mask: jax.Array) -> jax.Array:
+    """Cross-attention then feed-forward sub-layers of one decoder block."""
+    c = self.config
+    h = _norm(x, p["cross_attn_norm"], c)
+    q = jnp.einsum("btd,dhk->bthk", h, p["cross_attn"]["q"])
+    attn = layers.attend(q, cross_k, cross_v, enc_mask[:, None, :])
+    x = x + _out(p["cross_attn"], attn)
+    return x + _mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c)
+
+  def _logits(self, x: jax.Array) -> jax.Array:
+    """Decoder output [B, T, D] -> float32 logits [B, T, V]."""
+    c = self.config
+    x = _norm(x, self.params["decoder"]["final_norm"], c)
+    if c.tie_embeddings:
+      x = x * (c.d_model ** -0.5)
+      logits = jnp.einsum("btd,vd->btv", x, self.params["embed"])
+    else:
+      logits = jnp.einsum("btd,dv->btv", x, self.params["lm_head"])
+    return logits.astype(jnp.float32)
+
+
+jax.tree_util.register_pytree_node_class(T5)
+
+
+# --- random init ------------------------------------------------------------
+def _init_attention(key, c: T5Config, dtype) -> Params:
+  kq, kk, kv, ko = jax.random.split(key, 4)
+  qkv = (c.d_model, c.num_heads, c.d_kv)
+  return {
+      # The 1/sqrt(d_kv) attention scaling is folded into the query init.
+      "q": dense_init(kq, qkv, c.d_model * c.d_kv, dtype),
+      "k": dense_init(kk, qkv, c.d_model, dtype),
+      "v": dense_init(kv, qkv, c.d_model, dtype),
+      "o": dense_init(ko, (c.num_heads, c.d_kv, c.d_model),
+                      c.num_heads * c.d_kv, dtype),
+  }
+
+
+def _init_mlp(key, c: T5Config, dtype) -> Params:
+  k0, k1, k2 = jax.random.split(key, 3)
+  if c.gated_act == "gelu_tanh":
+    return {"wi_0": dense_init(k0, (c.d_model, c.d_ff), c.d_model, dtype),
+            "wi_1": dense_init(k1, (c.d_model, c.d_ff), c.d_model, dtype),
+            "wo": dense_init(k2, (c.d_ff, c.d_model), c.d_ff, dtype)}
+  return {"wi": dense_init(k0, (c.d_model, c.d_ff), c.d_model, dtype),
+          "wo": dense_init(k2, (c.d_ff, c.d_model), c.d_ff, dtype)}
+
+
+def _init_layer(key, c: T5Config, dtype, cross: bool) -> Params:
+  ka, kc, km = jax.random.split(key, 3)
+  ones = jnp.ones((c.d_model,), dtype)
+  layer = {"self_attn_norm": ones, "self_attn": _init_attention(ka, c, dtype),
+           "mlp_norm": ones, "mlp": _init_mlp(km, c, dtype)}
+  if cross:
+    layer["cross_attn_norm"] = ones
+    layer["cross_attn"] = _init_attention(kc, c, dtype)
+  return layer
+
+
+def _init_stack(key, c: T5Config, dtype, num_layers: int,
+                cross: bool) -> Params:
+  keys = jax.random.split(key, num_layers + 1)
+  return {
+      "rel_bias": dense_init(keys[0], (c.num_buckets, c.num_heads), 1, dtype),
+      "final_norm": jnp.ones((c.d_model,), dtype),
+      "layers": [_init_layer(k, c, dtype, cross) for k in keys[1:]],
+  }
+
+
+def init_t5_params(key: jax.Array, config: T5Config,
+                   dtype=jnp.float32) -> Params:
+  """Random T5 params (normal, std fan_in ** -0.5; embeddings std 1)."""
+  ke, kenc, kdec, kh = jax.random.split(key, 4)
+  params = {
+      "embed": dense_init(ke, (config.vocab_size, config.d_model), 1, dtype),
+      "encoder": _init_stack(kenc, config, dtype, config.num_encoder_layers,
+                             cross=False),
+      "decoder": _init_stack(kdec, config, dtype, config.num_decoder_layers,
+                             cross=True),
+  }
+  if not config.tie_embeddings:
+    params["lm_head"] = dense_init(kh, (config.d_model, config.vocab_size),
+                                   config.d_model, dtype)
+  return params
+
+
+def random_t5(key: jax.Array, config: T5Config, dtype=jnp.float32,
+              tokenizer_id: str = "") -> T5:
+  """A T5 model with random weights."""
+  return T5(config, init_t5_params(key, config, dtype), tokenizer_id)

@@ -1,0 +1,284 @@
+"""A sandbox for running generated Python code (MBPP pass@1).
+
+Every program runs in its own child process with these layers of defence:
+
+* **Resource limits** (set by the child on itself, soft = hard, so they cannot
+  be raised again): RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_FSIZE (also caps
+  stdout/stderr, which go to files), RLIMIT_NPROC, RLIMIT_NOFILE.
+* **Wall-clock timeout**: the child starts a new session (its own process
+  group); on timeout the whole group is killed with SIGKILL.
+* **No network**: if ``unshare --net`` works (root on Linux) the child runs in a
+  fresh network namespace with no interfaces; in all cases an audit hook in the
+  child blocks socket creation, DNS and connect ("blocked: network").
+* **Filesystem**: the working directory is a fresh temporary directory, removed
+  afterwards. The audit hook blocks opening files for writing outside it,
+  mutating ``os``/``shutil`` calls outside it, and reading other processes'
+  ``/proc/<pid>`` entries. When the harness runs as root and an interpreter is
+  usable by ``nobody``, the child also runs as uid/gid 65534, so the kernel
+  denies writes to root-owned paths, RLIMIT_NPROC is enforced (it is not for
+  root) and the child cannot signal the harness.
+* **Processes and signals**: the audit hook blocks fork/exec/spawn/system,
+  ``os.kill`` of any other pid, ``os.killpg`` and importing ``ctypes``.
+* **Clean environment**: the child's environment is built from scratch
+  (``_child_env``), nothing is inherited; ``python -I -B`` ignores PYTHON*
+  variables and the user site directory and writes no bytecode.
+* **Capped output**: at most ``SandboxLimits.output_bytes`` of stdout/stderr
+  are kept, and the file-size limit stops a flood ("output limit").
+
+Audit hooks (PEP 578) are not a security boundary on their own; the uid switch
+and the network namespace are the kernel-enforced layers, used when available.
+Each run returns a ``SandboxResult(passed, reason)``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Sequence
+
+_GUARD_PATH = os.path.join(os.path.dirname(__file__), "_sandbox_guard.py")
+# The unprivileged uid/gid ("nobody") the child switches to when we are root.
+NOBODY_ID = 65534
+# Interpreters tried for the child, in order, when running as nobody: ours may
+# live under /root (mode 0700), which nobody cannot enter.
+_FALLBACK_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
+_MIB = 1 << 20
+
+
+class Reason:
+  """Reason strings reported for a sandboxed run (values, not an enum, since
+  exception and blocked reasons carry a suffix)."""
+  OK = "ok"
+  TIMEOUT = "timeout"
+  CPU = "cpu limit"
+  MEMORY = "memory"
+  OUTPUT = "output limit"
+  NO_STATUS = "no status"
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxLimits:
+  """Limits for one sandboxed run.
+
+  Attributes:
+    timeout_s: Wall-clock limit; the process group is killed after it.
+    cpu_s: RLIMIT_CPU in seconds (SIGXCPU after it).
+    memory_bytes: RLIMIT_AS. 512 MiB leaves room for the interpreter (~30 MB)
+      and any reasonable MBPP solution while stopping a memory hog early.
+    file_bytes: RLIMIT_FSIZE: largest file the child may write, including
+      its stdout/stderr files.
+    nproc: RLIMIT_NPROC (enforced only for non-root uids).
+    nofile: RLIMIT_NOFILE.
+    output_bytes: How much of stdout/stderr is kept in the result.
+  """
+  timeout_s: float = 10.0
+  cpu_s: int = 10
+  memory_bytes: int = 512 * _MIB
+  file_bytes: int = 1 * _MIB
+  nproc: int = 1
+  nofile: int = 64
+  output_bytes: int = 4096
+
+  def rlimits_json(self) -> str:
+    return json.dumps({
+        "RLIMIT_CPU": self.cpu_s, "RLIMIT_AS": self.memory_bytes,
+        "RLIMIT_FSIZE": self.file_bytes, "RLIMIT_NPROC": self.nproc,
+        "RLIMIT_NOFILE": self.nofile})
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxResult:
+  """Outcome of one sandboxed run.
+
+  Attributes:
+    passed: True iff the program ran to completion without an exception or a
+      blocked operation, within every limit.
+    reason: "ok", "timeout", "cpu limit", "memory", "output limit",
+      "exception: <Type>", "blocked: <network|filesystem|process|signal|...>",
+      "signal: <NAME>" or "exit code <n>".
+    output: The first ``output_bytes`` of stdout then stderr (for debugging).
+  """
+  passed: bool
+  reason: str
+  output: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Launcher:
+  """How the child is started.
+
+  Attributes:
+    prefix: Command prefix (network namespace and uid switch), may be empty.
+    python: Interpreter for the child.
+    uid: The child's uid if it differs from ours, else None.
+    isolation: Human-readable summary of the kernel-enforced layers.
+  """
+  prefix: tuple[str, ...]
+  python: str
+  uid: int | None
+  isolation: str
+
+
+def _works(command: Sequence[str]) -> bool:
+  try:
+    return subprocess.run(list(command), env={}, cwd="/", capture_output=True,
+                          timeout=30).returncode == 0
+  except (OSError, subprocess.SubprocessError):
+    return False
+
+
+def _candidates() -> list[_Launcher]:
+  """Launchers from strongest to weakest isolation."""
+  unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+  pythons = (sys.executable,) + _FALLBACK_PYTHONS
+  found = []
+  if os.geteuid() == 0 and unshare and setpriv:
+    drop = (setpriv, f"--reuid={NOBODY_ID}", f"--regid={NOBODY_ID}",
+            "--clear-groups", "--")
+    found += [_Launcher((unshare, "--net", "--") + drop, p, NOBODY_ID,
+                        "netns+nobody") for p in pythons]
+  if os.geteuid() == 0 and setpriv:
+    drop = (setpriv, f"--reuid={NOBODY_ID}", f"--regid={NOBODY_ID}",
+            "--clear-groups", "--")
+    found += [_Launcher(drop, p, NOBODY_ID, "nobody") for p in pythons]
+  if unshare:
+    found.append(_Launcher((unshare, "--net", "--"), sys.executable, None,
+                           "netns"))
+  return found
+
+
+@functools.lru_cache(maxsize=1)
+def launcher() -> _Launcher:
+  """The strongest launcher that works on this machine (probed once)."""
+  for candidate in _candidates():
+    if _works(candidate.prefix + (candidate.python, "-I", "-B", "-c",
+                                  "import resource, json")):
+      return candidate
+  return _Launcher((), sys.executable, None, "audit hook only")
+
+
+def _child_env(workdir: str) -> dict[str, str]:
+  """The child's whole environment (built here; nothing is inherited)."""
+  return {"HOME": workdir, "TMPDIR": workdir, "LC_ALL": "C.UTF-8",
+          "PATH": "/usr/bin:/bin"}
+
+
+def _prepare_workdir(code: str, uid: int | None) -> str:
+  """A fresh directory holding program.py and the guard script."""
+  workdir = tempfile.mkdtemp(prefix="harness-sandbox-")
+  with open(os.path.join(workdir, "program.py"), "w", encoding="utf-8") as f:
+    f.write(code)
+  shutil.copy(_GUARD_PATH, os.path.join(workdir, "guard.py"))
+  if uid is not None:
+    for name in ("", "program.py", "guard.py"):
+      os.chown(os.path.join(workdir, name), uid, uid)
+  os.chmod(workdir, 0o700)
+  return workdir
+
+
+def _signal_reason(returncode: int) -> str:
+  sig = -returncode
+  if sig == signal.SIGXCPU:
+    return Reason.CPU
+  if sig == signal.SIGXFSZ:
+    return Reason.OUTPUT
+  return f"signal: {signal.Signals(sig).name}"
+
+
+def _classify(returncode: int, status: str, timed_out: bool) -> str:
+  """Reason for a finished child from its exit code and status line."""
+  if timed_out:
+    return Reason.TIMEOUT
+  if returncode < 0:
+    return _signal_reason(returncode)
+  if status:
+    if status == Reason.OK and returncode != 0:
+      return f"exit code {returncode}"
+    return status
+  if returncode == 0:
+    return Reason.NO_STATUS
+  return f"exit code {returncode}"
+
+
+def _read_capped(path: str, cap: int) -> str:
+  with open(path, "rb") as f:
+    return f.read(cap).decode("utf-8", errors="replace")
+
+
+def _spawn(workdir: str, limits: SandboxLimits, status_w: int,
+           out_file, err_file) -> subprocess.Popen:
+  how = launcher()
+  command = list(how.prefix) + [
+      how.python, "-I", "-B", "guard.py", "program.py", str(status_w),
+      limits.rlimits_json()]
+  return subprocess.Popen(
+      command, cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL,
+      stdout=out_file, stderr=err_file, pass_fds=(status_w,),
+      start_new_session=True, close_fds=True)
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
+  """Waits for the child; kills its process group on timeout. True if so."""
+  try:
+    proc.wait(timeout=timeout_s)
+    return False
+  except subprocess.TimeoutExpired:
+    return True
+  finally:
+    try:
+      os.killpg(proc.pid, signal.SIGKILL)  # Also reaps stray descendants.
+    except (ProcessLookupError, PermissionError):
+      pass
+    proc.wait()
+
+
+def run_program(code: str,
+                limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
+  """Runs Python source ``code`` in the sandbox.
+
+  Args:
+    code: A complete Python program (for MBPP: setup code, the candidate
+      solution and the assert statements).
+    limits: Resource and time limits.
+
+  Returns:
+    A SandboxResult; ``passed`` iff the program completed cleanly.
+  """
+  workdir = _prepare_workdir(code, launcher().uid)
+  logdir = tempfile.mkdtemp(prefix="harness-sandbox-log-")
+  status_r, status_w = os.pipe()
+  try:
+    out_path, err_path = (os.path.join(logdir, n) for n in ("out", "err"))
+    with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
+      proc = _spawn(workdir, limits, status_w, out_file, err_file)
+    os.close(status_w)
+    status_w = -1
+    timed_out = _wait(proc, limits.timeout_s)
+    status = os.read(status_r, 256).decode("utf-8", "replace").strip()
+    reason = _classify(proc.returncode, status, timed_out)
+    output = (_read_capped(out_path, limits.output_bytes) +
+              _read_capped(err_path, limits.output_bytes))
+    return SandboxResult(reason == Reason.OK, reason,
+                         output[:limits.output_bytes])
+  finally:
+    for fd in (status_r, status_w):
+      if fd >= 0:
+        os.close(fd)
+    shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(logdir, ignore_errors=True)
+
+
+def run_programs(codes: Sequence[str],
+                 limits: SandboxLimits = SandboxLimits(),
+                 workers: int = 2) -> list[SandboxResult]:
+  """Runs several programs, ``workers`` sandboxes at a time, in order."""
+  with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+    return list(pool.map(lambda c: run_program(c, limits), codes))

@@ -1,0 +1,91 @@
+"""Registers every decoding method of both papers under one name each."""
+
+from __future__ import annotations
+
+import functools
+from harness.decoding import autoregressive
+from harness.decoding import bild
+from harness.decoding import cascade
+from harness.decoding import speculative
+from harness.decoding import targets
+from harness.decoding.registry import MethodSpec, register_method
+
+_SPECULATIVE = (
+    # name, rule, description
+    ("spec_decode", "verifier",
+     "speculative sampling (Alg. 1), lossless; π = p"),
+    ("spec_cascade_chow", "chow",
+     "speculative cascade (Alg. 5), Chow rule: defer iff max q < 1 - α"),
+    ("spec_cascade_diff", "diff",
+     "speculative cascade (Alg. 5), Diff rule: defer iff max q < max p - α"),
+    ("spec_cascade_opt", "opt",
+     "speculative cascade (Alg. 5), OPT rule: max q < max p - α·D_TV(p, q)"),
+    ("spec_cascade_token", "token_v3",
+     "token-specific speculative cascade (Alg. 6), TokenV3 ('Token')"),
+    ("spec_cascade_token_v1", "token_v1",
+     "token-specific speculative cascade, TokenV1: q(v) < max p - α"),
+    ("spec_cascade_token_v2", "token_v2",
+     "token-specific speculative cascade, TokenV2: p(v) < max p - α"),
+)
+
+for _name, _rule, _doc in _SPECULATIVE:
+  register_method(MethodSpec(
+      name=_name, rule=_rule, description=_doc,
+      fn=functools.partial(speculative.decode, rule=_rule)))
+
+register_method(MethodSpec(
+    name="autoregressive", rule=None, description=(
+        "one model, token by token (drafter-only / verifier-only reference)"),
+    fn=autoregressive.decode, defaults=(("model", "verifier"),),
+    option_choices=(("model", ("verifier", "drafter")),)))
+
+
+def _lossy(*args, beta, **kwargs):
+  rule = {"one": "lossy_one", "normalize": "lossy_normalize"}[beta]
+  return speculative.decode(*args, rule=rule, **kwargs)
+
+
+register_method(MethodSpec(
+    name="spec_decode_lossy", rule="lossy_one", fn=_lossy,
+    defaults=(("beta", "one"),),
+    option_choices=(("beta", ("one", "normalize")),),
+    description=("lossy speculative decoding: accept w.p. "
+                 "min(1, p/((1-α)q)); beta=one|normalize")))
+
+
+def _bild_star(*args, discrepancy, **kwargs):
+  return speculative.decode(*args, rule="bild_star", discrepancy=discrepancy,
+                            **kwargs)
+
+
+register_method(MethodSpec(
+    name="bild_star", rule="bild_star", fn=_bild_star,
+    defaults=(("discrepancy", targets.Discrepancy.PROB_GAP),),
+    option_choices=(("discrepancy", targets.Discrepancy.ALL),),
+    description="BiLD* (fixed γ): π = q if D(q, p) ≤ α else p"))
+
+register_method(MethodSpec(
+    name="token_cascade_chow", rule="chow", fn=cascade.token_cascade,
+    defaults=(("max_small_run", cascade.DEFAULT_MAX_SMALL_RUN),),
+    description=("sequential token-level cascade (Alg. 2), Chow rule; one "
+                 "verifier call per deferral")))
+
+register_method(MethodSpec(
+    name="oracle_cascade_diff", rule="diff", fn=cascade.oracle_cascade,
+    description=("token-level cascade with the oracle Diff rule (Alg. 3); "
+                 "only deferrals are charged")))
+
+register_method(MethodSpec(
+    name="seq_cascade_chow", rule="chow", fn=cascade.seq_cascade,
+    defaults=(("confidence", cascade.SeqConfidence.MEAN_MAX_PROB.value),),
+    option_choices=(("confidence",
+                     tuple(c.value for c in cascade.SeqConfidence)),),
+    description=("sequence-level cascade: drafter output unless its "
+                 "confidence < 1 - α, else the verifier's")))
+
+register_method(MethodSpec(
+    name="bild", rule=None, alpha_range=(0.0, 1.0), fn=bild.bild,
+    defaults=(("max_small_run", cascade.DEFAULT_MAX_SMALL_RUN),
+              ("rollback_threshold", bild.DEFAULT_ROLLBACK_THRESHOLD)),
+    description=("original BiLD: fallback when max q < α (dynamic window), "
+                 "rollback when -log p(y) > rollback_threshold")))

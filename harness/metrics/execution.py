@@ -1,9 +1,10 @@
 """Execution-based metrics: MBPP pass@1 through the sandbox.
 
 Each prediction is one sampled program (pass@1 with one sample per problem).
-The program that runs is ``test_setup_code + prediction + test_list`` (the
-MBPP convention), in ``harness.metrics.sandbox``; a problem passes iff all its
-asserts pass within the limits.
+The program that runs is ``prediction + test_setup_code + test_list`` in ``harness.metrics.sandbox``; a problem passes iff all its
+asserts pass within the limits. The setup code goes *after* the solution:
+in tasks 367 and 927 it builds trees from the ``Node`` class that the
+solution defines (with setup first, their reference solutions fail).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ def mbpp_program(solution: str, extra: Mapping[str, Any]) -> str:
       ``test_setup_code``.
 
   Returns:
-    Python source: setup code, the solution, then the asserts.
+    Python source: the solution, the setup code, then the asserts.
   """
   if "test_list" not in extra:
     raise registry.MetricError("pass@1 needs 'test_list' in each extras entry")
-  parts = [extra.get("test_setup_code", ""), solution, *extra["test_list"]]
+  parts = [solution, extra.get("test_setup_code", ""), *extra["test_list"]]
   return "\n".join(p for p in parts if p) + "\n"
 
 

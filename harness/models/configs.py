@@ -35,8 +35,10 @@ class T5Config:
       bidirectional encoder).
     max_distance: distance at which buckets stop growing logarithmically.
     layer_norm_eps: RMSNorm epsilon.
-    tie_embeddings: T5 v1.0 style: output logits use the input embedding and
-      the decoder output is scaled by `d_model**-0.5`. False for v1.1.
+    tie_embeddings: output logits use the input embedding (no `lm_head`
+      param). False for v1.1, True for v1.0.
+    scale_logits: scale the decoder output by `d_model**-0.5` before the
+      output layer (v1.0 behaviour, which goes with tied embeddings).
     gated_act: "gelu_tanh" (v1.1 gated-GELU) or "relu" (v1.0, ungated).
     pad_id: padding id, also the decoder start token.
     eos_id: end-of-sequence id.
@@ -52,6 +54,7 @@ class T5Config:
   max_distance: int = 128
   layer_norm_eps: float = 1e-6
   tie_embeddings: bool = False
+  scale_logits: bool = False
   gated_act: str = "gelu_tanh"
   pad_id: int = 0
   eos_id: int = 1

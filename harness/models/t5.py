@@ -5,7 +5,7 @@ position buckets (one learned table per stack, shared by its layers), gated
 GELU feed-forward, no biases anywhere, no attention-logit scaling (folded into
 the query init), untied input and output embeddings and therefore no
 `d_model ** -0.5` scaling of the decoder output (that scaling applies only to
-tied, v1.0-style models: `T5Config.tie_embeddings`).
+v1.0-style models: `T5Config.tie_embeddings` and `T5Config.scale_logits`).
 
 Cached decoding: :meth:`T5.prefill` runs the encoder once on the padded prompt
 and precomputes every decoder layer's cross-attention keys and values;
@@ -248,8 +248,9 @@ class T5(Transformer):
     """Decoder output [B, T, D] -> float32 logits [B, T, V]."""
     c = self.config
     x = _norm(x, self.params["decoder"]["final_norm"], c)
-    if c.tie_embeddings:
+    if c.scale_logits:
       x = x * (c.d_model ** -0.5)
+    if c.tie_embeddings:
       logits = jnp.einsum("btd,vd->btv", x, self.params["embed"])
     else:
       logits = jnp.einsum("btd,dv->btv", x, self.params["lm_head"])

@@ -1,0 +1,71 @@
+"""A thin SentencePiece tokenizer wrapper with a vocabulary fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import sentencepiece as spm
+
+
+class Tokenizer:
+  """SentencePiece tokenizer identified by the sha256 of its model file.
+
+  Args:
+    model_file: path of a SentencePiece `.model` file.
+
+  Attributes:
+    id: "spm-sha256:<hex>"; two tokenizers with the same id map text to the
+      same ids (drafter and verifier must agree on it).
+  """
+
+  def __init__(self, model_file: str | os.PathLike):
+    with open(model_file, "rb") as f:
+      self._proto = f.read()
+    self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
+    self.id = "spm-sha256:" + hashlib.sha256(self._proto).hexdigest()
+
+  @property
+  def serialized(self) -> bytes:
+    """The model file's bytes (to save it next to a checkpoint)."""
+    return self._proto
+
+  @property
+  def vocab_size(self) -> int:
+    return self._sp.get_piece_size()
+
+  @property
+  def eos_id(self) -> int:
+    return self._sp.eos_id()
+
+  @property
+  def pad_id(self) -> int:
+    return self._sp.pad_id()
+
+  @property
+  def bos_id(self) -> int:
+    """-1 when the vocabulary has no BOS token (T5)."""
+    return self._sp.bos_id()
+
+  def encode(self, text: str, add_bos: bool = False,
+             add_eos: bool = False) -> list[int]:
+    """Text -> ids, optionally with BOS first and/or EOS last."""
+    return self._sp.encode(text, add_bos=add_bos, add_eos=add_eos)
+
+  def decode(self, ids) -> str:
+    """Ids -> text; ids beyond the SentencePiece vocabulary are dropped.
+
+    (Model vocabularies are often padded past the tokenizer's, e.g. T5's
+    32128 logits for a 32000-piece vocabulary.)
+    """
+    ids = [int(i) for i in ids if 0 <= int(i) < self.vocab_size]
+    return self._sp.decode(ids)
+
+
+def check_same_tokenizer(drafter, verifier) -> None:
+  """Raises ValueError if two models (or tokenizers) differ in vocabulary."""
+  a = getattr(drafter, "tokenizer_id", getattr(drafter, "id", None))
+  b = getattr(verifier, "tokenizer_id", getattr(verifier, "id", None))
+  if a != b:
+    raise ValueError(
+        f"drafter and verifier tokenizers differ: {a!r} vs {b!r}")

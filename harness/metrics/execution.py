@@ -1,8 +1,9 @@
 """Execution-based metrics: MBPP pass@1 through the sandbox.
 
 Each prediction is one sampled program (pass@1 with one sample per problem).
-The program that runs is ``prediction + test_setup_code + test_list`` in ``harness.metrics.sandbox``; a problem passes iff all its
-asserts pass within the limits. The setup code goes *after* the solution:
+The program that runs is ``prediction + test_setup_code + test_list``, in
+``harness.metrics.sandbox``; a problem passes iff all its asserts pass within
+the limits. The setup code goes *after* the solution:
 in tasks 367 and 927 it builds trees from the ``Node`` class that the
 solution defines (with setup first, their reference solutions fail).
 """

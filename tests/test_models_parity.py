@@ -205,3 +205,14 @@ def test_saved_by_harness_loads_in_transformers(tmp_path, hf_gemma, hf_t5):
       want = _torch_logits(hf, input_ids=ids)
       got = model.forward_logits(None, ids)
     np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_relative_position_buckets_match_reference(bidirectional):
+  from harness.models.t5 import relative_position_bucket  # pylint: disable=g-import-not-at-top
+  from transformers.models.t5 import modeling_t5  # pylint: disable=g-import-not-at-top
+  rel = np.arange(-300, 301)
+  want = modeling_t5.T5Attention._relative_position_bucket(  # pylint: disable=protected-access
+      torch.tensor(rel), bidirectional, 32, 128).numpy()
+  got = relative_position_bucket(jnp.asarray(rel), bidirectional, 32, 128)
+  np.testing.assert_array_equal(got, want)

@@ -1,0 +1,151 @@
+"""load_pretrained / save_pretrained round trips, sharded indexes and errors."""
+
+import json
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import safetensors.numpy
+
+from harness.models import (Tokenizer, check_same_tokenizer, load_pretrained,
+                            random_gemma, random_t5, save_pretrained, testing)
+
+
+@pytest.fixture(scope="module")
+def spm_file(tmp_path_factory):
+  return testing.train_tiny_sentencepiece(
+      tmp_path_factory.mktemp("spm") / "t5.model")
+
+
+@pytest.fixture(scope="module", params=["t5", "gemma3"])
+def saved(request, tmp_path_factory, spm_file):
+  """(model, directory) of a random tiny model saved with a tokenizer."""
+  key = jax.random.PRNGKey(1)
+  model = (random_t5(key, testing.TINY_T5) if request.param == "t5"
+           else random_gemma(key, testing.TINY_GEMMA3))
+  directory = tmp_path_factory.mktemp(request.param)
+  save_pretrained(model, directory, Tokenizer(spm_file))
+  return model, str(directory)
+
+
+def _assert_same_params(a, b):
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_round_trip(saved):
+  model, directory = saved
+  loaded, params, tokenizer = load_pretrained(directory)
+  assert loaded.params is params
+  assert loaded.config == model.config
+  _assert_same_params(params, model.params)
+  assert loaded.tokenizer_id == tokenizer.id
+  assert tokenizer.id.startswith("spm-sha256:")
+
+
+def test_bfloat16(saved):
+  _, directory = saved
+  model, params, _ = load_pretrained(directory, dtype=jnp.bfloat16)
+  assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("bfloat16")}
+  save_pretrained(model, directory + "_bf16")
+  again, _, _ = load_pretrained(directory + "_bf16", dtype=jnp.bfloat16,
+                                require_tokenizer=False)
+  _assert_same_params(again.params, params)
+
+
+def test_sharded_index(saved, tmp_path):
+  model, directory = saved
+  tensors = safetensors.numpy.load_file(
+      os.path.join(directory, "model.safetensors"))
+  names = sorted(tensors)
+  weight_map = {}
+  for i, part in enumerate((names[::2], names[1::2])):
+    file = f"model-{i + 1:05d}-of-00002.safetensors"
+    safetensors.numpy.save_file({n: tensors[n] for n in part},
+                                str(tmp_path / file))
+    weight_map.update({n: file for n in part})
+  with open(tmp_path / "model.safetensors.index.json", "w") as f:
+    json.dump({"metadata": {}, "weight_map": weight_map}, f)
+  for name in ("config.json", "spiece.model", "tokenizer.model"):
+    if os.path.exists(os.path.join(directory, name)):
+      with open(os.path.join(directory, name), "rb") as src:
+        (tmp_path / name).write_bytes(src.read())
+  loaded, _, _ = load_pretrained(tmp_path)
+  _assert_same_params(loaded.params, model.params)
+
+
+def _copy(directory, tmp_path, skip=()):
+  for name in os.listdir(directory):
+    if name not in skip:
+      with open(os.path.join(directory, name), "rb") as src:
+        (tmp_path / name).write_bytes(src.read())
+  return tmp_path
+
+
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors",
+                                     "tokenizer"])
+def test_missing_file_errors(saved, tmp_path, missing):
+  _, directory = saved
+  skip = ({"spiece.model", "tokenizer.model"} if missing == "tokenizer"
+          else {missing})
+  _copy(directory, tmp_path, skip)
+  with pytest.raises(FileNotFoundError, match="missing"):
+    load_pretrained(tmp_path)
+  with pytest.raises(FileNotFoundError, match="directory"):
+    load_pretrained(tmp_path / "nowhere")
+
+
+def test_unknown_architecture(saved, tmp_path):
+  _, directory = saved
+  _copy(directory, tmp_path)
+  cfg = json.loads((tmp_path / "config.json").read_text())
+  cfg["model_type"] = "llama"
+  (tmp_path / "config.json").write_text(json.dumps(cfg))
+  with pytest.raises(ValueError, match="unknown architecture 'llama'"):
+    load_pretrained(tmp_path)
+
+
+def test_wrong_shape_names_the_tensor(saved, tmp_path):
+  _, directory = saved
+  _copy(directory, tmp_path)
+  file = str(tmp_path / "model.safetensors")
+  tensors = safetensors.numpy.load_file(file)
+  name = sorted(n for n in tensors if n.endswith("v.weight")
+                or n.endswith("v_proj.weight"))[0]
+  tensors[name] = tensors[name][:-1]
+  safetensors.numpy.save_file(tensors, file)
+  with pytest.raises(ValueError, match=re.escape(f"tensor {name} has shape")):
+    load_pretrained(tmp_path)
+  del tensors[name]
+  safetensors.numpy.save_file(tensors, file)
+  with pytest.raises(KeyError, match=re.escape(name)):
+    load_pretrained(tmp_path)
+
+
+def test_tokenizer_wrapper(spm_file):
+  tok = Tokenizer(spm_file)
+  assert (tok.pad_id, tok.eos_id, tok.bos_id) == (0, 1, -1)
+  text = testing.synthetic_lines(3, seed=5)[0]
+  ids = tok.encode(text)
+  assert ids and all(3 <= i < tok.vocab_size for i in ids)
+  assert tok.decode(ids) == text
+  assert tok.encode(text, add_eos=True)[-1] == tok.eos_id
+  assert tok.decode(ids + [tok.vocab_size + 5]) == text  # padded vocab ids
+
+
+def test_tokenizer_mismatch_is_rejected(saved, spm_file, tmp_path):
+  model, directory = saved
+  loaded, _, tok = load_pretrained(directory)
+  check_same_tokenizer(loaded, loaded)
+  other = Tokenizer(testing.train_tiny_sentencepiece(
+      tmp_path / "other.model", vocab_size=90, seed=1))
+  assert other.id != tok.id
+  with pytest.raises(ValueError, match="tokenizers differ"):
+    check_same_tokenizer(loaded, loaded.replace(tokenizer_id=other.id))
+  decoding = pytest.importorskip("harness.decoding")
+  with pytest.raises(ValueError, match="tokenizer"):
+    decoding.decode("spec_decode", loaded.replace(tokenizer_id=other.id),
+                    loaded, np.array([3, 4, 5]), temperature=0.0)
+  del model, spm_file

@@ -89,6 +89,8 @@ def bild_step(drafter, verifier, knobs, max_decode_len, max_small_run,
 
   token, write_at, v_cache, n, rolled = jax.lax.cond(fallback, large, small,
                                                      None)
+  # Drafted tokens cut by a rollback leave the output (and the counts).
+  removed = s.seq.length - write_at
   seq = s.seq.replace(length=write_at)
   seq, emitted = st.emit(seq, token[None], 1, drafter.eos_id, max_decode_len)
   # Both caches hold every token but the newest (or fewer, for the drafter
@@ -100,7 +102,7 @@ def bild_step(drafter, verifier, knobs, max_decode_len, max_small_run,
   stats = st.add_stats(
       s.stats, iterations=1, drafter_steps=1, verifier_calls=fallback,
       verifier_positions=n, deferrals=fallback, forced_deferrals=forced,
-      rollbacks=rolled, emitted_drafter=(~fallback) * emitted,
+      rollbacks=rolled, emitted_drafter=(~fallback) * emitted - removed,
       emitted_verifier=fallback * emitted)
   return s.replace(seq=seq, d_cache=d_cache, v_cache=v_cache, v_len=v_len,
                    run=jnp.where(fallback, 0, s.run + 1), rng=rng, stats=stats)

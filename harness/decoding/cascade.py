@@ -64,8 +64,8 @@ def _init(drafter, verifier, prompt, prompt_len, size, rng):
 
 
 def _buckets(max_pending: int) -> tuple[int, ...]:
-  return tuple(b for b in st.WINDOW_BUCKETS if b < max_pending) + (
-      min(b for b in st.WINDOW_BUCKETS if b >= max_pending),)
+  """Powers of two 1, 2, 4, … up to the first ≥ max_pending."""
+  return tuple(1 << i for i in range(max(max_pending - 1, 0).bit_length() + 1))
 
 
 def _verifier_probs(verifier, s: CascadeState, knobs, buckets):

@@ -76,10 +76,12 @@ def trace_count(method: str, gamma: int | None = None) -> int:
              if m == method and (gamma is None or g == gamma))
 
 
-def _buffer_size(prompt_bucket: int, max_decode_len: int, gamma: int) -> int:
+def _buffer_size(prompt_bucket: int, max_decode_len: int, gamma: int,
+                 options: dict[str, Any]) -> int:
   # Room for the decoder prompt, the output and the widest scratch window.
-  return prompt_bucket + max_decode_len + max(gamma + 1, st.WINDOW_BUCKETS[-1],
-                                              2) + 1
+  pending = int(options.get("max_small_run", 0)) + 1
+  window = max(gamma + 1, 2, 1 << max(pending - 1, 0).bit_length())
+  return prompt_bucket + max_decode_len + window + 1
 
 
 def _decode_impl(drafter, verifier, prompt, prompt_len, alpha, temperature,
@@ -87,7 +89,7 @@ def _decode_impl(drafter, verifier, prompt, prompt_len, alpha, temperature,
   _TRACE_COUNTS[(method, gamma, max_decode_len, prompt.shape[0], options)] += 1
   spec = METHODS[method]
   knobs = st.Knobs(alpha=alpha, temperature=temperature, top_p=top_p)
-  size = _buffer_size(prompt.shape[0], max_decode_len, gamma)
+  size = _buffer_size(prompt.shape[0], max_decode_len, gamma, dict(options))
   return spec.fn(drafter, verifier, prompt, prompt_len, knobs, rng,
                  gamma=gamma, max_decode_len=max_decode_len, size=size,
                  **dict(options))
@@ -146,6 +148,13 @@ def validate(method: str, drafter, verifier, prompt, *, gamma, alpha,
     if full[key] not in choices:
       raise ValueError(f"{key}={full[key]!r} for {method!r} must be one of "
                        f"{list(choices)}")
+  for key in ("max_small_run",):
+    if key in full and (not isinstance(full[key], (int, np.integer))
+                        or isinstance(full[key], bool) or full[key] < 1):
+      raise ValueError(f"{key}={full[key]!r} must be an integer ≥ 1")
+  if "rollback_threshold" in full and not full["rollback_threshold"] >= 0:
+    raise ValueError(f"rollback_threshold={full['rollback_threshold']!r} "
+                     "must be ≥ 0")
   lo, hi = spec.valid_alpha(full)
   _check_range("alpha", float(alpha), lo, hi, f"{method}'s")
   if drafter.vocab_size != verifier.vocab_size:

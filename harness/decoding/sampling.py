@@ -88,7 +88,9 @@ def process_logits(logits: jax.Array, temperature: jax.Array,
   greedy = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1],
                           dtype=jnp.float32)
   t = jnp.maximum(temperature, MIN_TEMPERATURE)
-  tempered = jax.nn.softmax(logits / t, axis=-1)
+  # Shift before dividing so a huge logit over a tiny T cannot overflow.
+  shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
+  tempered = jax.nn.softmax(shifted / t, axis=-1)
   scaled = jnp.where(temperature == 0, greedy, tempered)
   return top_p_filter(scaled, top_p), raw
 

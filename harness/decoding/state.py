@@ -16,9 +16,6 @@ import jax.numpy as jnp
 
 # Value of ``DecodeOutput.tokens`` after EOS or the length limit.
 PAD_TOKEN = -1
-# Power-of-two window sizes used to score a variable number of pending tokens
-# with a static shape (lax.switch over one compiled branch per size).
-WINDOW_BUCKETS = (1, 2, 4, 8, 16)
 
 
 @flax.struct.dataclass

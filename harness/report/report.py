@@ -1,0 +1,147 @@
+"""``write_report``: results files in, Table 2 and figures out.
+
+Reads only ``results/**`` (never runs a model): loads and merges the cells,
+fills null relative latencies from per-example times, bootstraps confidence
+intervals, extracts Table 2 and draws every figure the results support.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from harness.report import analysis
+from harness.report import appendix
+from harness.report import bootstrap as bootstrap_lib
+from harness.report import figures
+from harness.report import load
+from harness.report import render
+from harness.report import tables
+
+TABLE_STEM = "table2"
+POINTS_FILE = "points.csv"
+# Columns of points.csv: everything needed to re-plot a curve.
+POINT_COLUMNS = (
+    "cell_id", "task", "pair", "temperature", "top_p", "max_decode_len",
+    "gamma", "method", "role", "alpha", "headline_metric", "quality",
+    "quality_low", "quality_high", "relative_latency", "latency_low",
+    "latency_high", "cost_relative_latency", "rejection_rate",
+    "deferral_rate", "acceptance_rate", "mean_accepted_length",
+    "predicted_speedup", "measured_speedup", "setting", "large_cell_id",
+    "small_cell_id")
+# Figure file stem -> function(cells) returning a Figure or None.
+FIGURES: dict[str, Callable[[pd.DataFrame], object]] = {
+    "curves": appendix.plot_curves,
+    "curves_cost_model": lambda c: appendix.plot_curves(
+        c, figures.XAxis.COST_RELATIVE_LATENCY),
+    "rejection": appendix.plot_rejection,
+    "deferral": appendix.plot_deferral,
+    "temperature": lambda c: appendix.plot_sweep(
+        c, appendix.SweepParam.TEMPERATURE),
+    "top_p": lambda c: appendix.plot_sweep(c, appendix.SweepParam.TOP_P),
+    "gamma": lambda c: appendix.plot_sweep(c, appendix.SweepParam.GAMMA),
+    "rule_ablation": appendix.plot_rule_ablation,
+    "bild": appendix.plot_bild,
+    "speedup": appendix.plot_speedup,
+}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Report:
+  """Everything a report is made of.
+
+  Attributes:
+    cells: Cells with filled relative latencies and CI columns.
+    table: The long Table 2 (:func:`tables.build_table2`).
+    bootstrap: What the bootstrap did.
+  """
+  cells: pd.DataFrame
+  table: pd.DataFrame
+  bootstrap: analysis.BootstrapReport
+
+  def notes(self) -> list[str]:
+    """Footnotes: the bootstrap's cost and its warnings."""
+    b = self.bootstrap
+    head = (f"Bootstrap: {b.num_resamples} resamples of examples per task "
+            f"(shared by all cells of a task), 95% percentile intervals; "
+            f"{b.num_cells} cells with quality intervals; {b.seconds:.1f} s.")
+    return [head, *b.notes]
+
+
+def build_report(results, *, bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
+                 seed: int = 0) -> Report:
+  """Loads results and computes the cells' intervals and Table 2."""
+  loaded = load.load_results(results)
+  cells = analysis.fill_relative_latency(loaded.cells, loaded.examples)
+  cells, info = analysis.add_intervals(cells, loaded.examples,
+                                       num_resamples=bootstrap, seed=seed)
+  return Report(cells=cells, table=tables.build_table2(cells),
+                bootstrap=info)
+
+
+def default_out_dir(results) -> pathlib.Path:
+  """The results dir itself, or the common parent of several."""
+  if isinstance(results, (str, os.PathLike)):
+    return pathlib.Path(results)
+  return pathlib.Path(os.path.commonpath([os.path.abspath(r)
+                                          for r in results]))
+
+
+def save_figure(fig, out_dir: pathlib.Path, stem: str) -> list[str]:
+  """Writes ``<stem>.png`` (dpi ≥ 200) and ``<stem>.pdf``."""
+  paths = []
+  for fmt in figures.FIGURE_FORMATS:
+    path = out_dir / f"{stem}.{fmt}"
+    fig.savefig(path, dpi=figures.PNG_DPI)
+    paths.append(str(path))
+  return paths
+
+
+def _write_tables(report: Report, out_dir: pathlib.Path) -> list[str]:
+  notes = report.notes()
+  texts = {f"{TABLE_STEM}.md": render.format_table2_markdown(report.table,
+                                                             notes),
+           f"{TABLE_STEM}.tex": render.format_table2_latex(report.table)}
+  paths = []
+  for name, text in texts.items():
+    (out_dir / name).write_text(text)
+    paths.append(str(out_dir / name))
+  report.table.to_csv(out_dir / f"{TABLE_STEM}.csv", index=False)
+  report.cells[list(POINT_COLUMNS)].to_csv(out_dir / POINTS_FILE, index=False)
+  return paths + [str(out_dir / f"{TABLE_STEM}.csv"),
+                  str(out_dir / POINTS_FILE)]
+
+
+def write_report(results: "str | os.PathLike | Sequence[str | os.PathLike]",
+                 out_dir: "str | os.PathLike | None" = None, *,
+                 bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
+                 seed: int = 0) -> list[str]:
+  """Writes Table 2 (md, csv, tex), points.csv and every supported figure.
+
+  Args:
+    results: A results directory, a parent of several, or a list (shards).
+    out_dir: Where to write; default: the results dir (or common parent).
+    bootstrap: Resamples of examples for the CIs (0 = no intervals).
+    seed: Bootstrap seed.
+
+  Returns:
+    The paths written.
+
+  Raises:
+    load.ResultsError: a malformed or conflicting results file (one line
+      naming the file and field).
+  """
+  report = build_report(results, bootstrap=bootstrap, seed=seed)
+  out = pathlib.Path(out_dir) if out_dir is not None else default_out_dir(
+      results)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = _write_tables(report, out)
+  for stem, plot in FIGURES.items():
+    fig = plot(report.cells)
+    if fig is not None:
+      paths.extend(save_figure(fig, out, stem))
+  return paths

@@ -32,6 +32,8 @@ DEFAULT_METHODS = ("spec_decode_lossy", "spec_cascade_token", "bild_star")
 DEFAULT_ALPHAS = (0.0, 0.5, 1.0)
 LARGE_NOISE, SMALL_NOISE = 1, 5
 LARGE_COST, SMALL_COST = 1.0, 0.3
+# Per-example timing jitter (a fraction), so latency intervals have width.
+TIME_JITTER = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +96,8 @@ def _records(spec: CellSpec, num_examples: int) -> list[dict]:
   records = []
   for i, ref in enumerate(REFERENCES[:num_examples]):
     pred = _prediction(ref, spec.noise)
-    time_s = spec.cost * len(ref.split()) * 1e-3
+    jitter = 1 + TIME_JITTER * ((3 * i + spec.noise + len(spec.method)) % 4)
+    time_s = spec.cost * len(ref.split()) * 1e-3 * jitter
     records.append({
         "cell_id": spec.cell_id, "example_id": f"ex{i}", "index": i,
         "prompt_sha256": _sha(f"prompt {i}"), "target_sha256": _sha(ref),

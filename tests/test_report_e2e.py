@@ -1,0 +1,115 @@
+"""End to end: write_report on a small hand-made results directory."""
+
+import json
+import math
+import pathlib
+
+import pandas as pd
+import pytest
+
+from harness.report import load
+from harness.report import render
+from harness.report import report
+from harness.report import testing
+from harness import report as report_api
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+  root = tmp_path_factory.mktemp("e2e") / "exp"
+  specs = testing.default_cells() + [
+      testing.method_cell(t, "spec_decode", 0.0) for t in testing.DEFAULT_TASKS]
+  testing.write_synthetic_results(root, specs)
+  paths = report_api.write_report(root, bootstrap=200, seed=0)
+  return root, paths
+
+
+def test_writes_tables_points_and_figures(written):
+  root, paths = written
+  names = {pathlib.Path(p).name for p in paths}
+  expected = {"table2.md", "table2.csv", "table2.tex", "points.csv"}
+  for stem in ("curves", "curves_cost_model", "rejection", "speedup"):
+    expected |= {f"{stem}.png", f"{stem}.pdf"}
+  assert expected <= names
+  assert "temperature.png" not in names  # One temperature only.
+  for p in paths:
+    assert pathlib.Path(p).parent == root and pathlib.Path(p).stat().st_size
+  assert pathlib.Path(root / "curves.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_table2_csv_known_answers(written):
+  root, _ = written
+  table = pd.read_csv(root / "table2.csv")
+  points = pd.read_csv(root / "points.csv").set_index("cell_id")
+  assert sorted(table["task"].unique()) == sorted(testing.DEFAULT_TASKS)
+  for task in testing.DEFAULT_TASKS:
+    rows = table[table["task"] == task].set_index("method")
+    # Paper rows in Table 2 order, then other methods below the rule.
+    assert list(rows.index) == ["spec_decode_lossy", "bild_star",
+                                "spec_cascade_token", "spec_decode"]
+    assert list(rows["group"]) == ["paper"] * 3 + ["other"]
+    # SpecCascade [Token] at α=0 reproduces the large model's predictions.
+    token = rows.loc["spec_cascade_token"]
+    cell = testing.method_cell(task, "spec_cascade_token", 0.0).cell_id
+    assert token["speedup@1_cell"] == cell and token["speedup@1_alpha"] == 0
+    assert token["speedup@1"] == pytest.approx(
+        1 / points.loc[cell, "relative_latency"])
+    assert token["speedup@1_low"] <= token["speedup@1"] <= token[
+        "speedup@1_high"]
+    assert token["cost_speedup@1"] == pytest.approx(
+        1 / testing.method_cell(task, "spec_cascade_token", 0.0).cost)
+    # BiLD* is always one word worse than the large model: "–".
+    assert math.isnan(rows.loc["bild_star", "speedup@1"])
+    assert rows.loc["bild_star", "best_quality"] < token["large_quality"]
+    assert token["best_quality"] == pytest.approx(token["large_quality"])
+
+
+def test_markdown_and_latex(written):
+  root, _ = written
+  md = (root / "table2.md").read_text()
+  assert md.count("### ") == 2 and "| BiLD*" in md and "*other methods*" in md
+  assert "–" in md and "(cost model)" in md and "Bootstrap: 200" in md
+  tex = (root / "table2.tex").read_text()
+  assert tex.count(r"\begin{tabular}") == 3
+  assert tex.count(r"\toprule") == 3 and tex.count(r"\bottomrule") == 3
+  # A rule between the paper's rows and SpecDecode, in all three tables.
+  assert tex.count("\\midrule\nSpecDecode &") == 3
+  assert r"wmt\_ende" in tex and r"$\times$" in tex
+
+
+def test_format_table2_text_matches_markdown(written):
+  root, _ = written
+  built = report.build_report(root, bootstrap=0)
+  text = report_api.format_table2_text(built.table)
+  assert "SpecCascade [Token]" in text and "[" not in text.split("|")[-3]
+  assert text == render.format_table2_markdown(built.table)
+
+
+def test_shards_and_out_dir(written, tmp_path):
+  root, _ = written
+  shard_a, shard_b = tmp_path / "a", tmp_path / "b"
+  for shard in (shard_a, shard_b):
+    (shard / "cells").mkdir(parents=True)
+  ids = sorted(p.stem for p in (root / "cells").glob("*.json"))
+  for i, cell_id in enumerate(ids):
+    target = shard_a if i % 2 == 0 else shard_b
+    for f in (root / "cells").glob(f"{cell_id}.json*"):
+      (target / "cells" / f.name).write_text(f.read_text())
+  out = tmp_path / "report"
+  paths = report_api.write_report([shard_a, shard_b], out, bootstrap=0)
+  assert all(pathlib.Path(p).parent == out for p in paths)
+  merged = pd.read_csv(out / "table2.csv")
+  whole = pd.read_csv(root / "table2.csv")
+  pd.testing.assert_series_equal(merged["speedup@1"], whole["speedup@1"])
+
+
+def test_malformed_summary_fails_with_one_line(tmp_path):
+  root = testing.write_synthetic_results(tmp_path / "exp")
+  path = next((root / "cells").glob("*reference_large*.json"))
+  summary = json.loads(path.read_text())
+  summary["latency"]["mean_s"] = "slow"
+  path.write_text(json.dumps(summary))
+  with pytest.raises(load.ResultsError) as e:
+    report_api.write_report(root, bootstrap=0)
+  assert str(e.value) == (f"{path}: field 'latency.mean_s' must be a number, "
+                          f"got str")

@@ -1,0 +1,132 @@
+"""The results loader: merging shards, one-line errors, relative latency."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from harness.report import analysis
+from harness.report import load
+from harness.report import testing
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+  return testing.write_synthetic_results(
+      tmp_path_factory.mktemp("res") / "exp")
+
+
+def _copy(src: pathlib.Path, dst: pathlib.Path, names) -> None:
+  (dst / "cells").mkdir(parents=True)
+  for name in names:
+    for suffix in (".json", ".jsonl"):
+      f = src / "cells" / f"{name}{suffix}"
+      (dst / "cells" / f.name).write_text(f.read_text())
+
+
+def test_loads_cells_examples_and_references(results_dir):
+  res = load.load_results(results_dir)
+  specs = testing.default_cells()
+  assert len(res.cells) == len(specs)
+  assert len(res.examples) == 4 * len(specs)
+  methods = res.cells[res.cells["role"] == "method"]
+  assert methods["large_cell_id"].str.contains("reference_large").all()
+  assert methods["small_cell_id"].str.contains("reference_small").all()
+  assert set(res.cells["headline_metric"]) == {"bleu", "rouge2"}
+  assert list(res.manifests) == [str(results_dir / "manifest.json")]
+
+
+def test_shards_merge_and_identical_duplicates_are_kept_once(results_dir,
+                                                             tmp_path):
+  ids = sorted(p.stem for p in (results_dir / "cells").glob("*.json"))
+  _copy(results_dir, tmp_path / "a", ids[:10])
+  _copy(results_dir, tmp_path / "b", ids[8:])  # Two ids in both shards.
+  merged = load.load_results([tmp_path / "a", tmp_path / "b"])
+  assert sorted(merged.cells["cell_id"]) == ids
+  # A parent directory of both shards gives the same cells.
+  assert sorted(load.load_results(tmp_path).cells["cell_id"]) == ids
+
+
+def test_conflicting_duplicate_names_both_files(results_dir, tmp_path):
+  cell_id = sorted(p.stem for p in (results_dir / "cells").glob("*.json"))[0]
+  _copy(results_dir, tmp_path / "a", [cell_id])
+  _copy(results_dir, tmp_path / "b", [cell_id])
+  path = tmp_path / "b" / "cells" / f"{cell_id}.json"
+  summary = json.loads(path.read_text())
+  summary["cell"]["alpha"] = 0.123
+  path.write_text(json.dumps(summary))
+  with pytest.raises(load.ResultsError) as e:
+    load.load_results([tmp_path / "a", tmp_path / "b"])
+  message = str(e.value)
+  assert "conflicting" in message and "\n" not in message
+  assert str(tmp_path / "a") in message and str(tmp_path / "b") in message
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda s: s["cell"].pop("task"), "cell.task"),
+    (lambda s: s["cell"].update(alpha="high"), "cell.alpha"),
+    (lambda s: s["cell"].update(role="judge"), "cell.role"),
+    (lambda s: s.pop("headline_metric"), "headline_metric"),
+    (lambda s: s["quality"].pop("bleu"), "quality.bleu"),
+    (lambda s: s["stats"].update(rejection_rate=[0.1]),
+     "stats.rejection_rate"),
+    (lambda s: s.update(relative_latency="fast"), "relative_latency"),
+])
+def test_malformed_summary_one_line_error(results_dir, tmp_path, mutate,
+                                          field):
+  cell_id = testing.method_cell("wmt_ende", "spec_cascade_token", 0.5).cell_id
+  _copy(results_dir, tmp_path, [cell_id])
+  path = tmp_path / "cells" / f"{cell_id}.json"
+  summary = json.loads(path.read_text())
+  mutate(summary)
+  path.write_text(json.dumps(summary))
+  with pytest.raises(load.ResultsError) as e:
+    load.load_results(tmp_path)
+  message = str(e.value)
+  assert "\n" not in message
+  assert str(path) in message and repr(field) in message
+
+
+def test_malformed_record_names_file_line_and_field(results_dir, tmp_path):
+  cell_id = testing.method_cell("wmt_ende", "bild_star", 0.0).cell_id
+  _copy(results_dir, tmp_path, [cell_id])
+  path = tmp_path / "cells" / f"{cell_id}.jsonl"
+  lines = path.read_text().splitlines()
+  record = json.loads(lines[2])
+  record["targets"] = "not a list"
+  lines[2] = json.dumps(record)
+  path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(load.ResultsError, match=r"\.jsonl:3: field 'targets'"):
+    load.load_results(tmp_path)
+
+
+def test_empty_or_missing_directory(tmp_path):
+  with pytest.raises(load.ResultsError, match="no cells/"):
+    load.load_results(tmp_path)
+  with pytest.raises(load.ResultsError, match="not a results directory"):
+    load.load_results(tmp_path / "absent")
+
+
+def test_null_relative_latency_is_computed_from_times(results_dir):
+  res = load.load_results(results_dir)
+  assert res.cells["relative_latency"].isna().all()  # Written as null.
+  cells = analysis.fill_relative_latency(res.cells, res.examples)
+  row = cells[cells["method"] == "spec_cascade_token"].iloc[0]
+  times = res.examples.set_index("example_id").groupby("cell_id")["time_s"]
+  method_t = times.get_group(row["cell_id"])
+  large_t = times.get_group(row["large_cell_id"])
+  expected = method_t.mean() / large_t.reindex(method_t.index).mean()
+  assert row["relative_latency"] == pytest.approx(expected)
+  large = cells[cells["role"] == "reference_large"]
+  np.testing.assert_array_equal(large["relative_latency"], 1.0)
+
+
+def test_summary_relative_latency_is_kept(tmp_path):
+  root = testing.write_synthetic_results(tmp_path / "exp",
+                                         null_latency=False)
+  res = load.load_results(root)
+  cells = analysis.fill_relative_latency(res.cells, res.examples)
+  spec = testing.method_cell("cnn_dm", "spec_decode_lossy", 1.0)
+  row = cells.set_index("cell_id").loc[spec.cell_id]
+  assert row["relative_latency"] == pytest.approx(spec.cost)

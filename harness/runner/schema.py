@@ -300,8 +300,9 @@ class Manifest(TypedDict):
     cell_ids: every cell of the sweep, in run order (reference cells first
       within each group); in a shard manifest, the shard's cells only.
     shard: {"index": i, "count": N} (0, 1 when unsharded).
-    calibration: ``Calibration`` of the latest session (each summary carries
-      the constants it was modeled with).
+    calibration: ``Calibration`` of the last pair calibrated in the latest
+      session (each summary carries the constants it was modeled with).
+    calibrations: {pair name: ``Calibration``} of the latest session.
     provenance: ``Provenance``.
   """
   experiment: str
@@ -309,4 +310,5 @@ class Manifest(TypedDict):
   cell_ids: list[str]
   shard: dict[str, int]
   calibration: Optional[Calibration]
+  calibrations: dict[str, Calibration]
   provenance: Provenance

@@ -1,0 +1,210 @@
+"""The cells of a sweep: one (task, method, α, γ, T, top-P) each, with ids.
+
+Order: for each task and each (T, top-P), the two reference cells
+(autoregressive verifier-only, then drafter-only) come first, then the
+method cells (methods in config order, then γ, then α). Relative latency is
+therefore computable when a method cell finishes.
+
+Sharding (``--shard i/N``): the cell at position k of this order belongs to
+shard k mod N. Reference cells are dealt like any other cell, so a shard may
+finish method cells before their reference exists; their summaries then
+carry ``relative_latency: null`` and ``python -m harness report`` fills it
+once the shards' results are merged into one directory. Timing across hosts
+is only comparable on identical hardware (run every shard on the same VM
+type).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import json
+import math
+from typing import Any, Iterator
+
+from harness.runner import config as cfg
+from harness.runner import schema
+
+AUTOREGRESSIVE = "autoregressive"
+# Length of the config hash that ends every cell id.
+HASH_CHARS = 8
+_REFERENCE_MODEL = {schema.Role.REFERENCE_LARGE: "verifier",
+                    schema.Role.REFERENCE_SMALL: "drafter"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One decoding configuration run on a task's examples.
+
+  Attributes:
+    task_run: the task and its sample sizes.
+    method: decoding method name.
+    alpha: lenience α (None for reference cells).
+    gamma: block size γ (None for reference cells).
+    temperature: T.
+    top_p: P.
+    options: method options, defaults filled in (sorted pairs).
+    role: a ``schema.Role``.
+    pair: the model pair.
+    seed: experiment seed.
+    num_trials: timing trials.
+  """
+  task_run: cfg.TaskRun
+  method: str
+  alpha: float | None
+  gamma: int | None
+  temperature: float
+  top_p: float
+  options: cfg.Options
+  role: schema.Role
+  pair: cfg.ModelPair
+  seed: int
+  num_trials: int
+
+  @property
+  def task(self) -> str:
+    return self.task_run.task
+
+  @property
+  def max_decode_len(self) -> int:
+    return self.task_run.decode_len()
+
+  @property
+  def reference_key(self) -> tuple:
+    """Cells with equal keys share their reference cells."""
+    return reference_key(self.to_json())
+
+  def to_json(self) -> schema.CellConfig:
+    """The ``schema.CellConfig`` of this cell."""
+    return schema.CellConfig(
+        task=self.task, method=self.method, alpha=self.alpha,
+        gamma=self.gamma, temperature=self.temperature, top_p=self.top_p,
+        max_decode_len=self.max_decode_len,
+        method_options=dict(self.options), drafter=self.pair.drafter,
+        verifier=self.pair.verifier, pair=self.pair.name, seed=self.seed,
+        num_examples=self.task_run.num_examples,
+        num_latency_examples=self.task_run.latency_examples,
+        num_trials=self.num_trials, role=self.role.value)
+
+  @property
+  def cell_id(self) -> str:
+    """Readable, filesystem-safe and deterministic; ends in a config hash.
+
+    E.g. ``multi30k_ende__spec_cascade_token__g5_T1_P1__a0.3__1a2b3c4d`` or
+    ``multi30k_ende__autoregressive-verifier__T1_P1__5e6f7a8b``.
+    """
+    parts = [self.task, self.method]
+    knobs = f"T{_num(self.temperature)}_P{_num(self.top_p)}"
+    if self.role is schema.Role.METHOD:
+      parts.append(f"g{self.gamma}_{knobs}")
+      parts.append(f"a{_num(self.alpha)}")
+    else:
+      parts[1] += "-" + _REFERENCE_MODEL[self.role]
+      parts.append(knobs)
+    return "__".join(parts + [config_hash(self.to_json())])
+
+
+def reference_key(cell: schema.CellConfig) -> tuple:
+  """The key a cell shares with its reference cells.
+
+  Task, pair, T, top-P, length limit and examples (seed, sample sizes).
+  """
+  return (cell["task"], cell["pair"], cell["temperature"], cell["top_p"],
+          cell["max_decode_len"], cell["seed"], cell["num_examples"],
+          cell["num_latency_examples"])
+
+
+def _num(x: float) -> str:
+  if math.isinf(x):
+    return "inf" if x > 0 else "-inf"
+  return format(x, "g")
+
+
+def config_hash(config: Any) -> str:
+  """Short sha256 of a JSON-serialisable config (sorted keys)."""
+  text = json.dumps(config, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
+
+
+def _references(exp: cfg.Experiment, task_run: cfg.TaskRun, temperature,
+                top_p) -> Iterator[Cell]:
+  for role, model in _REFERENCE_MODEL.items():
+    yield Cell(task_run=task_run, method=AUTOREGRESSIVE, alpha=None,
+               gamma=None, temperature=temperature, top_p=top_p,
+               options=(("model", model),), role=role,
+               pair=task_run.pair or exp.pair,
+               seed=exp.seed, num_trials=exp.num_trials)
+
+
+def _methods(exp: cfg.Experiment, task_run: cfg.TaskRun, temperature,
+             top_p) -> Iterator[Cell]:
+  for grid in exp.methods:
+    options = tuple(sorted(grid.full_options().items()))
+    for gamma in exp.gammas:
+      for alpha in grid.alphas:
+        yield Cell(task_run=task_run, method=grid.method, alpha=alpha,
+                   gamma=gamma, temperature=temperature, top_p=top_p,
+                   options=options, role=schema.Role.METHOD,
+                   pair=task_run.pair or exp.pair,
+                   seed=exp.seed, num_trials=exp.num_trials)
+
+
+def build_cells(exp: cfg.Experiment) -> list[Cell]:
+  """Every cell of the experiment, in run order, without duplicates."""
+  cells: dict[str, Cell] = {}
+  for task_run in exp.tasks:
+    for temperature in exp.temperatures:
+      for top_p in exp.top_ps:
+        group = list(_methods(exp, task_run, temperature, top_p))
+        if exp.with_references:
+          group = list(_references(exp, task_run, temperature, top_p)) + group
+        for cell in group:
+          cells.setdefault(cell.cell_id, cell)
+  return list(cells.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+  """Shard ``index`` of ``count`` (``--shard index/count``)."""
+  index: int = 0
+  count: int = 1
+
+  @classmethod
+  def parse(cls, text: str) -> "Shard":
+    """Parses "i/N" with 0 ≤ i < N; ValueError otherwise."""
+    try:
+      index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+      raise ValueError(f"--shard {text!r}: expected i/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+      raise ValueError(f"--shard {text!r}: need 0 ≤ i < N")
+    return cls(index, count)
+
+  @property
+  def sharded(self) -> bool:
+    return self.count > 1
+
+  def select(self, cells: list[Cell]) -> list[Cell]:
+    return [c for k, c in enumerate(cells) if k % self.count == self.index]
+
+
+def reference_for(cell: Cell) -> Cell:
+  """The reference_large (verifier-only) cell a cell's latency is relative to."""
+  return dataclasses.replace(
+      cell, method=AUTOREGRESSIVE, alpha=None, gamma=None,
+      options=(("model", "verifier"),), role=schema.Role.REFERENCE_LARGE)
+
+
+def select(cells: list[Cell], patterns: tuple[str, ...]) -> list[Cell]:
+  """Cells whose id matches a glob pattern, plus their reference cells.
+
+  Run order is kept; an empty ``patterns`` keeps every cell.
+  """
+  if not patterns:
+    return cells
+  chosen = {c.cell_id for c in cells
+            if any(fnmatch.fnmatchcase(c.cell_id, p) for p in patterns)}
+  keys = {c.reference_key for c in cells if c.cell_id in chosen}
+  return [c for c in cells if c.cell_id in chosen or (
+      c.role is not schema.Role.METHOD and c.reference_key in keys)]

@@ -1,0 +1,157 @@
+"""Loading a drafter/verifier pair and turning task inputs into prompts.
+
+Random pairs (``PairKind.RANDOM``) are built in memory from a size name in
+:data:`RANDOM_SIZES` (or any ``harness.models.get_config`` name) with a tiny
+SentencePiece vocabulary trained, single-threaded and so deterministically,
+on the first lines of the bundled Multi30k training text. Checkpoint pairs
+are Hugging-Face-format directories (``harness.models.load_pretrained``).
+
+Prompts (``encode_prompt``):
+
+* encoder–decoder (T5): ``ids[:max_input_len - 1] + [EOS]`` (T5 convention:
+  the encoder input ends in EOS; the decoder starts from its start token).
+* decoder-only (Gemma): ``[BOS] + ids[-(max_input_len - 1):]``: a too-long
+  few-shot prompt loses its *oldest* text, keeping the question.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from harness import models
+from harness.models import testing as model_testing
+from harness.runner import config as cfg
+
+# Tiny random sizes for smoke tests (vocabulary 128; SentencePiece uses 100).
+RANDOM_SIZES: dict[str, Any] = {
+    "tiny_t5": model_testing.TINY_T5,
+    "tiny_t5_large": dataclasses.replace(model_testing.TINY_T5, d_model=48,
+                                         d_ff=96, num_decoder_layers=3),
+    "tiny_gemma2": model_testing.TINY_GEMMA2,
+    "tiny_gemma2_large": dataclasses.replace(model_testing.TINY_GEMMA2,
+                                             d_model=48, d_ff=96),
+    # The embedded-default sizes (checkpoints/multi30k_*).
+    "multi30k_t5_small": model_testing.SMALL_T5,
+    "multi30k_t5_large": model_testing.LARGE_T5,
+    "multi30k_gemma_small": model_testing.SMALL_GEMMA,
+    "multi30k_gemma_large": model_testing.LARGE_GEMMA,
+}
+RANDOM_VOCAB_SIZE = 100  # SentencePiece pieces of random pairs (< 128).
+_TOKENIZER_LINES = 400  # Multi30k lines per language to train it on.
+_DTYPES = {cfg.DType.FLOAT32: jnp.float32, cfg.DType.BFLOAT16: jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedPair:
+  """Models ready for ``harness.decoding.decode``.
+
+  Attributes:
+    drafter: the small model (a decoding-protocol pytree).
+    verifier: the large model.
+    tokenizer: the shared ``harness.models.Tokenizer``.
+    encoder_decoder: True for T5 (prompts end in EOS), False for Gemma.
+  """
+  drafter: Any
+  verifier: Any
+  tokenizer: models.Tokenizer
+  encoder_decoder: bool
+
+
+def size_config(name: str):
+  """Architecture config of a size name (``RANDOM_SIZES`` or published)."""
+  if name in RANDOM_SIZES:
+    return RANDOM_SIZES[name]
+  return models.get_config(name)
+
+
+def _training_lines() -> list[str]:
+  from harness import tasks  # pylint: disable=g-import-not-at-top
+  lines = []
+  for lang in ("en", "de"):
+    path = tasks.data_root() / "multi30k" / f"train.{lang}.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+      lines += [next(f).strip() for _ in range(_TOKENIZER_LINES)]
+  return lines
+
+
+def train_tokenizer(path: str, with_bos: bool) -> models.Tokenizer:
+  """A tiny deterministic SentencePiece model (ids: pad 0, eos 1, ...)."""
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(_training_lines()), model_writer=buf,
+      vocab_size=RANDOM_VOCAB_SIZE, model_type="unigram", pad_id=0, eos_id=1,
+      bos_id=2 if with_bos else -1, unk_id=3 if with_bos else 2,
+      hard_vocab_limit=False, num_threads=1, minloglevel=2)
+  with open(path, "wb") as f:
+    f.write(buf.getvalue())
+  return models.Tokenizer(path)
+
+
+def _random_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
+  small, large = size_config(pair.drafter), size_config(pair.verifier)
+  t5 = isinstance(large, models.T5Config)
+  os.makedirs(work_dir, exist_ok=True)
+  tokenizer = train_tokenizer(os.path.join(work_dir, "random_pair.model"),
+                              with_bos=not t5)
+  build = models.random_t5 if t5 else models.random_gemma
+  key_small, key_large = jax.random.split(jax.random.key(pair.model_seed))
+  dtype = _DTYPES[pair.dtype]
+  return LoadedPair(
+      drafter=build(key_small, small, dtype, tokenizer_id=tokenizer.id),
+      verifier=build(key_large, large, dtype, tokenizer_id=tokenizer.id),
+      tokenizer=tokenizer, encoder_decoder=t5)
+
+
+def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
+  dtype = _DTYPES[pair.dtype]
+  small = models.load_pretrained(pair.drafter, dtype)
+  large = models.load_pretrained(pair.verifier, dtype)
+  models.check_same_tokenizer(small.model, large.model)
+  return LoadedPair(drafter=small.model, verifier=large.model,
+                    tokenizer=large.tokenizer,
+                    encoder_decoder=isinstance(large.model, models.T5))
+
+
+def _place(loaded: LoadedPair, model_parallel: int) -> LoadedPair:
+  """Splits the verifier over ``model_parallel`` chips, replicates drafter."""
+  if model_parallel == 1:
+    return loaded
+  from harness.models import sharding  # pylint: disable=g-import-not-at-top
+  num = jax.device_count()
+  if num % model_parallel:
+    raise ValueError(f"model_parallel={model_parallel} does not divide the "
+                     f"{num} devices")
+  mesh = jax.make_mesh((num // model_parallel, model_parallel),
+                       ("data", sharding.MODEL_AXIS))
+  return dataclasses.replace(
+      loaded, verifier=sharding.shard_model(loaded.verifier, mesh),
+      drafter=sharding.replicate_model(loaded.drafter, mesh))
+
+
+def load_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
+  """Loads (or builds) the pair; ``work_dir`` holds a random pair's vocab."""
+  if pair.kind is cfg.PairKind.RANDOM:
+    loaded = _random_pair(pair, work_dir)
+  else:
+    loaded = _checkpoint_pair(pair)
+  return _place(loaded, pair.model_parallel)
+
+
+def encode_prompt(tokenizer: models.Tokenizer, text: str, max_input_len: int,
+                  encoder_decoder: bool) -> np.ndarray:
+  """Input text -> [P] int32 prompt ids (module docstring)."""
+  ids = tokenizer.encode(text)
+  if encoder_decoder:
+    ids = ids[:max_input_len - 1] + [tokenizer.eos_id]
+  else:
+    ids = [tokenizer.bos_id] + ids[-(max_input_len - 1):]
+  return np.asarray(ids, np.int32)

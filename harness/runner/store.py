@@ -1,0 +1,132 @@
+"""The results directory: atomic writes, completion markers, resume.
+
+A cell is *done* when its summary ``cells/<cell_id>.json`` exists; it is
+written (atomically) only after the cell's ``.jsonl`` is complete, so an
+interrupted run leaves at most a stale temporary file, which
+:meth:`ResultsStore.clean_partial` removes. A cell without a summary is rerun
+from scratch: per-example PRNG keys depend only on (seed, example index), so
+the rerun reproduces what an uninterrupted run would have written.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tempfile
+from typing import Any, Iterable
+
+from harness.runner import schema
+
+TMP_PREFIX = ".tmp-"
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically (temp file, fsync, replace)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  _fsync_dir(directory)
+
+
+def _fsync_dir(directory: str) -> None:
+  try:
+    fd = os.open(directory, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def to_json(obj: Any) -> str:
+  """Pretty, key-sorted JSON with a trailing newline."""
+  return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def read_json(path: str) -> Any:
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+class ResultsStore:
+  """Files of one experiment under ``<root>/<experiment>/``.
+
+  Args:
+    root: the results directory (``Experiment.results_dir``).
+    experiment: the experiment name.
+  """
+
+  def __init__(self, root: str, experiment: str):
+    self.dir = os.path.join(root, experiment)
+    self.cells_dir = os.path.join(self.dir, schema.CELLS_DIR)
+
+  def records_path(self, cell_id: str) -> str:
+    return os.path.join(self.cells_dir, cell_id + schema.RECORDS_SUFFIX)
+
+  def summary_path(self, cell_id: str) -> str:
+    return os.path.join(self.cells_dir, cell_id + schema.SUMMARY_SUFFIX)
+
+  def manifest_path(self, shard_index: int = 0, shard_count: int = 1) -> str:
+    if shard_count == 1:
+      return os.path.join(self.dir, schema.MANIFEST_FILE)
+    return os.path.join(self.dir, schema.SHARD_MANIFEST_DIR,
+                        f"shard-{shard_index:03d}-of-{shard_count:03d}.json")
+
+  def is_done(self, cell_id: str) -> bool:
+    return os.path.exists(self.summary_path(cell_id))
+
+  def clean_partial(self) -> list[str]:
+    """Removes temporary files left by an interrupted run; returns them."""
+    stale = glob.glob(os.path.join(self.cells_dir, TMP_PREFIX + "*"))
+    for path in stale:
+      os.remove(path)
+    return stale
+
+  def write_records(self, cell_id: str,
+                    records: Iterable[schema.ExampleRecord]) -> str:
+    """Writes the cell's per-example records (one JSON line each)."""
+    lines = [json.dumps(r, sort_keys=True, ensure_ascii=False)
+             for r in records]
+    path = self.records_path(cell_id)
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return path
+
+  def write_summary(self, summary: schema.CellSummary) -> str:
+    """Writes the summary; call only after :meth:`write_records`."""
+    path = self.summary_path(summary["cell_id"])
+    atomic_write_text(path, to_json(summary))
+    return path
+
+  def read_summary(self, cell_id: str) -> schema.CellSummary | None:
+    path = self.summary_path(cell_id)
+    return read_json(path) if os.path.exists(path) else None
+
+  def read_records(self, cell_id: str) -> list[schema.ExampleRecord]:
+    with open(self.records_path(cell_id), encoding="utf-8") as f:
+      return [json.loads(line) for line in f if line.strip()]
+
+  def summaries(self) -> list[schema.CellSummary]:
+    """Every finished cell's summary, sorted by cell id."""
+    paths = sorted(glob.glob(os.path.join(self.cells_dir,
+                                          "*" + schema.SUMMARY_SUFFIX)))
+    return [read_json(p) for p in paths]
+
+  def write_manifest(self, manifest: schema.Manifest) -> str:
+    shard = manifest["shard"]
+    path = self.manifest_path(shard["index"], shard["count"])
+    atomic_write_text(path, to_json(manifest))
+    return path

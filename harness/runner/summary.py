@@ -1,0 +1,166 @@
+"""Per-cell summaries: quality, latency, cost model and rates.
+
+Every quantity is defined in ``schema``'s module docstring; this module only
+computes them from the per-example records, so a summary can be rebuilt
+from its ``.jsonl`` (``fill_relative``, used after merging shards).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from harness import metrics
+from harness import tasks
+from harness.runner import calibration as cal
+from harness.runner import cells as cells_lib
+from harness.runner import schema
+
+NO_REFERENCES_NOTE = "no references in this data source: latency only"
+
+
+def quality(task: str, records: Sequence[schema.ExampleRecord]
+            ) -> tuple[dict[str, float | None], str | None]:
+  """(metric values, note); values are None with a note when uncomputable."""
+  spec = tasks.get_task(task)
+  targets = [tuple(r["targets"]) for r in records]
+  predictions = [r["prediction"] for r in records]
+  extras = [r.get("extra", {}) for r in records]
+  try:
+    values = metrics.compute_metrics(spec.metrics, targets, predictions,
+                                     extras)
+  except metrics.MetricError as err:
+    note = NO_REFERENCES_NOTE if not any(targets) else str(err)
+    return {m: None for m in spec.metrics}, note
+  return {k: float(v) for k, v in values.items()}, None
+
+
+def latency(records: Sequence[schema.ExampleRecord], num_timed: int,
+            compile_s: float) -> schema.Latency:
+  """Mean over the timed subset of each example's mean over trials."""
+  timed = [r["times_s"] for r in records[:num_timed]]
+  num_trials = min(len(t) for t in timed)
+  per_trial = [float(np.mean([t[k] for t in timed]))
+               for k in range(num_trials)]
+  return schema.Latency(mean_s=float(np.mean([np.mean(t) for t in timed])),
+                        per_trial_mean_s=per_trial, compile_s=compile_s,
+                        num_timed_examples=len(timed))
+
+
+def totals(records: Sequence[schema.ExampleRecord]) -> dict[str, Any]:
+  """Counters summed over examples (per-position lists element-wise)."""
+  out: dict[str, Any] = {}
+  for record in records:
+    for name, value in record["stats"].items():
+      value = np.asarray(value, np.int64)
+      out[name] = out[name] + value if name in out else value
+  return {k: v.tolist() for k, v in out.items()}
+
+
+def _ratio(num: float, den: float) -> float | None:
+  return float(num) / float(den) if den else None
+
+
+def _per_position(t: dict[str, Any]) -> list[float | None] | None:
+  if "evaluated_per_position" not in t:
+    return None
+  return [_ratio(a, e) for a, e in zip(t["accepted_per_position"],
+                                       t["evaluated_per_position"])]
+
+
+def cell_stats(cell: schema.CellConfig,
+               records: Sequence[schema.ExampleRecord],
+               costs: schema.CostModel | schema.Calibration,
+               relative: float | None) -> schema.CellStats:
+  """Acceptance, rejection and deferral rates and the two speed-ups.
+
+  Args:
+    cell: the cell's config (``Cell.to_json()``).
+    records: its per-example records.
+    costs: anything holding the calibrated ``c_q`` and ``c_p``.
+    relative: measured relative latency, or None.
+  """
+  t = totals(records)
+  speculative = t.get("drafts_evaluated", 0) > 0
+  acceptance = _ratio(t["drafts_accepted"], t["drafts_evaluated"]) if (
+      speculative) else None
+  predicted = None
+  gamma = cell["gamma"]
+  if acceptance is not None and gamma is not None:
+    predicted = cal.leviathan_speedup(acceptance, gamma,
+                                      cal.cost_ratio(costs, gamma))
+  ar = cell["method"] == cells_lib.AUTOREGRESSIVE
+  return schema.CellStats(
+      num_tokens=int(t["num_tokens"]),
+      mean_num_tokens=t["num_tokens"] / len(records),
+      acceptance_rate=acceptance,
+      mean_accepted_length=_ratio(t["num_tokens"], t["verifier_calls"])
+      if speculative else None,
+      acceptance_per_position=_per_position(t) if speculative else None,
+      rejection_rate=_ratio(t["rejections"], t["verifier_calls"])
+      if speculative else None,
+      deferral_rate=None if ar else _ratio(t["deferrals"], t["num_tokens"]),
+      predicted_speedup=predicted,
+      measured_speedup=None if not relative else 1.0 / relative,
+      totals=t)
+
+
+def modeled_latency(records: Sequence[schema.ExampleRecord],
+                    num_timed: int) -> float:
+  return float(np.mean([r["modeled_s"] for r in records[:num_timed]]))
+
+
+def relative_latencies(summary: schema.CellSummary,
+                       reference: schema.CellSummary | None
+                       ) -> tuple[float | None, float | None]:
+  """(measured, modeled) latency relative to a reference_large summary."""
+  if reference is None:
+    return None, None
+  return (_ratio(summary["latency"]["mean_s"],
+                 reference["latency"]["mean_s"]),
+          _ratio(summary["cost_model"]["latency"],
+                 reference["cost_model"]["latency"]))
+
+
+def summarize(experiment: str, cell: cells_lib.Cell,
+              records: Sequence[schema.ExampleRecord], compile_s: float,
+              calibration: schema.Calibration,
+              reference: schema.CellSummary | None,
+              provenance: schema.Provenance) -> schema.CellSummary:
+  """The ``schema.CellSummary`` of a finished cell."""
+  num_timed = cell.task_run.latency_examples
+  values, note = quality(cell.task, records)
+  summary = schema.CellSummary(
+      cell_id=cell.cell_id, experiment=experiment, cell=cell.to_json(),
+      quality=values, headline_metric=tasks.get_task(cell.task).headline_metric,
+      quality_note=note, latency=latency(records, num_timed, compile_s),
+      relative_latency=None,
+      cost_model=schema.CostModel(
+          c_q=calibration["c_q"], c_p=dict(calibration["c_p"]),
+          latency=modeled_latency(records, num_timed), relative_latency=None),
+      stats=None, provenance=provenance)
+  if cell.role is schema.Role.REFERENCE_LARGE:
+    reference = summary
+  return with_relative(summary, reference, records)
+
+
+def with_relative(summary: schema.CellSummary,
+                  reference: schema.CellSummary | None,
+                  records: Sequence[schema.ExampleRecord]
+                  ) -> schema.CellSummary:
+  """Fills relative latencies and the rates (which use them).
+
+  Args:
+    summary: a summary, possibly without relative latency or stats.
+    reference: the matching reference_large summary, or None.
+    records: the cell's per-example records.
+  """
+  measured, modeled = relative_latencies(summary, reference)
+  summary = dict(summary, relative_latency=measured,
+                 cost_model=dict(summary["cost_model"],
+                                 relative_latency=modeled))
+  summary["stats"] = cell_stats(summary["cell"], records,
+                                summary["cost_model"], measured)
+  return summary
+

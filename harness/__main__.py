@@ -28,13 +28,32 @@ def add_command(name: str, help_text: str,
 
 
 def _configure_list(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("what", nargs="?", choices=("tasks", "metrics", "all"),
+  parser.add_argument("what", nargs="?",
+                      choices=("tasks", "metrics", "methods", "experiments",
+                               "all"),
                       default="all", help="what to list (default: all)")
 
 
-@add_command("list", "list tasks and metrics", _configure_list)
+def _list_methods() -> None:
+  from harness import decoding  # pylint: disable=g-import-not-at-top
+  print("methods (name  α range  options):")
+  for spec in decoding.METHODS.values():
+    lo, hi = spec.valid_alpha(dict(spec.defaults))
+    options = ",".join(f"{k}={v}" for k, v in spec.defaults) or "-"
+    print(f"  {spec.name:24s} [{lo:g}, {hi:g}]  {options}  {spec.description}")
+
+
+def _list_experiments() -> None:
+  from harness.runner import cli  # pylint: disable=g-import-not-at-top
+  print("experiments (python -m harness sweep --gin_file <file>):")
+  for path in cli.list_experiments():
+    print(f"  {path}")
+
+
+@add_command("list", "list tasks, metrics, methods and experiments",
+             _configure_list)
 def list_command(args: argparse.Namespace) -> int:
-  """Prints the registered tasks (with limits and metrics) and metrics."""
+  """Prints tasks (with limits and metrics), metrics, methods, experiments."""
   if args.what in ("tasks", "all"):
     from harness import tasks  # pylint: disable=g-import-not-at-top
     print("tasks (name  shots  max_in/max_out  metrics[headline first]):")
@@ -47,7 +66,19 @@ def list_command(args: argparse.Namespace) -> int:
     print("metrics:")
     for spec in metrics.METRICS.values():
       print(f"  {spec.name:16s} {spec.aggregation.value:6s} {spec.description}")
+  if args.what in ("methods", "all"):
+    _list_methods()
+  if args.what in ("experiments", "all"):
+    _list_experiments()
   return 0
+
+
+def _register_runner() -> None:
+  from harness.runner import cli  # pylint: disable=g-import-not-at-top
+  cli.register(add_command)
+
+
+_register_runner()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
+  argv = list(sys.argv[1:] if argv is None else argv)
+  # Gin overrides --gin.X=Y have free-form names: set them aside for argparse.
+  gin_args = [a for a in argv if a.startswith("--gin.")]
+  args = build_parser().parse_args([a for a in argv if a not in gin_args])
+  args.gin = gin_args
   return args.fn(args)
 
 

@@ -226,12 +226,23 @@ def one_line(err: Exception, locations: dict[str, Location]) -> str:
   return f"{where}: {first}" if where else first
 
 
+def _macro_origin(locations, key: str) -> str:
+  """Where the macro a binding refers to was set, e.g. " (GAMMAS: f:3)"."""
+  loc = locations.get(key)
+  match = re.search(r"=\s*%([\w./]+)\s*$", loc.text) if loc else None
+  if not match or match.group(1) not in locations:
+    return ""
+  macro = match.group(1)
+  return f" (macro {macro} set at {_where(locations, macro)})"
+
+
 def _build_error(err: _BuildError, locations) -> str:
   binding = err.binding
   unscoped = binding.split("/", 1)[-1]
+  key = binding if binding in locations else unscoped
   field = err.error
-  return (f"{_where(locations, binding, unscoped)}: {binding}: "
-          f"{field.field}={field.value!r}: {field.reason}")
+  return (f"{_where(locations, key)}: {binding}: {field.field}="
+          f"{field.value!r}: {field.reason}{_macro_origin(locations, key)}")
 
 
 # --- Entry point ------------------------------------------------------------

@@ -1,0 +1,136 @@
+"""Command line: ``run``, ``sweep`` and ``report`` (``python -m harness``).
+
+``register(add_command)`` is called by ``harness/__main__.py``. Everything
+heavy (jax, gin, models) is imported inside the commands, so ``list`` and
+``--help`` stay fast. Errors print one line (``error: …``) and exit 2
+(config) or 1 (anything else); ``--debug`` shows the traceback instead.
+
+  python -m harness sweep --gin_file experiments/smoke.gin
+  python -m harness sweep --gin_file experiments/table2_t5.gin \\
+      --gin.WMT_DRAFTER='"/ckpt/wmt_small"' ... --shard 0/4
+  python -m harness run --gin_file experiments/smoke.gin --only '*a0.5*'
+  python -m harness report --results results/smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+import traceback
+from typing import Callable
+
+CONFIG_ERROR_EXIT = 2
+RUN_ERROR_EXIT = 1
+EXPERIMENTS_GLOB = os.path.join("experiments", "*.gin")
+
+
+def _gin_overrides(values: list[str]) -> list[str]:
+  """``--gin.X=Y`` arguments -> gin binding strings ``X=Y``."""
+  return [v.removeprefix("--gin.") for v in values]
+
+
+def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
+  parser.add_argument("--gin_file", action="append", required=True,
+                      help="gin file (repeatable; later files override)")
+  parser.add_argument("--gin_binding", action="append", default=[],
+                      metavar="X=Y", help="gin binding (same as --gin.X=Y)")
+  parser.add_argument("--dry_run", action="store_true",
+                      help="print the cells, decodes and estimated time")
+  parser.add_argument("--only", action="append", default=[],
+                      metavar="GLOB", help="run only cells whose id matches "
+                      "(their reference cells come along)")
+  if sweep:
+    parser.add_argument("--shard", default="0/1", metavar="i/N",
+                        help="run cells k with k mod N == i (default 0/1)")
+  parser.add_argument("--no_progress", action="store_true",
+                      help="no progress bars (cell lines still printed)")
+  parser.add_argument("--debug", action="store_true",
+                      help="show tracebacks")
+
+
+def _split_gin_args(argv: list[str]) -> tuple[list[str], list[str]]:
+  """Separates ``--gin.X=Y`` (free-form names) from the other arguments."""
+  gin_args = [a for a in argv if a.startswith("--gin.")]
+  return [a for a in argv if not a.startswith("--gin.")], gin_args
+
+
+def _fail(err: BaseException, code: int, debug: bool) -> int:
+  if debug:
+    traceback.print_exception(err)
+  else:
+    message = str(err).strip().splitlines()[0] if str(err).strip() else (
+        type(err).__name__)
+    print(f"error: {message}", file=sys.stderr)
+  return code
+
+
+def _run(args: argparse.Namespace) -> int:
+  from harness.runner import cells  # pylint: disable=g-import-not-at-top
+  from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
+  from harness.runner import runner  # pylint: disable=g-import-not-at-top
+  bindings = args.gin_binding + _gin_overrides(getattr(args, "gin", []))
+  try:
+    shard = cells.Shard.parse(getattr(args, "shard", "0/1"))
+    exp, text = gin_config.parse(args.gin_file, bindings)
+  except (gin_config.ConfigError, ValueError) as err:
+    return _fail(err, CONFIG_ERROR_EXIT, args.debug)
+  options = runner.RunOptions(shard=shard, only=tuple(args.only),
+                              dry_run=args.dry_run,
+                              progress=not args.no_progress, gin_config=text)
+  try:
+    runner.run_experiment(exp, options)
+  except Exception as err:  # pylint: disable=broad-except
+    return _fail(err, RUN_ERROR_EXIT, args.debug)
+  return 0
+
+
+def _configure_report(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--results", required=True,
+                      help="results directory, e.g. results/smoke")
+  parser.add_argument("--out", default=None, help="report output directory")
+  parser.add_argument("--debug", action="store_true")
+
+
+def _report(args: argparse.Namespace) -> int:
+  from harness.runner import merge  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(args.results):
+    return _fail(FileNotFoundError(f"--results {args.results}: no such "
+                                   "directory"), CONFIG_ERROR_EXIT, args.debug)
+  manifest, filled = merge.merge(args.results)
+  if manifest:
+    print(f"merged shard manifests into {manifest}")
+  if filled:
+    print(f"filled relative latency of {len(filled)} cells")
+  try:
+    from harness import report  # pylint: disable=g-import-not-at-top
+    write_report = report.write_report
+  except (ImportError, AttributeError):
+    print("harness.report.write_report is not available yet: results are "
+          f"merged in {args.results}; no tables or plots written")
+    return 0
+  try:
+    for path in write_report(args.results, out_dir=args.out):
+      print(path)
+  except Exception as err:  # pylint: disable=broad-except
+    return _fail(err, RUN_ERROR_EXIT, args.debug)
+  return 0
+
+
+def list_experiments() -> list[str]:
+  """Shipped experiment files (relative to the repository root)."""
+  from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
+  root = gin_config.REPO_ROOT
+  return sorted(os.path.relpath(p, root)
+                for p in glob.glob(os.path.join(root, EXPERIMENTS_GLOB)))
+
+
+def register(add_command: Callable) -> None:
+  """Adds ``run``, ``sweep`` and ``report`` to the harness command line."""
+  add_command("run", "run selected cells of an experiment (no sharding)",
+              lambda p: _configure_run(p, sweep=False))(_run)
+  add_command("sweep", "run every cell of an experiment (shardable)",
+              lambda p: _configure_run(p, sweep=True))(_run)
+  add_command("report", "merge shards, fill relative latency, write report",
+              _configure_report)(_report)

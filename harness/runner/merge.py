@@ -1,0 +1,73 @@
+"""Merging sharded results and filling relative latency after the fact.
+
+Shards (``--shard i/N``) write disjoint ``cells/*`` files and one manifest
+each under ``manifests/``. Copy every host's ``results/<experiment>/`` into
+one directory (e.g. ``rsync -a host:results/ results/``), then
+:func:`merge` writes the combined ``manifest.json`` and fills the
+``relative_latency`` of summaries whose reference_large cell ran on another
+shard.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from harness.runner import cells as cells_lib
+from harness.runner import schema
+from harness.runner import store as store_lib
+from harness.runner import summary as summary_lib
+
+
+def _shard_manifests(store: store_lib.ResultsStore) -> list[schema.Manifest]:
+  pattern = os.path.join(store.dir, schema.SHARD_MANIFEST_DIR, "shard-*.json")
+  return [store_lib.read_json(p) for p in sorted(glob.glob(pattern))]
+
+
+def merge_manifests(store: store_lib.ResultsStore) -> str | None:
+  """Writes ``manifest.json`` from the shard manifests (None if none)."""
+  shards = _shard_manifests(store)
+  if not shards:
+    return None
+  count = shards[0]["shard"]["count"]
+  by_index = {m["shard"]["index"]: m["cell_ids"] for m in shards}
+  total = sum(len(ids) for ids in by_index.values())
+  # Cell k of the full order went to shard k mod N at position k // N.
+  order = [by_index[k % count][k // count] for k in range(total)
+           if k % count in by_index and k // count < len(by_index[k % count])]
+  calibrations = {}
+  for m in shards:
+    calibrations.update(m.get("calibrations", {}))
+  merged = dict(shards[0], cell_ids=order, shard={"index": 0, "count": 1},
+                calibrations=calibrations,
+                merged_shards=sorted(by_index), shard_count=count)
+  path = store.manifest_path()
+  store_lib.atomic_write_text(path, store_lib.to_json(merged))
+  return path
+
+
+def fill_relative(store: store_lib.ResultsStore) -> list[str]:
+  """Fills null relative latencies whose reference now exists.
+
+  Returns:
+    The cell ids whose summaries were rewritten.
+  """
+  summaries = store.summaries()
+  references = {cells_lib.reference_key(s["cell"]): s for s in summaries
+                if s["cell"]["role"] == schema.Role.REFERENCE_LARGE.value}
+  updated = []
+  for s in summaries:
+    reference = references.get(cells_lib.reference_key(s["cell"]))
+    if s["relative_latency"] is not None or reference is None:
+      continue
+    records = store.read_records(s["cell_id"])
+    store.write_summary(summary_lib.with_relative(s, reference, records))
+    updated.append(s["cell_id"])
+  return updated
+
+
+def merge(results_dir: str) -> tuple[str | None, list[str]]:
+  """Merges shard manifests and fills relative latencies in ``results_dir``."""
+  root, name = os.path.split(os.path.normpath(results_dir))
+  store = store_lib.ResultsStore(root, name)
+  return merge_manifests(store), fill_relative(store)

@@ -1,5 +1,6 @@
 """End to end: write_report on a small hand-made results directory."""
 
+import io
 import json
 import math
 import pathlib
@@ -113,3 +114,13 @@ def test_malformed_summary_fails_with_one_line(tmp_path):
     report_api.write_report(root, bootstrap=0)
   assert str(e.value) == (f"{path}: field 'latency.mean_s' must be a number, "
                           f"got str")
+
+
+def test_write_and_print(tmp_path):
+  root = testing.write_synthetic_results(tmp_path / "exp")
+  stream = io.StringIO()
+  paths = report_api.write_and_print(root, tmp_path / "out", bootstrap=0,
+                                     stream=stream)
+  text = stream.getvalue()
+  assert "# Table 2" in text and "SpecCascade [Token]" in text
+  assert all(p in text for p in paths)

@@ -91,7 +91,8 @@ def _sweep_panels_for_task(cells, task_methods, param: SweepParam):
       same = tables.setting_cells(same)
     largest = same["setting"].value_counts().index[0]
     part = same[same["setting"] == largest]
-    title = f"{part['task'].iloc[0]}, {SWEEP_SYMBOLS[param]}={_value_text(value)}"
+    title = (f"{part['task'].iloc[0]}, "
+             f"{SWEEP_SYMBOLS[param]}={_value_text(value)}")
     panels.append(figures.panel_for(cells, part, title))
   return panels
 

@@ -161,7 +161,8 @@ def add_legend(fig) -> None:
     for handle, label in zip(*ax.get_legend_handles_labels()):
       handles.setdefault(label, handle)
   if handles:
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+    fig.legend(list(handles.values()), list(handles),
+               loc="outside lower center",
                ncol=min(len(handles), 4), frameon=False)
 
 

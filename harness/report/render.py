@@ -86,7 +86,8 @@ def _markdown_block(block: pd.DataFrame) -> str:
   large = fmt_quality(first["large_quality"], first["large_quality_low"],
                       first["large_quality_high"])
   lines = [f"### {setting_title(first)}", "",
-           f"Large model: {large}; small model: {fmt_quality(first['small_quality'])} at "
+           f"Large model: {large}; small model: "
+           f"{fmt_quality(first['small_quality'])} at "
            f"relative latency {fmt_quality(first['small_relative_latency'])}.",
            ""]
   rows = []

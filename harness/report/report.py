@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-from typing import Callable, Sequence
+import sys
+from typing import Callable, Sequence, TextIO
 
 import pandas as pd
 
@@ -136,12 +137,33 @@ def write_report(results: "str | os.PathLike | Sequence[str | os.PathLike]",
       naming the file and field).
   """
   report = build_report(results, bootstrap=bootstrap, seed=seed)
-  out = pathlib.Path(out_dir) if out_dir is not None else default_out_dir(
-      results)
+  return write_outputs(report, out_dir if out_dir is not None
+                       else default_out_dir(results))
+
+
+def write_outputs(report: Report, out_dir: "str | os.PathLike") -> list[str]:
+  """Writes a built :class:`Report`'s tables and figures into ``out_dir``."""
+  out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   paths = _write_tables(report, out)
   for stem, plot in FIGURES.items():
     fig = plot(report.cells)
     if fig is not None:
       paths.extend(save_figure(fig, out, stem))
+  return paths
+
+
+def write_and_print(results, out_dir=None, *,
+                    bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
+                    seed: int = 0, stream: TextIO | None = None) -> list[str]:
+  """:func:`write_report`, then prints Table 2 and the paths written.
+
+  For ``python -m harness report`` and ``make reproduce-table2``.
+  """
+  stream = stream or sys.stdout
+  report = build_report(results, bootstrap=bootstrap, seed=seed)
+  paths = write_outputs(report, out_dir if out_dir is not None
+                        else default_out_dir(results))
+  print(render.format_table2_text(report.table, report.notes()), file=stream)
+  print("Wrote:", *paths, sep="\n  ", file=stream)
   return paths

@@ -8,7 +8,7 @@ handled point by point.
 
 Column (1), latency reduction when matching the large model's quality::
 
-  speed-up = 1 / min{ relative_latency(α) : quality(α) ≥ f · quality(large) }
+  speed-up = 1 / min{ rel_latency(α) : quality(α) ≥ f · quality(large) }
 
 with f = 1 for the main column and f ∈ {0.99, 0.97, 0.95, 0.50} for the
 %-of-large-quality variants; "–" when no α qualifies. Ties in latency are

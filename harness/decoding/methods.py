@@ -6,6 +6,7 @@ import functools
 from harness.decoding import autoregressive
 from harness.decoding import bild
 from harness.decoding import cascade
+from harness.decoding import csd
 from harness.decoding import speculative
 from harness.decoding import targets
 from harness.decoding.registry import MethodSpec, register_method
@@ -89,3 +90,41 @@ register_method(MethodSpec(
               ("rollback_threshold", bild.DEFAULT_ROLLBACK_THRESHOLD)),
     description=("original BiLD: fallback when max q < α (dynamic window), "
                  "rollback when -log p(y) > rollback_threshold")))
+
+
+def _csd_plan(options, drafter):
+  neural, _ = csd.split_drafters(drafter)
+  k_matrix = options["k_matrix"] or csd.default_k_matrix(len(neural),
+                                                          options["mode"])
+  return csd.Plan(k_matrix=k_matrix, mag_len=options["mag_len"]), neural
+
+
+def _csd_check(options, drafter):
+  neural, _ = csd.split_drafters(drafter)
+  if not neural:
+    raise ValueError("drafter: CS Drafting needs at least one neural drafter")
+  if not isinstance(options["mag_len"], int) or options["mag_len"] < 1:
+    raise ValueError(f"mag_len={options['mag_len']!r} must be an int ≥ 1")
+  if options["k_matrix"] is not None:
+    csd.check_k_matrix(options["k_matrix"], len(neural))
+
+
+def _csd_scratch(gamma, options, drafter):
+  del gamma
+  return _csd_plan(options, drafter)[0].scratch
+
+
+for _name, _mode, _doc in (
+    ("cs_drafting", csd.Mode.FULL,
+     "CS Drafting: vertical + horizontal cascades down to Max-Gram"),
+    ("cs_drafting_vertical", csd.Mode.VERTICAL,
+     "CS Drafting ablation: vertical cascade only"),
+    ("cs_drafting_horizontal", csd.Mode.HORIZONTAL,
+     "CS Drafting ablation: horizontal cascade only")):
+  register_method(MethodSpec(
+      name=_name, rule="lossy_one", fn=csd.decode, multi_drafter=True,
+      defaults=(("mode", _mode), ("k_matrix", None),
+                ("mag_len", csd.DEFAULT_MAG_LEN)),
+      option_choices=(("mode", (_mode,)),),
+      scratch=_csd_scratch, check=_csd_check,
+      description=_doc + "; α sets the lenience l = 1/(1-α) between drafters"))

@@ -41,6 +41,12 @@ class MethodSpec:
     defaults: default method options.
     option_choices: allowed values of string-valued options.
     description: one line for ``python -m harness list``.
+    scratch: optional (gamma, options, drafter) -> buffer room the method
+      needs beyond the prompt and the output (default: from γ and
+      max_small_run).
+    check: optional (options, drafter) -> None, raising ValueError for bad
+      method options or drafters.
+    multi_drafter: whether ``drafter`` may be a tuple of drafters.
   """
   name: str
   fn: Callable[..., st.DecodeOutput]
@@ -49,6 +55,9 @@ class MethodSpec:
   defaults: tuple[tuple[str, Any], ...] = ()
   option_choices: tuple[tuple[str, tuple[Any, ...]], ...] = ()
   description: str = ""
+  scratch: Callable[..., int] | None = None
+  check: Callable[..., None] | None = None
+  multi_drafter: bool = False
 
   def valid_alpha(self, options: dict[str, Any]) -> tuple[float, float]:
     if self.rule is None:
@@ -89,7 +98,11 @@ def _decode_impl(drafter, verifier, prompt, prompt_len, alpha, temperature,
   _TRACE_COUNTS[(method, gamma, max_decode_len, prompt.shape[0], options)] += 1
   spec = METHODS[method]
   knobs = st.Knobs(alpha=alpha, temperature=temperature, top_p=top_p)
-  size = _buffer_size(prompt.shape[0], max_decode_len, gamma, dict(options))
+  if spec.scratch is not None:
+    size = (prompt.shape[0] + max_decode_len
+            + spec.scratch(gamma, dict(options), drafter))
+  else:
+    size = _buffer_size(prompt.shape[0], max_decode_len, gamma, dict(options))
   return spec.fn(drafter, verifier, prompt, prompt_len, knobs, rng,
                  gamma=gamma, max_decode_len=max_decode_len, size=size,
                  **dict(options))
@@ -157,12 +170,20 @@ def validate(method: str, drafter, verifier, prompt, *, gamma, alpha,
                      "must be ≥ 0")
   lo, hi = spec.valid_alpha(full)
   _check_range("alpha", float(alpha), lo, hi, f"{method}'s")
-  if drafter.vocab_size != verifier.vocab_size:
-    raise ValueError(f"drafter vocab_size={drafter.vocab_size} differs from "
-                     f"verifier vocab_size={verifier.vocab_size}")
-  if drafter.tokenizer_id != verifier.tokenizer_id:
-    raise ValueError(f"drafter tokenizer {drafter.tokenizer_id!r} differs "
-                     f"from verifier tokenizer {verifier.tokenizer_id!r}")
+  drafters = drafter if isinstance(drafter, (tuple, list)) else (drafter,)
+  if len(drafters) != 1 and not spec.multi_drafter:
+    raise ValueError(f"drafter: {method!r} takes one drafter, got "
+                     f"{len(drafters)}")
+  for d in drafters:
+    if d.vocab_size != verifier.vocab_size:
+      raise ValueError(f"drafter vocab_size={d.vocab_size} differs from "
+                       f"verifier vocab_size={verifier.vocab_size}")
+    d_tok = getattr(d, "tokenizer_id", verifier.tokenizer_id)
+    if d_tok != verifier.tokenizer_id:
+      raise ValueError(f"drafter tokenizer {d_tok!r} differs from verifier "
+                       f"tokenizer {verifier.tokenizer_id!r}")
+  if spec.check is not None:
+    spec.check(full, drafter)
   prompt = np.asarray(prompt)
   if prompt.ndim != 1 or prompt.size == 0:
     raise ValueError(f"prompt must be a non-empty 1-D int array, got shape "

@@ -177,30 +177,36 @@ def bucket_index(n: jax.Array, buckets: tuple[int, ...]) -> jax.Array:
       jnp.int32)
 
 
-def score_pending(model, cache, seq: Sequence, start: jax.Array,
-                  buckets: tuple[int, ...]):
-  """Scores buf[start:length] in one call; returns the last row's logits.
+def score_window(model, cache, buf: jax.Array, start: jax.Array,
+                 end: jax.Array, buckets: tuple[int, ...]):
+  """Scores buf[start:end] in one call with a static bucketed width.
 
-  The number of pending tokens n = length - start varies at run time; the
-  call uses the smallest static window in ``buckets`` ≥ n (one compiled
-  branch per bucket). Tokens written past n are forgotten by the rollback.
+  The number of tokens n = end - start varies at run time; the call uses the
+  smallest width in ``buckets`` ≥ n (one compiled branch per width). Tokens
+  written past ``end`` are forgotten by the rollback to ``end``.
 
   Returns:
     rows: [buckets[-1], V] logits; row i predicts buf[start + i + 1]; rows
       ≥ n are undefined.
-    cache: the model cache with length ``seq.length``.
+    cache: the model cache with length ``end``.
   """
-  n = seq.length - start
   width = buckets[-1]
 
   def branch(size):
     def run(cache):
-      tokens = jax.lax.dynamic_slice(seq.buf, (start,), (size,))
+      tokens = jax.lax.dynamic_slice(buf, (start,), (size,))
       logits, cache = model.score(tokens[None], model.rollback(cache, start))
       rows = jnp.zeros((width, logits.shape[-1]), jnp.float32)
-      rows = jax.lax.dynamic_update_slice(rows, logits[0], (0, 0))
-      return rows, model.rollback(cache, seq.length)
+      rows = jax.lax.dynamic_update_slice(rows, logits[0].astype(jnp.float32),
+                                          (0, 0))
+      return rows, model.rollback(cache, end)
     return run
 
-  return jax.lax.switch(bucket_index(n, buckets),
+  return jax.lax.switch(bucket_index(end - start, buckets),
                         [branch(b) for b in buckets], cache)
+
+
+def score_pending(model, cache, seq: Sequence, start: jax.Array,
+                  buckets: tuple[int, ...]):
+  """Scores buf[start:length] in one call (see ``score_window``)."""
+  return score_window(model, cache, seq.buf, start, seq.length, buckets)

@@ -107,6 +107,11 @@ def _torch_logits(model, **inputs) -> np.ndarray:
   return out.logits.numpy()
 
 
+@jax.jit
+def _forward(model, input_ids, decoder_input_ids):
+  return model.forward_logits(input_ids, decoder_input_ids)
+
+
 def _cached_logits(model, prompt, prompt_len, continuation, chunks):
   """Prefill, then score `continuation` [T] in chunks of the given sizes."""
   cache = jax.jit(model.prefill, static_argnums=2)(prompt, prompt_len, 32)
@@ -137,7 +142,7 @@ def test_t5_uncached_parity(hf_t5):
   dec = np.concatenate([np.zeros((2, 1), int),
                         rng.integers(2, VOCAB, size=(2, 30))], axis=1)
   want = _torch_logits(hf, input_ids=enc, decoder_input_ids=dec)
-  got = model.forward_logits(enc, dec)
+  got = _forward(model, enc, dec)
   assert np.abs(want).max() > 1.0  # a non-trivial comparison
   np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
 
@@ -165,7 +170,7 @@ def test_gemma_uncached_parity(hf_gemma):
   assert tokenizer.bos_id == 2
   ids = np.random.default_rng(3).integers(0, VOCAB, size=(2, 20))
   want = _torch_logits(hf, input_ids=ids)
-  got = model.forward_logits(None, ids)
+  got = _forward(model, None, ids)
   assert np.abs(want).max() > 0.5
   np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
 
@@ -183,28 +188,34 @@ def test_gemma_cached_parity(hf_gemma):
   np.testing.assert_allclose(got, want[5:], atol=ATOL, rtol=0)
 
 
-def test_saved_by_harness_loads_in_transformers(tmp_path, hf_gemma, hf_t5):
+def _check_saved_loads_in_transformers(directory, out):
   """save_pretrained writes what transformers reads, with equal logits."""
-  for _, directory in (hf_gemma, hf_t5):
-    model, _, tok = load_pretrained(directory)
-    out = str(tmp_path / os.path.basename(directory))
-    save_pretrained(model, out, tok)
-    with open(os.path.join(out, "config.json")) as f:
-      arch = json.load(f)["architectures"][0]
-    hf = getattr(transformers, arch).from_pretrained(
-        out, attn_implementation="eager").eval()
-    ids = np.random.default_rng(5).integers(2, VOCAB, size=(1, 9))
-    if arch.startswith("T5"):
-      dec = np.concatenate([[[0]], ids[:, :5]], axis=1)
-      want = _torch_logits(hf, input_ids=ids, decoder_input_ids=dec)
-      # transformers keeps two different saved tensors untied.
-      np.testing.assert_array_equal(hf.lm_head.weight.detach().numpy(),
-                                    np.asarray(model.params["lm_head"]).T)
-      got = model.forward_logits(ids, dec)
-    else:
-      want = _torch_logits(hf, input_ids=ids)
-      got = model.forward_logits(None, ids)
-    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+  model, _, tok = load_pretrained(directory)
+  save_pretrained(model, out, tok)
+  with open(os.path.join(out, "config.json")) as f:
+    arch = json.load(f)["architectures"][0]
+  hf = getattr(transformers, arch).from_pretrained(
+      out, attn_implementation="eager").eval()
+  ids = np.random.default_rng(5).integers(2, VOCAB, size=(1, 9))
+  if arch.startswith("T5"):
+    dec = np.concatenate([[[0]], ids[:, :5]], axis=1)
+    want = _torch_logits(hf, input_ids=ids, decoder_input_ids=dec)
+    # transformers keeps two different saved tensors untied.
+    np.testing.assert_array_equal(hf.lm_head.weight.detach().numpy(),
+                                  np.asarray(model.params["lm_head"]).T)
+    got = _forward(model, ids, dec)
+  else:
+    want = _torch_logits(hf, input_ids=ids)
+    got = _forward(model, None, ids)
+  np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+def test_t5_saved_by_harness_loads_in_transformers(hf_t5, tmp_path):
+  _check_saved_loads_in_transformers(hf_t5[1], str(tmp_path / "t5"))
+
+
+def test_gemma_saved_by_harness_loads_in_transformers(hf_gemma, tmp_path):
+  _check_saved_loads_in_transformers(hf_gemma[1], str(tmp_path / "gemma"))
 
 
 @pytest.mark.parametrize("bidirectional", [True, False])

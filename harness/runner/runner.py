@@ -154,8 +154,9 @@ def _run_pair(exp: cfg.Experiment, pair: cfg.ModelPair,
 
 
 def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
-                   out: TextIO = sys.stdout) -> str:
+                   out: TextIO | None = None) -> str:
   """Runs (or, with ``dry_run``, plans) the experiment; returns its dir."""
+  out = out or sys.stdout
   store = store_lib.ResultsStore(exp.results_dir, exp.name)
   cells = plan(exp, options)
   if options.dry_run:

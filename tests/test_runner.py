@@ -1,0 +1,318 @@
+"""Runner: cells, rates, cost model, store, and a small sweep end to end.
+
+The end-to-end tests run the tiny random T5 pair of ``experiments/smoke.gin``
+with one method; compiled programs go to a per-session persistent cache so
+the SIGKILL test's subprocesses do not recompile them.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import pytest
+
+from harness.__main__ import main
+from harness.runner import calibration as cal
+from harness.runner import cells as cells_lib
+from harness.runner import config as cfg
+from harness.runner import schema
+from harness.runner import store as store_lib
+from harness.runner import summary as summary_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(REPO, "experiments", "smoke.gin")
+# One method, 2 α: 2 reference cells + 2 method cells, 3 compiled programs.
+FAST = ["--gin.METHODS=[@spec_decode_lossy/MethodGrid()]",
+        "--gin.spec_decode_lossy/MethodGrid.alphas=[0.0, 1.0]",
+        "--gin.multi30k_ende/TaskRun.num_examples=3",
+        "--gin.MAX_DECODE_LEN=6", "--gin.CALIBRATION_CALLS=2"]
+TIMING_KEYS = ("times_s", "modeled_s")
+
+
+def _pair():
+  return cfg.ModelPair(name="tiny", drafter="tiny_t5",
+                       verifier="tiny_t5_large", kind=cfg.PairKind.RANDOM)
+
+
+def _experiment(**kw):
+  base = dict(name="exp", pair=_pair(),
+              tasks=(cfg.TaskRun(task="multi30k_ende", num_examples=4),),
+              methods=(cfg.MethodGrid("spec_decode_lossy", (0.0, 0.5)),
+                       cfg.MethodGrid("spec_cascade_opt",
+                                      (-math.inf, 0.0, math.inf))),
+              gammas=(3, 5), temperatures=(0.0, 1.0))
+  base.update(kw)
+  return cfg.Experiment(**base)
+
+
+# --- Cells -------------------------------------------------------------------
+
+
+def test_cells_order_ids_and_references():
+  cells = cells_lib.build_cells(_experiment())
+  ids = [c.cell_id for c in cells]
+  assert len(ids) == len(set(ids))
+  # 2 temperatures × (2 references + 2 γ × (2 + 3) α).
+  assert len(cells) == 2 * (2 + 2 * 5)
+  assert all(set(i) <= set("abcdefghijklmnopqrstuvwxyzTP0123456789_.-")
+             for i in ids)
+  assert ids == [c.cell_id for c in cells_lib.build_cells(_experiment())]
+  first = cells[:2]
+  assert [c.role for c in first] == [schema.Role.REFERENCE_LARGE,
+                                     schema.Role.REFERENCE_SMALL]
+  assert "__a-inf__" in " ".join(ids) and "__ainf__" in " ".join(ids)
+  method = next(c for c in cells if c.role is schema.Role.METHOD)
+  assert cells_lib.reference_for(method).cell_id == first[0].cell_id
+
+
+def test_cell_id_changes_with_any_config_field():
+  base = cells_lib.build_cells(_experiment())[5]
+  other = cells_lib.build_cells(_experiment(seed=1))[5]
+  assert base.cell_id.rsplit("__", 1)[0] == other.cell_id.rsplit("__", 1)[0]
+  assert base.cell_id != other.cell_id
+
+
+def test_shards_partition_the_cells():
+  cells = cells_lib.build_cells(_experiment())
+  shards = [cells_lib.Shard(i, 3).select(cells) for i in range(3)]
+  ids = [c.cell_id for shard in shards for c in shard]
+  assert sorted(ids) == sorted(c.cell_id for c in cells)
+  with pytest.raises(ValueError, match="0 ≤ i < N"):
+    cells_lib.Shard.parse("3/3")
+
+
+def test_only_keeps_matching_cells_and_their_references():
+  cells = cells_lib.build_cells(_experiment())
+  chosen = cells_lib.select(cells, ("*spec_cascade_opt__g3_T0_*__a0__*",))
+  roles = [c.role for c in chosen]
+  assert roles == [schema.Role.REFERENCE_LARGE, schema.Role.REFERENCE_SMALL,
+                   schema.Role.METHOD]
+  assert chosen[0].temperature == 0.0
+
+
+def test_config_rejects_alpha_outside_range_and_bad_types():
+  with pytest.raises(cfg.FieldError, match="alphas"):
+    cfg.MethodGrid("spec_cascade_token", (1.5,))
+  with pytest.raises(cfg.FieldError, match="expected an integer"):
+    cfg.build(cfg.TaskRun, {"task": "xsum", "num_examples": "3"})
+  grid = cfg.build(cfg.MethodGrid, {"method": "spec_cascade_opt",
+                                    "alphas": ["-inf", 0, "inf"]})
+  assert grid.alphas == (-math.inf, 0.0, math.inf)
+
+
+# --- Rates and the cost model -------------------------------------------------
+
+
+def test_leviathan_speedup_formula():
+  # a = 0.8, γ = 5, c = 0.1: (1 - 0.8**6) / (0.2 * 1.5).
+  assert cal.leviathan_speedup(0.8, 5, 0.1) == pytest.approx(
+      (1 - 0.8 ** 6) / (0.2 * 1.5))
+  assert cal.leviathan_speedup(1.0, 5, 0.0) == pytest.approx(6.0)
+  assert cal.leviathan_speedup(0.0, 3, 0.0) == pytest.approx(1.0)
+
+
+def test_modeled_seconds_interpolates_widths():
+  calib = {"c_q": 1.0, "c_p": {"1": 10.0, "4": 40.0}, "num_calls": 1,
+           "pair": "p"}
+  assert cal.verifier_cost(calib["c_p"], 2.5) == pytest.approx(25.0)
+  assert cal.verifier_cost(calib["c_p"], 9) == pytest.approx(40.0)
+  stats = {"drafter_steps": 6, "verifier_calls": 2, "verifier_positions": 5}
+  assert cal.modeled_seconds(stats, calib) == pytest.approx(6 + 2 * 25.0)
+
+
+def _record(stats, times=(1.0,)):
+  return {"stats": stats, "times_s": list(times), "modeled_s": 1.0,
+          "targets": ["x"], "prediction": "x"}
+
+
+def test_cell_stats_definitions():
+  cell = {"gamma": 2, "method": "spec_decode"}
+  s1 = dict(num_tokens=6, drafts_accepted=3, drafts_evaluated=4,
+            verifier_calls=2, rejections=1, deferrals=1,
+            accepted_per_position=[2, 1], evaluated_per_position=[2, 2])
+  s2 = dict(s1, num_tokens=4, drafts_accepted=1, drafts_evaluated=2,
+            verifier_calls=2, rejections=2, deferrals=0,
+            accepted_per_position=[1, 0], evaluated_per_position=[2, 0])
+  costs = {"c_q": 1.0, "c_p": {"1": 2.0, "3": 4.0}}
+  stats = summary_lib.cell_stats(cell, [_record(s1), _record(s2)], costs, 0.5)
+  assert stats["acceptance_rate"] == pytest.approx(4 / 6)
+  assert stats["mean_accepted_length"] == pytest.approx(10 / 4)
+  assert stats["rejection_rate"] == pytest.approx(3 / 4)
+  assert stats["deferral_rate"] == pytest.approx(1 / 10)
+  assert stats["acceptance_per_position"] == [0.75, 0.5]
+  assert stats["measured_speedup"] == pytest.approx(2.0)
+  assert stats["predicted_speedup"] == pytest.approx(
+      cal.leviathan_speedup(4 / 6, 2, 1.0 / 4.0))
+
+
+def test_cell_stats_autoregressive_rates_are_null():
+  cell = {"gamma": None, "method": "autoregressive"}
+  s = dict(num_tokens=5, drafts_accepted=0, drafts_evaluated=0,
+           verifier_calls=5, rejections=0, deferrals=0)
+  stats = summary_lib.cell_stats(cell, [_record(s)], {"c_q": 1, "c_p": {}},
+                                 None)
+  assert stats["acceptance_rate"] is None and stats["deferral_rate"] is None
+  assert stats["predicted_speedup"] is None and stats["num_tokens"] == 5
+
+
+def test_quality_without_references_is_null_with_note():
+  records = [_record({}) | {"targets": [], "prediction": "a"}]
+  values, note = summary_lib.quality("cnn_dailymail", records)
+  assert values["rouge2"] is None and "no references" in note
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path):
+  path = tmp_path / "a" / "x.json"
+  store_lib.atomic_write_text(str(path), "one")
+  store_lib.atomic_write_text(str(path), "two")
+  assert path.read_text() == "two"
+  assert os.listdir(tmp_path / "a") == ["x.json"]
+
+
+# --- End to end ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jax_cache(tmp_path_factory):
+  """A persistent compilation cache shared with the subprocess tests."""
+  path = str(tmp_path_factory.mktemp("jax_cache"))
+  settings = {"jax_compilation_cache_dir": path,
+              "jax_persistent_cache_min_compile_time_secs": 0,
+              "jax_disable_most_optimizations": True}
+  old = {k: jax.config.values[k] for k in settings}
+  for key, value in settings.items():
+    jax.config.update(key, value)
+  yield path
+  for key, value in old.items():
+    jax.config.update(key, value)
+
+
+def _sweep(results, *extra):
+  return main(["sweep", "--gin_file", SMOKE, "--no_progress",
+               f"--gin.RESULTS_DIR='{results}'", *FAST, *extra])
+
+
+def _load_dir(exp_dir):
+  """{cell_id: (records without timings, summary without timings)}."""
+  out = {}
+  cells_dir = os.path.join(exp_dir, "cells")
+  for name in sorted(os.listdir(cells_dir)):
+    if not name.endswith(".json"):
+      continue
+    cell_id = name[:-len(".json")]
+    with open(os.path.join(cells_dir, cell_id + ".jsonl")) as f:
+      records = [json.loads(line) for line in f]
+    for r in records:
+      for key in TIMING_KEYS:
+        r.pop(key)
+    summary = store_lib.read_json(os.path.join(cells_dir, name))
+    out[cell_id] = (records, summary["quality"], summary["stats"]["totals"],
+                    summary["stats"]["acceptance_rate"])
+  return out
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(jax_cache, tmp_path_factory):
+  results = str(tmp_path_factory.mktemp("results"))
+  assert _sweep(results) == 0
+  return os.path.join(results, "smoke")
+
+
+def test_sweep_writes_schema_and_provenance(uninterrupted):
+  manifest = store_lib.read_json(os.path.join(uninterrupted, "manifest.json"))
+  assert len(manifest["cell_ids"]) == 4
+  assert manifest["calibration"]["c_q"] > 0
+  assert "Experiment.name" in manifest["provenance"]["gin_config"]
+  for cell_id in manifest["cell_ids"]:
+    summary = store_lib.read_json(
+        os.path.join(uninterrupted, "cells", cell_id + ".json"))
+    assert set(summary) == set(schema.CellSummary.__annotations__)
+    assert set(summary["stats"]) == set(schema.CellStats.__annotations__)
+    assert summary["provenance"]["versions"]["jax"] == jax.__version__
+    assert summary["provenance"]["device"]["platform"] == "cpu"
+    assert summary["latency"]["num_timed_examples"] == 2
+    assert len(summary["latency"]["per_trial_mean_s"]) == 2
+    assert summary["relative_latency"] > 0
+    records = store_lib.ResultsStore(
+        os.path.dirname(uninterrupted), "smoke").read_records(cell_id)
+    assert [r["index"] for r in records] == [0, 1, 2]
+    assert [len(r["times_s"]) for r in records] == [2, 2, 1]
+    assert all(r["num_tokens"] == len(r["tokens"]) <= 6 for r in records)
+
+
+def test_sweep_reference_and_lossless_cells(uninterrupted):
+  loaded = _load_dir(uninterrupted)
+  by_method = {cid.split("__")[1] + cid.split("__")[-2]: v
+               for cid, v in loaded.items()}
+  large = next(v for k, v in by_method.items() if "verifier" in k)
+  lossless = next(v for k, v in by_method.items() if k.endswith("a0"))
+  summaries = {cid: store_lib.read_json(
+      os.path.join(uninterrupted, "cells", cid + ".json")) for cid in loaded}
+  ref = next(s for s in summaries.values()
+             if s["cell"]["role"] == "reference_large")
+  assert ref["relative_latency"] == pytest.approx(1.0)
+  assert large[3] is None  # No acceptance rate for autoregressive.
+  assert 0 <= lossless[3] <= 1
+  assert lossless[2]["drafts_evaluated"] > 0
+
+
+def test_rerun_skips_completed_cells(uninterrupted, capsys):
+  before = {n: os.path.getmtime(os.path.join(uninterrupted, "cells", n))
+            for n in os.listdir(os.path.join(uninterrupted, "cells"))}
+  assert _sweep(os.path.dirname(uninterrupted)) == 0
+  assert "4 already done" in capsys.readouterr().out
+  after = {n: os.path.getmtime(os.path.join(uninterrupted, "cells", n))
+           for n in os.listdir(os.path.join(uninterrupted, "cells"))}
+  assert before == after
+
+
+def _subprocess_sweep(results, cache):
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_DISABLE_MOST_OPTIMIZATIONS="1")
+  return subprocess.Popen(
+      [sys.executable, "-m", "harness", "sweep", "--gin_file", SMOKE,
+       "--no_progress", f"--gin.RESULTS_DIR='{results}'", *FAST],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_sigkill_mid_sweep_then_resume_matches(uninterrupted, jax_cache,
+                                               tmp_path):
+  cells_dir = tmp_path / "smoke" / "cells"
+  proc = _subprocess_sweep(str(tmp_path), jax_cache)
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    done = list(cells_dir.glob("*.json")) if cells_dir.exists() else []
+    if len(done) >= 2:
+      break
+    time.sleep(0.02)
+  assert proc.poll() is None, "the sweep ended before it could be killed"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert len(list(cells_dir.glob("*.json"))) < 4
+  resumed = _subprocess_sweep(str(tmp_path), jax_cache)
+  out, err = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, err.decode()[-2000:]
+  assert b"already done" in out
+  assert _load_dir(str(tmp_path / "smoke")) == _load_dir(uninterrupted)
+  assert not [p for p in cells_dir.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_report_merges_shards(jax_cache, uninterrupted, tmp_path, capsys):
+  for i in range(2):
+    assert _sweep(str(tmp_path), "--shard", f"{i}/2") == 0
+  exp_dir = tmp_path / "smoke"
+  shard_files = sorted(os.listdir(exp_dir / "manifests"))
+  assert shard_files == ["shard-000-of-002.json", "shard-001-of-002.json"]
+  assert main(["report", "--results", str(exp_dir)]) == 0
+  manifest = store_lib.read_json(str(exp_dir / "manifest.json"))
+  full = store_lib.read_json(os.path.join(uninterrupted, "manifest.json"))
+  assert manifest["cell_ids"] == full["cell_ids"]
+  assert _load_dir(str(exp_dir)) == _load_dir(uninterrupted)
+  summaries = store_lib.ResultsStore(str(tmp_path), "smoke").summaries()
+  assert all(s["relative_latency"] is not None for s in summaries)

@@ -9,10 +9,10 @@ export XLA_FLAGS ?= --xla_cpu_multi_thread_eigen=true
 
 .PHONY: install test test-slow lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,ref]'
 	@touch $(STAMP)
 
 install: $(STAMP)

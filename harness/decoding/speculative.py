@@ -145,7 +145,6 @@ def step(rule_fn, uses_drafter, drafter, verifier, knobs: st.Knobs,
          gamma: int, max_decode_len: int, s: SpecState) -> SpecState:
   """One draft-verify-accept iteration."""
   rng, draft_key, accept_key, bonus_key = jax.random.split(s.rng, 4)
-  m = s.seq.length
   drafted, d_cache = draft(drafter, knobs, s, gamma, draft_key)
 
   # Verifier: one call on [x[m-1], y_1..y_γ] -> [γ+1, V].
@@ -177,12 +176,12 @@ def step(rule_fn, uses_drafter, drafter, verifier, knobs: st.Knobs,
       accepted_per_position=(pos < k).astype(jnp.int32),
       evaluated_per_position=evaluated.astype(jnp.int32),
       rejections=k < gamma,
-      deferrals=jnp.sum(jnp.where(evaluated, deferred_y, 0.0)).astype(
-          jnp.int32),
+      # Deferral decisions at positions that made it into the output.
+      deferrals=jnp.sum(jnp.where(evaluated & (pos < n), deferred_y,
+                                  0.0)).astype(jnp.int32),
       emitted_drafts=jnp.minimum(k, n),
       emitted_corrections=full & (k < gamma),
       emitted_bonus=full & (k == gamma))
-  del m
   return SpecState(seq=seq, d_cache=d_cache, v_cache=v_cache, rng=rng,
                    stats=stats)
 

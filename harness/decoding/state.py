@@ -88,7 +88,7 @@ STAT_DOCS = {
     "accepted_per_position": "[γ] accepted drafts by draft position",
     "evaluated_per_position": "[γ] evaluated drafts by draft position",
     "rejections": "verification rounds that ended in a rejection",
-    "deferrals": "positions deferred to the verifier by the rule",
+    "deferrals": "emitted positions deferred to the verifier by the rule",
     "forced_deferrals": "deferrals forced by the small-model run cap",
     "emitted_drafts": "emitted tokens that were accepted drafts",
     "emitted_corrections": "emitted residual (correction) tokens",

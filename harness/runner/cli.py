@@ -103,16 +103,9 @@ def _report(args: argparse.Namespace) -> int:
     print(f"merged shard manifests into {manifest}")
   if filled:
     print(f"filled relative latency of {len(filled)} cells")
+  from harness import report  # pylint: disable=g-import-not-at-top
   try:
-    from harness import report  # pylint: disable=g-import-not-at-top
-    write_report = report.write_report
-  except (ImportError, AttributeError):
-    print("harness.report.write_report is not available yet: results are "
-          f"merged in {args.results}; no tables or plots written")
-    return 0
-  try:
-    for path in write_report(args.results, out_dir=args.out):
-      print(path)
+    report.write_and_print(args.results, out_dir=args.out)
   except Exception as err:  # pylint: disable=broad-except
     return _fail(err, RUN_ERROR_EXIT, args.debug)
   return 0

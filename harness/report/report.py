@@ -18,6 +18,7 @@ import pandas as pd
 from harness.report import analysis
 from harness.report import appendix
 from harness.report import bootstrap as bootstrap_lib
+from harness.report import csd
 from harness.report import figures
 from harness.report import load
 from harness.report import render
@@ -137,8 +138,15 @@ def write_report(results: "str | os.PathLike | Sequence[str | os.PathLike]",
       naming the file and field).
   """
   report = build_report(results, bootstrap=bootstrap, seed=seed)
-  return write_outputs(report, out_dir if out_dir is not None
-                       else default_out_dir(results))
+  out = out_dir if out_dir is not None else default_out_dir(results)
+  return write_outputs(report, out) + csd.write_csd_report(
+      _roots(results), pathlib.Path(out))
+
+
+def _roots(results) -> list[pathlib.Path]:
+  if isinstance(results, (str, os.PathLike)):
+    return [pathlib.Path(results)]
+  return [pathlib.Path(r) for r in results]
 
 
 def write_outputs(report: Report, out_dir: "str | os.PathLike") -> list[str]:
@@ -162,8 +170,9 @@ def write_and_print(results, out_dir=None, *,
   """
   stream = stream or sys.stdout
   report = build_report(results, bootstrap=bootstrap, seed=seed)
-  paths = write_outputs(report, out_dir if out_dir is not None
-                        else default_out_dir(results))
+  out = out_dir if out_dir is not None else default_out_dir(results)
+  paths = write_outputs(report, out)
+  paths += csd.write_csd_report(_roots(results), pathlib.Path(out))
   print(render.format_table2_text(report.table, report.notes()), file=stream)
   print("Wrote:", *paths, sep="\n  ", file=stream)
   return paths

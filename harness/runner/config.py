@@ -81,6 +81,12 @@ class ModelPair:
     model_parallel: chips the verifier is split over (tensor parallel, see
       ``harness.models.sharding``); the drafter is replicated. 1 = one chip.
     model_seed: PRNG seed of random weights (RANDOM only).
+    extra_drafters: CS Drafting only: further, smaller drafters (checkpoint
+      directories or size names, largest first) below ``drafter``.
+    bigram_table: CS Drafting only: Max-Gram's bigram table (a ``.npy`` of
+      next-token ids); built from the bundled Multi30k training text with
+      the pair's tokenizer and saved there when missing; None = build it in
+      memory.
   """
   name: str
   drafter: str
@@ -91,8 +97,11 @@ class ModelPair:
   verifier_size: Optional[str] = None
   model_parallel: int = 1
   model_seed: int = 0
+  extra_drafters: tuple[str, ...] = ()
+  bigram_table: Optional[str] = None
 
   def __post_init__(self):
+    object.__setattr__(self, "extra_drafters", tuple(self.extra_drafters))
     _check(self.model_parallel >= 1, "model_parallel", self.model_parallel,
            "must be ≥ 1")
     for name in ("drafter", "verifier"):

@@ -80,7 +80,8 @@ def example_key(seed: int, index: int) -> jax.Array:
 def _decode(cell: cells_lib.Cell, loaded: pairs.LoadedPair,
             item: Prepared) -> decoding.DecodeOutput:
   return decoding.decode(
-      cell.method, loaded.drafter, loaded.verifier, item.prompt,
+      cell.method, loaded.drafter_for(cell.method), loaded.verifier,
+      item.prompt,
       gamma=cell.gamma or 1, alpha=0.0 if cell.alpha is None else cell.alpha,
       temperature=cell.temperature, top_p=cell.top_p,
       max_decode_len=cell.max_decode_len,

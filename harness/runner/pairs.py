@@ -17,6 +17,7 @@ Prompts (``encode_prompt``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import io
 import os
@@ -44,6 +45,7 @@ RANDOM_SIZES: dict[str, Any] = {
     "multi30k_gemma_small": model_testing.SMALL_GEMMA,
     "multi30k_gemma_large": model_testing.LARGE_GEMMA,
 }
+CSD_PREFIX = "cs_drafting"
 RANDOM_VOCAB_SIZE = 100  # SentencePiece pieces of random pairs (< 128).
 _TOKENIZER_LINES = 400  # Multi30k lines per language to train it on.
 _DTYPES = {cfg.DType.FLOAT32: jnp.float32, cfg.DType.BFLOAT16: jnp.bfloat16}
@@ -63,6 +65,21 @@ class LoadedPair:
   verifier: Any
   tokenizer: models.Tokenizer
   encoder_decoder: bool
+  extra_drafters: tuple[Any, ...] = ()
+  bigram_table: str | None = None
+
+  @functools.cached_property
+  def maxgram(self):
+    """Max-Gram's bigram table (built once, on first use)."""
+    return load_or_build_maxgram(self.bigram_table, self.tokenizer,
+                                 self.verifier.vocab_size)
+
+  def drafter_for(self, method: str):
+    """The ``drafter`` argument of a method: CS Drafting gets every drafter
+    level (largest first) and Max-Gram; other methods the small model."""
+    if method.startswith(CSD_PREFIX):
+      return (self.drafter, *self.extra_drafters, self.maxgram)
+    return self.drafter
 
 
 def size_config(name: str):
@@ -72,14 +89,35 @@ def size_config(name: str):
   return models.get_config(name)
 
 
-def _training_lines() -> list[str]:
+def _training_lines(limit: int | None = _TOKENIZER_LINES) -> list[str]:
+  """Multi30k training lines (EN then DE), the first ``limit`` of each."""
   from harness import tasks  # pylint: disable=g-import-not-at-top
   lines = []
   for lang in ("en", "de"):
     path = tasks.data_root() / "multi30k" / f"train.{lang}.gz"
     with gzip.open(path, "rt", encoding="utf-8") as f:
-      lines += [next(f).strip() for _ in range(_TOKENIZER_LINES)]
+      lines += [line.strip() for _, line in zip(
+          range(limit) if limit else iter(int, 1), f)]
   return lines
+
+
+def load_or_build_maxgram(path: str | None, tokenizer: models.Tokenizer,
+                          vocab_size: int):
+  """Loads a saved bigram table, or counts one on the Multi30k training text
+  (all 29,000 pairs, both languages) and saves it to ``path``."""
+  from harness.decoding import maxgram  # pylint: disable=g-import-not-at-top
+  if path and os.path.exists(path):
+    mag = maxgram.MaxGram.load(path)
+    if mag.vocab_size != vocab_size:
+      raise ValueError(f"{path}: bigram table has {mag.vocab_size} entries, "
+                       f"the pair's vocabulary {vocab_size}")
+    return mag
+  ids = [tokenizer.encode(line) for line in _training_lines(limit=None)]
+  mag = maxgram.build_bigram_table(ids, vocab_size)
+  if path:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    mag.save(path)
+  return mag
 
 
 def train_tokenizer(path: str, with_bos: bool) -> models.Tokenizer:
@@ -103,12 +141,16 @@ def _random_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
   tokenizer = train_tokenizer(os.path.join(work_dir, "random_pair.model"),
                               with_bos=not t5)
   build = models.random_t5 if t5 else models.random_gemma
-  key_small, key_large = jax.random.split(jax.random.key(pair.model_seed))
+  keys = jax.random.split(jax.random.key(pair.model_seed),
+                          2 + len(pair.extra_drafters))
   dtype = _DTYPES[pair.dtype]
+  extra = tuple(build(k, size_config(name), dtype, tokenizer_id=tokenizer.id)
+                for k, name in zip(keys[2:], pair.extra_drafters))
   return LoadedPair(
-      drafter=build(key_small, small, dtype, tokenizer_id=tokenizer.id),
-      verifier=build(key_large, large, dtype, tokenizer_id=tokenizer.id),
-      tokenizer=tokenizer, encoder_decoder=t5)
+      drafter=build(keys[0], small, dtype, tokenizer_id=tokenizer.id),
+      verifier=build(keys[1], large, dtype, tokenizer_id=tokenizer.id),
+      tokenizer=tokenizer, encoder_decoder=t5, extra_drafters=extra,
+      bigram_table=pair.bigram_table)
 
 
 def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
@@ -116,9 +158,14 @@ def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
   small = models.load_pretrained(pair.drafter, dtype)
   large = models.load_pretrained(pair.verifier, dtype)
   models.check_same_tokenizer(small.model, large.model)
+  extra = tuple(models.load_pretrained(path, dtype).model
+                for path in pair.extra_drafters)
+  for model in extra:
+    models.check_same_tokenizer(model, large.model)
   return LoadedPair(drafter=small.model, verifier=large.model,
                     tokenizer=large.tokenizer,
-                    encoder_decoder=isinstance(large.model, models.T5))
+                    encoder_decoder=isinstance(large.model, models.T5),
+                    extra_drafters=extra, bigram_table=pair.bigram_table)
 
 
 def _place(loaded: LoadedPair, model_parallel: int) -> LoadedPair:
@@ -134,7 +181,9 @@ def _place(loaded: LoadedPair, model_parallel: int) -> LoadedPair:
                        ("data", sharding.MODEL_AXIS))
   return dataclasses.replace(
       loaded, verifier=sharding.shard_model(loaded.verifier, mesh),
-      drafter=sharding.replicate_model(loaded.drafter, mesh))
+      drafter=sharding.replicate_model(loaded.drafter, mesh),
+      extra_drafters=tuple(sharding.replicate_model(m, mesh)
+                           for m in loaded.extra_drafters))
 
 
 def load_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:

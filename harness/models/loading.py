@@ -383,8 +383,12 @@ def load_pretrained(path: str | os.PathLike, dtype=jnp.float32,
                     require_tokenizer: bool = True) -> Pretrained:
   """Loads a Hugging-Face-format T5 v1.1 / Gemma 2 / Gemma 3 directory.
 
+  A `.gguf` file, or a directory without `config.json` that holds one, is
+  read as a Gemma 3 GGUF file instead (`harness.models.gguf`; needs the
+  optional `gguf` package).
+
   Args:
-    path: the checkpoint directory.
+    path: the checkpoint directory (or GGUF file).
     dtype: parameter dtype (jnp.float32 or jnp.bfloat16).
     require_tokenizer: raise if the SentencePiece file is missing (else the
       tokenizer is None and the model's tokenizer id is "untokenized").
@@ -398,6 +402,10 @@ def load_pretrained(path: str | os.PathLike, dtype=jnp.float32,
     KeyError: a tensor missing from the checkpoint.
   """
   path = os.fspath(path)
+  if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+    from harness.models import gguf  # pylint: disable=import-outside-toplevel
+    if gguf.find_gguf(path) is not None:
+      return gguf.load_gguf(path, dtype)
   cfg = _read_config(path)
   model_type = cfg.get("model_type")
   if model_type not in ("t5", *GEMMA_TYPES):

@@ -318,13 +318,11 @@ class _Tensors:
   def __init__(self, directory: str):
     index = os.path.join(directory, WEIGHTS_INDEX_FILE)
     if os.path.exists(index):
-      with open(index) as f:
-        weight_map = json.load(f)["weight_map"]
+      weight_map = _read_json(index)["weight_map"]
     else:
       _require(os.path.join(directory, WEIGHTS_FILE),
                f"weights ({WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE})")
-      with safetensors.safe_open(os.path.join(directory, WEIGHTS_FILE),
-                                 "np") as f:
+      with _safe_open(os.path.join(directory, WEIGHTS_FILE)) as f:
         weight_map = {k: WEIGHTS_FILE for k in f.keys()}
     self._dir = directory
     self._map = weight_map
@@ -338,8 +336,8 @@ class _Tensors:
       raise KeyError(f"checkpoint {self._dir} has no tensor {name!r}")
     file = self._map[name]
     if file not in self._open:
-      self._open[file] = safetensors.safe_open(
-          _require(os.path.join(self._dir, file), "weights shard"), "np")
+      self._open[file] = _safe_open(
+          _require(os.path.join(self._dir, file), "weights shard"))
     return self._open[file].get_tensor(name)
 
 
@@ -375,8 +373,25 @@ def _load_params(tensors: _Tensors, config, dtype) -> Any:
 def _read_config(directory: str) -> dict:
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"missing checkpoint directory: {directory}")
-  with open(_require(os.path.join(directory, CONFIG_FILE), CONFIG_FILE)) as f:
-    return json.load(f)
+  return _read_json(_require(os.path.join(directory, CONFIG_FILE),
+                             CONFIG_FILE))
+
+
+def _read_json(path: str) -> Any:
+  """A JSON file; ValueError naming it if it is not valid JSON."""
+  with open(path, "rb") as f:
+    try:
+      return json.loads(f.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+      raise ValueError(f"{path}: invalid JSON ({err})") from None
+
+
+def _safe_open(path: str):
+  """``safetensors.safe_open``; ValueError naming a corrupt file."""
+  try:
+    return safetensors.safe_open(path, "np")
+  except safetensors.SafetensorError as err:
+    raise ValueError(f"{path}: corrupt safetensors file ({err})") from None
 
 
 def load_pretrained(path: str | os.PathLike, dtype=jnp.float32,
@@ -388,7 +403,7 @@ def load_pretrained(path: str | os.PathLike, dtype=jnp.float32,
   optional `gguf` package).
 
   Args:
-    path: the checkpoint directory (or GGUF file).
+    path: the checkpoint directory (or GGUF file); a leading ~ is expanded.
     dtype: parameter dtype (jnp.float32 or jnp.bfloat16).
     require_tokenizer: raise if the SentencePiece file is missing (else the
       tokenizer is None and the model's tokenizer id is "untokenized").
@@ -401,7 +416,7 @@ def load_pretrained(path: str | os.PathLike, dtype=jnp.float32,
     ValueError: an unknown architecture or a tensor of the wrong shape.
     KeyError: a tensor missing from the checkpoint.
   """
-  path = os.fspath(path)
+  path = os.path.expanduser(os.fspath(path))
   if not os.path.exists(os.path.join(path, CONFIG_FILE)):
     from harness.models import gguf  # pylint: disable=import-outside-toplevel
     if gguf.find_gguf(path) is not None:

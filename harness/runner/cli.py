@@ -60,7 +60,10 @@ def _fail(err: BaseException, code: int, debug: bool) -> int:
   if debug:
     traceback.print_exception(err)
   else:
-    message = str(err).strip().splitlines()[0] if str(err).strip() else (
+    # A KeyError's str() is the repr of its key: print the message itself.
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else (
+        str(err))
+    message = text.strip().splitlines()[0] if text.strip() else (
         type(err).__name__)
     print(f"error: {message}", file=sys.stderr)
   return code
@@ -73,9 +76,13 @@ def _run(args: argparse.Namespace) -> int:
   bindings = args.gin_binding + _gin_overrides(getattr(args, "gin", []))
   try:
     shard = cells.Shard.parse(getattr(args, "shard", "0/1"))
-    exp, text = gin_config.parse(args.gin_file, bindings)
+    unused = []
+    exp, text = gin_config.parse(args.gin_file, bindings, unused)
   except (gin_config.ConfigError, ValueError) as err:
     return _fail(err, CONFIG_ERROR_EXIT, args.debug)
+  for binding in unused:
+    print(f"warning: --gin.{binding}: no gin file defines or uses this "
+          "macro (a typo?); it has no effect", file=sys.stderr)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
                               dry_run=args.dry_run,
                               progress=not args.no_progress, gin_config=text)

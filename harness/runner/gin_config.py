@@ -35,6 +35,7 @@ GIN_MODULE = "harness"
 CONFIGURABLES = {"ModelPair": cfg.ModelPair, "TaskRun": cfg.TaskRun,
                  "MethodGrid": cfg.MethodGrid, "Experiment": cfg.Experiment}
 _BINDINGS_FILE = "--gin"
+_MACRO_REF = re.compile(r"%([\w./]+)")
 
 
 class ConfigError(ValueError):
@@ -141,33 +142,71 @@ def _key(statement) -> str:
   return f"{selector}.{statement.arg_name}" if statement.arg_name else selector
 
 
-def _scan_file(path: str, locations: dict[str, Location],
-               seen: set[str]) -> None:
+def _read_text(resolved: str, path: str) -> str:
+  try:
+    with open(resolved, encoding="utf-8") as f:
+      return f.read()
+  except UnicodeDecodeError as err:
+    raise ConfigError(f"{path}: not UTF-8 text (byte "
+                      f"{err.object[err.start]:#04x} at offset {err.start})"
+                      ) from None
+
+
+def _macro_refs(statement) -> set[str]:
+  """Macro names a binding's value refers to (``%NAME``)."""
+  return set(_MACRO_REF.findall(repr(statement.value)))
+
+
+def _scan_file(path: str, locations: dict[str, Location], seen: set[str],
+               refs: set[str]) -> None:
   resolved = resolve(path)
   if resolved in seen:
     return
   seen.add(resolved)
-  with open(resolved, encoding="utf-8") as f:
-    statements = _statements(f, path)
+  statements = _statements(_read_text(resolved, path), path)
   for st in statements:
     if isinstance(st, config_parser.IncludeStatement):
-      _scan_file(st.filename, locations, seen)
+      _scan_file(st.filename, locations, seen, refs)
     elif isinstance(st, config_parser.BindingStatement):
       locations[_key(st)] = Location(path, st.location.line_num,
                                      st.location.line_content.strip())
+      refs |= _macro_refs(st)
 
 
-def scan(gin_files: Sequence[str],
-         bindings: Sequence[str]) -> dict[str, Location]:
-  """Binding key (``scope/Name.param`` or macro) -> where it was last set."""
+def _is_unused_macro(st, file_keys: set[str], refs: set[str]) -> bool:
+  return not st.arg_name and _key(st) not in file_keys and (
+      st.selector not in refs)
+
+
+def scan(gin_files: Sequence[str], bindings: Sequence[str],
+         unused: list[str] | None = None) -> dict[str, Location]:
+  """Binding key (``scope/Name.param`` or macro) -> where it was last set.
+
+  Args:
+    gin_files: the gin files.
+    bindings: ``X=Y`` overrides.
+    unused: if given, receives the overrides that set a macro no gin file
+      defines or uses (gin accepts them as new macros, so a typo such as
+      ``SEEED=1`` would silently change nothing).
+
+  Raises:
+    ConfigError: a syntax error or a file that is not UTF-8.
+  """
   locations: dict[str, Location] = {}
   seen: set[str] = set()
+  refs: set[str] = set()
   for path in gin_files:
-    _scan_file(path, locations, seen)
-  for binding in bindings:
-    for st in _statements(binding, f"--gin.{binding}"):
-      if isinstance(st, config_parser.BindingStatement):
-        locations[_key(st)] = Location(_BINDINGS_FILE, 0, binding)
+    _scan_file(path, locations, seen, refs)
+  file_keys = set(locations)
+  statements = [(binding, st) for binding in bindings
+                for st in _statements(binding, f"--gin.{binding}")
+                if isinstance(st, config_parser.BindingStatement)]
+  for _, st in statements:
+    refs |= _macro_refs(st)
+  for binding, st in statements:
+    if unused is not None and _is_unused_macro(st, file_keys, refs):
+      unused.append(binding)
+    locations[_key(st)] = Location(_BINDINGS_FILE, 0, binding)
   return locations
 
 
@@ -248,13 +287,15 @@ def _build_error(err: _BuildError, locations) -> str:
 # --- Entry point ------------------------------------------------------------
 
 
-def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()
-          ) -> tuple[cfg.Experiment, str]:
+def parse(gin_files: Sequence[str], bindings: Sequence[str] = (),
+          unused: list[str] | None = None) -> tuple[cfg.Experiment, str]:
   """Parses gin files and overrides into an Experiment.
 
   Args:
     gin_files: gin files, later ones overriding earlier ones.
     bindings: ``X=Y`` overrides (from ``--gin.X=Y``), applied last.
+    unused: if given, receives the overrides of macros that no gin file
+      defines or uses (probably typos; see ``scan``).
 
   Returns:
     (the experiment, the operative gin config text).
@@ -265,7 +306,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()
   _register()
   for path in _search_paths():
     gin.add_config_file_search_path(path)
-  locations = scan(gin_files, bindings)
+  locations = scan(gin_files, bindings, unused)
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings(list(gin_files), list(bindings))

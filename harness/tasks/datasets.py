@@ -63,13 +63,30 @@ def _field(obj: Any, key: str, where: str, kind: type | tuple = str) -> Any:
   return value
 
 
+def _decode(raw: bytes, where: str) -> str:
+  """UTF-8 text of one line; DataError naming ``where`` if it is not."""
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    raise DataError(f"{where}: not UTF-8 text (byte {raw[e.start]:#04x} at "
+                    f"column {e.start + 1})") from None
+
+
 def read_jsonl(path: pathlib.Path) -> Iterator[tuple[str, dict]]:
-  """Yields ("<file>:<line>", object) for each non-empty JSON line."""
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
+  """Yields ("<file>:<line>", object) for each non-empty JSON line.
+
+  Raises:
+    DataError: naming the file and line of a line that is not UTF-8 or not
+      a JSON object, or naming the file when it holds no record at all.
+  """
+  found = False
+  with open(path, "rb") as f:
+    for lineno, raw in enumerate(f, start=1):
+      where = f"{path}:{lineno}"
+      line = _decode(raw, where)
       if not line.strip():
         continue
-      where = f"{path}:{lineno}"
+      found = True
       try:
         obj = json.loads(line)
       except json.JSONDecodeError as e:
@@ -78,12 +95,24 @@ def read_jsonl(path: pathlib.Path) -> Iterator[tuple[str, dict]]:
       if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object, got {line[:60]!r}")
       yield where, obj
+  if not found:
+    raise DataError(f"{path}: empty file (no JSON records)")
 
 
 def _read_lines(path: pathlib.Path) -> list[str]:
+  """Lines of a text file (gzip by suffix); DataError if unreadable/empty."""
   opener = gzip.open if path.suffix == ".gz" else open
-  with opener(path, "rt", encoding="utf-8") as f:
-    return [line.rstrip("\n") for line in f]
+  try:
+    with opener(path, "rb") as f:
+      raw = f.read()
+  except (EOFError, OSError) as e:  # gzip.BadGzipFile is an OSError.
+    raise DataError(f"{path}: corrupt or truncated file ({e})") from None
+  if not raw.strip():
+    raise DataError(f"{path}: empty file")
+  lines = raw.replace(b"\r\n", b"\n").split(b"\n")
+  if not lines[-1]:
+    lines.pop()
+  return [_decode(line, f"{path}:{i}") for i, line in enumerate(lines, 1)]
 
 
 def _parallel(src: pathlib.Path, tgt: pathlib.Path, prefix: str) -> list[Record]:

@@ -137,3 +137,21 @@ def test_key_error_message_is_not_quoted(capsys):
   cli._fail(KeyError("checkpoint x has no tensor 'w'"), 1, debug=False)
   assert capsys.readouterr().err == (
       "error: checkpoint x has no tensor 'w'\n")
+
+
+# --- Results store -------------------------------------------------------------
+
+
+def test_failed_write_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch):
+  from harness.runner import store  # pylint: disable=g-import-not-at-top
+
+  def full(fd):
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(store.os, "fsync", full)
+  path = tmp_path / "cells" / "x.json"
+  with pytest.raises(OSError, match=r"No space left on device: cannot "
+                     r"write .*x\.json") as info:
+    store.atomic_write_text(str(path), "{}")
+  assert info.value.errno == 28
+  assert not list((tmp_path / "cells").iterdir())

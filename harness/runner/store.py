@@ -32,9 +32,12 @@ def atomic_write_text(path: str, text: str) -> None:
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as err:
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(err, OSError) and err.filename is None:
+      # A full disk fails in write/flush, whose error names no file.
+      raise OSError(err.errno, f"{err.strerror}: cannot write {path}") from err
     raise
   _fsync_dir(directory)
 

@@ -1,0 +1,55 @@
+"""`make bench`: efficiency, loop overhead, compiles, HF side by side, memory.
+
+Writes results/bench/bench.json and bench.md (definitions: docs/bench.md).
+
+  .venv/bin/python scripts/bench.py                  # the committed pair
+  .venv/bin/python scripts/bench.py --random_pair    # development
+"""
+
+import argparse
+import dataclasses
+import tempfile
+
+from harness.bench import BenchConfig, run_bench
+from harness.bench.pair import save_random_pair
+
+TOKENIZER = "checkpoints/multi30k_spm.model"
+RANDOM_VOCAB = 6000
+
+
+def parse_args() -> argparse.Namespace:
+  d = BenchConfig()
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--drafter", default=d.drafter_dir)
+  p.add_argument("--verifier", default=d.verifier_dir)
+  p.add_argument("--random_pair", action="store_true",
+                 help="a random T5 pair of the default sizes instead")
+  p.add_argument("--num_prompts", type=int, default=d.num_prompts)
+  p.add_argument("--max_decode_len", type=int, default=d.max_decode_len)
+  p.add_argument("--gammas", default=",".join(map(str, d.gammas)))
+  p.add_argument("--repeats", type=int, default=d.repeats)
+  p.add_argument("--step_calls", type=int, default=d.step_calls)
+  p.add_argument("--no_hf", action="store_true")
+  p.add_argument("--no_rss", action="store_true")
+  p.add_argument("--out", default=d.out_dir)
+  return p.parse_args()
+
+
+def main() -> None:
+  a = parse_args()
+  cfg = BenchConfig(
+      drafter_dir=a.drafter, verifier_dir=a.verifier,
+      num_prompts=a.num_prompts, max_decode_len=a.max_decode_len,
+      gammas=tuple(int(g) for g in a.gammas.split(",")), repeats=a.repeats,
+      step_calls=a.step_calls, hf=not a.no_hf, out_dir=a.out)
+  if a.no_rss:
+    cfg = dataclasses.replace(cfg, rss_gin_file=None)
+  with tempfile.TemporaryDirectory(prefix="bench-pair-") as tmp:
+    if a.random_pair:
+      small, large = save_random_pair(tmp, TOKENIZER, RANDOM_VOCAB)
+      cfg = dataclasses.replace(cfg, drafter_dir=small, verifier_dir=large)
+    run_bench(cfg)
+
+
+if __name__ == "__main__":
+  main()

@@ -153,12 +153,24 @@ def _random_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
       bigram_table=pair.bigram_table)
 
 
+def resolve(path: str) -> str:
+  """A relative checkpoint path: from the working directory if it exists
+  there, else from the repository root (so shipped gin files work from any
+  directory)."""
+  if os.path.isabs(path) or os.path.exists(path):
+    return path
+  root = os.path.dirname(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))))
+  candidate = os.path.join(root, path)
+  return candidate if os.path.exists(candidate) else path
+
+
 def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
   dtype = _DTYPES[pair.dtype]
-  small = models.load_pretrained(pair.drafter, dtype)
-  large = models.load_pretrained(pair.verifier, dtype)
+  small = models.load_pretrained(resolve(pair.drafter), dtype)
+  large = models.load_pretrained(resolve(pair.verifier), dtype)
   models.check_same_tokenizer(small.model, large.model)
-  extra = tuple(models.load_pretrained(path, dtype).model
+  extra = tuple(models.load_pretrained(resolve(path), dtype).model
                 for path in pair.extra_drafters)
   for model in extra:
     models.check_same_tokenizer(model, large.model)
@@ -192,6 +204,9 @@ def load_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
     loaded = _random_pair(pair, work_dir)
   else:
     loaded = _checkpoint_pair(pair)
+  if loaded.bigram_table:
+    loaded = dataclasses.replace(loaded,
+                                 bigram_table=resolve(loaded.bigram_table))
   return _place(loaded, pair.model_parallel)
 
 

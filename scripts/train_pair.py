@@ -29,6 +29,8 @@ def main() -> None:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--resume", action="store_true",
                  help="continue training the checkpoints in --root")
+  p.add_argument("--skip_cards", action="store_true",
+                 help="train only; evaluate later with --eval_only")
   p.add_argument("--eval_only", action="store_true",
                  help="skip training; evaluate and write the model cards")
   a = p.parse_args()
@@ -37,7 +39,8 @@ def main() -> None:
       time_limit_s=a.minutes * 60 if a.minutes else None, seed=a.seed)
   training.train_pair(a.arch, a.root, a.vocab, a.vocab_size,
                       sizes=() if a.eval_only else tuple(a.sizes.split(",")),
-                      config=config, resume=a.resume)
+                      config=config, resume=a.resume,
+                      cards=not a.skip_cards)
 
 
 if __name__ == "__main__":

@@ -146,3 +146,24 @@ def test_time_limit_stops_training(tokenizer):
   result = train.train_model(model, encoded, encoded, cfg, progress=False)
   assert result.steps_run == 1
   assert result.best_step == 1
+
+
+def test_t5_query_steps_are_scaled(tokenizer):
+  t5 = train.init_model(_tiny_config("t5", tokenizer.vocab_size), 0)
+  scales = train.query_step_scales(t5)
+  layer = scales["decoder"]["layers"][0]
+  assert layer["self_attn"]["q"] == pytest.approx(8 ** -0.5)
+  assert layer["cross_attn"]["q"] == pytest.approx(8 ** -0.5)
+  assert layer["self_attn"]["k"] == 1.0 and scales["embed"] == 1.0
+  gemma = train.init_model(_tiny_config("gemma", tokenizer.vocab_size), 0)
+  assert set(jax.tree.leaves(train.query_step_scales(gemma))) == {1.0}
+  # The scale multiplies the AdamW step of exactly those weights.
+  cfg = train.TrainConfig(weight_decay=0.0)
+  grads = jax.tree.map(jnp.ones_like, t5.params)
+  for step_scales, expect in ((None, 1.0), (scales, 8 ** -0.5)):
+    opt = train.make_optimizer(cfg, step_scales)
+    state = opt.init(t5.params)
+    state.hyperparams["learning_rate"] = jnp.asarray(1e-3)
+    updates, _ = opt.update(grads, state, t5.params)
+    q_step = updates["encoder"]["layers"][0]["self_attn"]["q"]
+    np.testing.assert_allclose(q_step, -1e-3 * expect, rtol=1e-3)

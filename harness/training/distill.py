@@ -205,7 +205,7 @@ class DistillConfig:
   steps: int = 1000
   batch_size: int = 4
   peak_lr: float = 3e-3
-  warmup_steps: int = 30
+  warmup_steps: int = 10
   final_lr_fraction: float = 0.05
   weight_decay: float = 0.01
   clip_norm: float = 1.0

@@ -28,8 +28,9 @@ from harness.training.vocab import train_vocab
 TRAIN_LOG = "train_log.json"
 CARD = "MODEL_CARD.md"
 SIZES = ("small", "large")
-# The checkpoint test re-decodes this many test sentences.
+# The checkpoint tests re-decode this many test sentences (slow / fast run).
 FIRST_N = 50
+FAST_N = 10
 
 
 def pair_dir(root: str, arch: str) -> str:
@@ -115,17 +116,18 @@ def train_one(arch: str, size: str, out_dir: str, tokenizer: Tokenizer,
 
 def train_pair(arch: str, root: str, vocab_path: str, vocab_size: int,
                sizes: tuple[str, ...], config: TrainConfig,
-               resume: bool = False) -> None:
+               resume: bool = False, cards: bool = True) -> None:
   """Trains `sizes` of one architecture, then evaluates and writes cards.
 
-  The cards are written only once both sizes of the pair have a checkpoint.
+  The cards are written (if `cards`) once both sizes of the pair have a
+  checkpoint.
   """
   tokenizer = ensure_vocab(vocab_path, vocab_size)
   for size in sizes:
     train_one(arch, size, os.path.join(pair_dir(root, arch), size),
               tokenizer, config, resume=resume)
-  if all(os.path.exists(os.path.join(pair_dir(root, arch), s, TRAIN_LOG))
-         for s in SIZES):
+  if cards and all(os.path.exists(os.path.join(pair_dir(root, arch), s,
+                                               TRAIN_LOG)) for s in SIZES):
     for size, r in write_cards(root, arch).items():
       print(f"{arch}-{size}: test BLEU {r['bleu']:.2f} (first {FIRST_N}: "
             f"{r['bleu_first']:.2f}), validation loss "
@@ -150,13 +152,14 @@ def evaluate_pair(root: str, arch: str) -> dict[str, dict]:
     with open(os.path.join(path, TRAIN_LOG)) as f:
       log = json.load(f)
     full = evaluate_bleu(path)
-    first = metrics.compute_metrics(
-        ["bleu"], [ex.targets for ex in
-                   tasks.load_examples(TASK, split="test")[:FIRST_N]],
-        list(full.predictions[:FIRST_N]))["bleu"]
+    test = tasks.load_examples(TASK, split="test")
+    first, fast = (metrics.compute_metrics(
+        ["bleu"], [ex.targets for ex in test[:n]],
+        list(full.predictions[:n]))["bleu"] for n in (FIRST_N, FAST_N))
     cost = decode_cost(path, FIRST_N)
     results[size] = dict(log=log, bleu=full.bleu, chrf=full.chrf,
-                         bleu_first=first, num_test=full.num_examples,
+                         bleu_first=first, bleu_fast=fast,
+                         num_test=full.num_examples,
                          eval_seconds=full.seconds, cost=cost,
                          megabytes=_dir_megabytes(path), path=path)
   return results
@@ -255,6 +258,7 @@ weights. A toy translation model for benchmarking decoding, not for use.
 | test BLEU (test_2016_flickr, all {r['num_test']:,}, greedy) | {r['bleu']:.2f} |
 | test chrF (all {r['num_test']:,}, greedy) | {r['chrf']:.2f} |
 | test BLEU (first {FIRST_N} sentences, greedy) | {r['bleu_first']:.2f} |
+| test BLEU (first {FAST_N} sentences, greedy) | {r['bleu_fast']:.2f} |
 | greedy decode time per generated token (ms, batch 1, prefill included) | {cost.ms_per_token:.2f} |
 | marginal decode time per extra token (ms, least-squares slope) | {cost.ms_per_extra_token:.2f} |
 | large / small decode time per token (pair) | {ratio:.2f}x |

@@ -21,8 +21,8 @@ T5_PRESETS: dict[str, dict] = {
 GEMMA_PRESETS: dict[str, dict] = {
     "small": dict(d_model=128, num_layers=2, num_heads=2, num_kv_heads=1,
                   head_dim=64, d_ff=512, query_pre_attn_scalar=64.0),
-    "large": dict(d_model=256, num_layers=4, num_heads=4, num_kv_heads=2,
-                  head_dim=64, d_ff=1024, query_pre_attn_scalar=64.0),
+    "large": dict(d_model=192, num_layers=3, num_heads=3, num_kv_heads=1,
+                  head_dim=64, d_ff=768, query_pre_attn_scalar=64.0),
 }
 
 

@@ -47,6 +47,8 @@ class TrainConfig:
     eval_every: steps between validation evaluations (and selection).
     time_limit_s: wall-clock budget of the loop in seconds; None: steps only.
     seed: initialisation and shuffling seed.
+    scale_query_steps: scale T5 query-weight steps by d_kv ** -0.5 (see
+      `query_step_scales`).
   """
   steps: int = 3000
   tokens_per_batch: int = 1024
@@ -59,6 +61,7 @@ class TrainConfig:
   eval_every: int = 200
   time_limit_s: float | None = None
   seed: int = 0
+  scale_query_steps: bool = True
 
   def progress(self, step: int, elapsed_s: float) -> float:
     """Fraction of the budget used after `step` steps and `elapsed_s`."""
@@ -117,14 +120,48 @@ def _decay_mask(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-  """Gradient clipping then AdamW; the learning rate is set every step."""
+def query_step_scales(model) -> dict:
+  """Per-parameter multipliers of the AdamW step (a tree like the params).
+
+  T5 has no 1/sqrt(d_kv) attention scaling: it is folded into the query
+  initialisation (std (d_model * d_kv) ** -0.5). Adam's steps do not scale
+  with a weight's size, so its T5 query weights would move sqrt(d_kv) times
+  faster, relative to their size, than in a transformer with explicit
+  scaling; their steps are scaled by d_kv ** -0.5 to undo that. Every other
+  weight (and every Gemma weight) gets 1.
+  """
+  scale = (model.config.d_kv ** -0.5
+           if isinstance(model.config, T5Config) else 1.0)
+
+  def leaf_scale(path, _):
+    key = getattr(path[-1], "key", None)
+    return scale if key == "q" else 1.0
+
+  return jax.tree_util.tree_map_with_path(leaf_scale, model.params)
+
+
+def _scale_per_leaf(scales) -> optax.GradientTransformation:
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, s: u * s, updates, scales), state
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+
+
+def make_optimizer(config: TrainConfig,
+                   step_scales=None) -> optax.GradientTransformation:
+  """Gradient clipping, AdamW, then optional per-parameter step scales.
+
+  The learning rate is a hyper-parameter set every step (see
+  `TrainConfig.learning_rate`).
+  """
 
   def chain(learning_rate):
-    return optax.chain(
-        optax.clip_by_global_norm(config.clip_norm),
-        optax.adamw(learning_rate, b1=0.9, b2=0.98, eps=1e-9,
-                    weight_decay=config.weight_decay, mask=_decay_mask))
+    parts = [optax.clip_by_global_norm(config.clip_norm),
+             optax.adamw(learning_rate, b1=0.9, b2=0.98, eps=1e-9,
+                         weight_decay=config.weight_decay, mask=_decay_mask)]
+    if step_scales is not None:
+      parts.append(_scale_per_leaf(step_scales))
+    return optax.chain(*parts)
 
   return optax.inject_hyperparams(chain)(learning_rate=0.0)
 
@@ -191,7 +228,8 @@ def train_model(model, train_data: data_lib.Encoded,
   Returns:
     A `TrainResult`.
   """
-  optimizer = make_optimizer(config)
+  optimizer = make_optimizer(
+      config, query_step_scales(model) if config.scale_query_steps else None)
   train_step = make_train_step(model, optimizer, config.label_smoothing)
   eval_step = make_eval_step(model)
   val_batches = data_lib.make_batches(val_data, config.tokens_per_batch,

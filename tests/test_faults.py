@@ -6,7 +6,6 @@ The full suite with its figures is ``python scripts/faults.py``
 
 import json
 import os
-import pathlib
 import random
 
 import pytest

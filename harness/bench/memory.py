@@ -21,6 +21,8 @@ print(json.dumps({"returncode": proc.returncode, "maxrss_kib": usage.ru_maxrss,
                   "stderr": proc.stderr[-2000:]}))
 """
 KIB_PER_MB = 1024.0
+# Wall-clock limit of the memory run (it compiles every method once).
+RSS_TIMEOUT_S = 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,12 +41,21 @@ class RssResult:
   returncode: int
 
 
-def peak_rss(command: list[str], timeout_s: float = 1800) -> RssResult:
-  """Runs ``command`` in a fresh wrapper process; returns its peak RSS."""
+def peak_rss(command: list[str],
+             timeout_s: float = RSS_TIMEOUT_S) -> RssResult | None:
+  """Runs ``command`` in a fresh wrapper process; returns its peak RSS.
+
+  Returns None (and says why on stderr) if the wrapper fails or times out,
+  so that a slow memory run never loses the rest of the benchmark.
+  """
   start = time.perf_counter()
-  out = subprocess.run([sys.executable, "-c", _WRAPPER, *command],
-                       capture_output=True, text=True, timeout=timeout_s,
-                       check=True)
+  try:
+    out = subprocess.run([sys.executable, "-c", _WRAPPER, *command],
+                         capture_output=True, text=True, timeout=timeout_s,
+                         check=True)
+  except (subprocess.SubprocessError, OSError) as err:
+    print(f"bench: RSS run failed: {err}", file=sys.stderr)
+    return None
   info = json.loads(out.stdout.strip().splitlines()[-1])
   if info["returncode"]:
     print(f"bench: RSS run exited {info['returncode']}: {info['stderr']}",
@@ -66,7 +77,7 @@ def experiment_command(gin_file: str, overrides: tuple[str, ...],
 
 def experiment_rss(gin_file: str | None, overrides: tuple[str, ...],
                    drafter_dir: str, verifier_dir: str) -> RssResult | None:
-  """Peak RSS of the reduced experiment; None when there is no gin file."""
+  """Peak RSS of the reduced experiment; None without a gin file or on failure."""
   if not gin_file or not os.path.exists(gin_file):
     return None
   with tempfile.TemporaryDirectory(prefix="bench-rss-") as results:

@@ -77,6 +77,7 @@ def compile_section(pair, prompts, cfg) -> dict:
   programs = [runs.ar_spec("verifier", AR_GAMMA)] + [
       spec_run(m, g) for m in SPEC_METHODS for g in cfg.gammas]
   for spec in programs:
+    _log(f"  α sweep of {spec.name}")
     res = runs.alpha_sweep(pair, prompts, spec, SWEEP_ALPHAS,
                            cfg.max_decode_len)
     key = str(spec.gamma) if spec.method != runs.AR else "-"
@@ -239,7 +240,7 @@ def _memory_keys(pair, prompts, cfg) -> dict:
                               pair.drafter_dir, pair.verifier_dir)
   own = memory.self_peak_rss_mb()
   if rss is None:
-    what = "this bench process (no experiment gin file)"
+    what = "this bench process (the experiment run was skipped or failed)"
     return {"kv_cache": kv, "peak_rss_mb": own,
             "peak_rss_detail": {"what": what, "bench_process_mb": own}}
   what = "reduced default experiment: " + " ".join(rss.command[1:])

@@ -38,6 +38,7 @@ def bench(tiny_pair, tmp_path_factory):
   return run_bench(cfg), out
 
 
+@pytest.mark.slow
 def test_bench_json_has_the_required_keys(bench):
   result, out = bench
   with open(out / "bench.json") as f:
@@ -60,6 +61,7 @@ def test_bench_json_has_the_required_keys(bench):
   assert result["device"]["backend"] == jax.default_backend()
 
 
+@pytest.mark.slow
 def test_spec_decode_output_equals_verifier_greedy(bench):
   runs = bench[0]["runs"]
   ar = runs["autoregressive/verifier"]["stats"]["num_tokens"]

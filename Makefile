@@ -10,7 +10,7 @@ RESULTS ?= results/default
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install install-ref test test-slow lint reproduce-table2 plots clean
+.PHONY: install install-ref test test-slow lint reproduce-table2 plots bench faults clean
 
 # The library, its tasks and metrics, and the test tools.
 $(STAMP): pyproject.toml
@@ -47,6 +47,16 @@ reproduce-table2: $(STAMP)
 # Re-draw tables and figures from results/ alone (no model is run).
 plots: $(STAMP)
 	$(PY) -m harness report --results $(RESULTS)
+
+# Decoding efficiency vs its theoretical limit, and Hugging Face side by side
+# (writes results/bench/bench.{json,md}; run it on a quiet machine).
+bench: $(REF_STAMP)
+	$(PY) scripts/bench.py
+
+# Fault injection: crash/resume trials, disk full, bad input, numerics,
+# determinism, the MBPP sandbox (writes results/faults/faults.{md,json}).
+faults: $(STAMP)
+	$(PY) scripts/faults.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from harness.models import Gemma, T5, random_gemma, random_t5, testing
+from harness.models import Gemma, random_gemma, random_t5, testing
 from harness.models.configs import GEMMA_SIZES, T5_SIZES
 from harness.models.gemma import init_gemma_params
 from harness.models.protocol import DecodingModel

@@ -1,6 +1,5 @@
 """TFDS-backed tasks on ``tfds.testing.mock_data`` (no network, no data)."""
 
-import os
 
 import pytest
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import pathlib
 
 import matplotlib
 import matplotlib.figure

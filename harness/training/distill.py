@@ -31,6 +31,7 @@ import tqdm
 
 from harness.decoding import decode
 from harness.models import Gemma, GemmaConfig, Tokenizer, random_gemma
+from harness.training import train as train_lib
 
 # --- drafter architecture ------------------------------------------------------
 MAX_DRAFTER_WIDTH = 256
@@ -183,7 +184,7 @@ def kl_loss(teacher_logits: jax.Array, student_logits: jax.Array) -> jax.Array:
 
 # --- training ----------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(train_lib.BudgetSchedule):
   """Optimisation settings of `distill`.
 
   Training runs for `steps` steps or `time_limit_s` seconds, whichever ends
@@ -213,17 +214,6 @@ class DistillConfig:
   time_limit_s: float | None = None
   seed: int = 0
 
-  def progress(self, step: int, elapsed_s: float) -> float:
-    frac = step / self.steps
-    if self.time_limit_s:
-      frac = max(frac, elapsed_s / self.time_limit_s)
-    return min(frac, 1.0)
-
-  def learning_rate(self, step: int, progress: float) -> float:
-    warm = min(1.0, step / max(self.warmup_steps, 1))
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-    floor = self.final_lr_fraction
-    return self.peak_lr * warm * (floor + (1.0 - floor) * cosine)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,8 +22,30 @@ from harness.training import data as data_lib
 from harness.training.losses import cross_entropy
 
 
+class BudgetSchedule:
+  """Warm-up then cosine decay over a step-or-time budget.
+
+  Mixed into config dataclasses with fields ``steps``, ``time_limit_s``,
+  ``warmup_steps``, ``peak_lr`` and ``final_lr_fraction``.
+  """
+
+  def progress(self, step: int, elapsed_s: float) -> float:
+    """Fraction of the budget used after `step` steps and `elapsed_s`."""
+    frac = step / self.steps
+    if self.time_limit_s:
+      frac = max(frac, elapsed_s / self.time_limit_s)
+    return min(frac, 1.0)
+
+  def learning_rate(self, step: int, progress: float) -> float:
+    """Warm-up times cosine decay over progress."""
+    warm = min(1.0, step / max(self.warmup_steps, 1))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    floor = self.final_lr_fraction
+    return self.peak_lr * warm * (floor + (1.0 - floor) * cosine)
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(BudgetSchedule):
   """Optimisation settings.
 
   Training runs for `steps` steps or `time_limit_s` seconds, whichever ends
@@ -62,19 +84,6 @@ class TrainConfig:
   seed: int = 0
   scale_query_steps: bool = True
 
-  def progress(self, step: int, elapsed_s: float) -> float:
-    """Fraction of the budget used after `step` steps and `elapsed_s`."""
-    frac = step / self.steps
-    if self.time_limit_s:
-      frac = max(frac, elapsed_s / self.time_limit_s)
-    return min(frac, 1.0)
-
-  def learning_rate(self, step: int, progress: float) -> float:
-    """Warm-up times cosine decay over progress (see the class docstring)."""
-    warm = min(1.0, step / max(self.warmup_steps, 1))
-    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
-    floor = self.final_lr_fraction
-    return self.peak_lr * warm * (floor + (1.0 - floor) * cosine)
 
 
 @dataclasses.dataclass(frozen=True)

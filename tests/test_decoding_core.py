@@ -121,6 +121,50 @@ def test_process_logits_never_nan():
       np.testing.assert_allclose(np.sum(probs, -1), 1.0, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("vocab", [1, 2, 7, 64, 65, 6000, 6001])
+def test_argmax_matches_jnp_argmax_and_takes_first_tie(vocab):
+  x = jax.random.normal(jax.random.key(vocab), (3, vocab))
+  np.testing.assert_array_equal(sampling.argmax(x), jnp.argmax(x, -1))
+  ties = jnp.array([[1.0, 3.0, 3.0, 0.0], [-jnp.inf, -jnp.inf, 2.0, 2.0]])
+  np.testing.assert_array_equal(sampling.argmax(ties), [1, 2])
+
+
+@pytest.mark.parametrize("vocab", [1, 3, 8, 9, 100, 6001])
+def test_sample_one_hot_gives_its_id_at_every_block_position(vocab):
+  ids = np.unique(np.linspace(0, vocab - 1, 7).astype(int))
+  onehots = jax.nn.one_hot(ids, vocab)
+  keys = jax.random.split(jax.random.key(0), len(ids))
+  np.testing.assert_array_equal(jax.vmap(sampling.sample)(keys, onehots), ids)
+  # Batched rows with one key: the same ids.
+  np.testing.assert_array_equal(sampling.sample(keys[0], onehots), ids)
+
+
+def test_sample_distribution_and_zero_weight_ids():
+  """Two-level inverse CDF: chi-square against the weights; ids of weight 0
+  (whole blocks of them, too) are never drawn; unnormalised weights work."""
+  from scipy import stats as scipy_stats
+  vocab = 37  # blocks of 8: 5 blocks, the last one partly padding
+  w = np.random.default_rng(0).dirichlet(np.full(vocab, 0.3))
+  zero = [0, 3, 8, 9, 10, 11, 12, 13, 14, 15, 36]  # block 1 entirely zero
+  w[zero] = 0
+  keys = jax.random.split(jax.random.key(1), 100_000)
+  draw = jax.jit(jax.vmap(sampling.sample, (0, None)))
+  ids = np.asarray(draw(keys, jnp.asarray(7.0 * w, jnp.float32)))
+  counts = np.bincount(ids, minlength=vocab)
+  assert counts[zero].sum() == 0
+  live = w > 0
+  expected = w[live] / w[live].sum() * len(ids)
+  assert scipy_stats.chisquare(counts[live], expected).pvalue > 1e-3
+
+
+def test_sample_threshold_at_total_falls_back_to_last_positive(monkeypatch):
+  """u * total rounding up to the total must still give a positive id."""
+  monkeypatch.setattr(jax.random, "uniform",
+                      lambda key, shape, dtype: jnp.ones(shape, dtype))
+  w = jnp.zeros(50).at[jnp.array([4, 21, 30])].set(1.0)
+  assert int(sampling.sample(jax.random.key(0), w)) == 30
+
 # --- counters ---------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["spec_decode", "spec_cascade_chow",

@@ -149,9 +149,9 @@ def csd_review_target(q, p, q_raw, p_raw, alpha, greedy):
   """
   lenient, defer = targets.lossy_one_target(q, p, q_raw, p_raw, alpha,
                                             jnp.asarray(False))
-  y = jnp.argmax(q, -1)
+  y = sampling.argmax(q)
   take = lambda a: jnp.take_along_axis(a, y[..., None], -1)[..., 0]
-  keep = (jnp.argmax(p, -1) == y) | (take(p_raw) > (1.0 - alpha) * take(q_raw))
+  keep = (sampling.argmax(p) == y) | (take(p_raw) > (1.0 - alpha) * take(q_raw))
   greedy_pi = jnp.where(keep[..., None], q, p)
   pi = jnp.where(greedy, greedy_pi, lenient)
   return pi, defer

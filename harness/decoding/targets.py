@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from harness.decoding.sampling import MIN_PROB
+from harness.decoding.sampling import argmax
 
 # Bisection steps for the normalising β of lossy speculative decoding; 60
 # halvings of [0, 1/(1-α)] reach float32 resolution.
@@ -207,7 +208,7 @@ class Discrepancy:
 
 def bild_discrepancy(kind: str, q, p, q_raw, p_raw) -> jax.Array:
   """D(q, p) [...] for BiLD*; ``kind`` is a :class:`Discrepancy` name."""
-  top = jnp.argmax(q_raw, -1)
+  top = argmax(q_raw)
   p_top = jnp.take_along_axis(p_raw, top[..., None], -1)[..., 0]
   if kind == Discrepancy.PROB_GAP:
     return jnp.max(p_raw, -1) - p_top

@@ -130,3 +130,32 @@ def test_summary_relative_latency_is_kept(tmp_path):
   spec = testing.method_cell("cnn_dm", "spec_decode_lossy", 1.0)
   row = cells.set_index("cell_id").loc[spec.cell_id]
   assert row["relative_latency"] == pytest.approx(spec.cost)
+
+
+def test_only_the_latency_subset_is_timed(results_dir, tmp_path):
+  """Records past ``latency.num_timed_examples`` were timed once, outside the
+  protocol: the loader drops their times, so relative latency and its
+  bootstrap interval use the same examples as the summary's mean."""
+  names = [p.stem for p in (results_dir / "cells").glob("*.json")]
+  _copy(results_dir, tmp_path, names)
+  for path in (tmp_path / "cells").glob("*.json"):
+    summary = json.loads(path.read_text())
+    summary["latency"]["num_timed_examples"] = 2
+    path.write_text(json.dumps(summary))
+    records = [json.loads(l) for l in
+               path.with_suffix(".jsonl").read_text().splitlines()]
+    for r in records[2:]:  # Untimed examples: one wild first-trial time.
+      r["times_s"] = [r["times_s"][0] * (50 if "reference" in path.stem
+                                          else 0.01)]
+    path.with_suffix(".jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records))
+  res = load.load_results(tmp_path)
+  timed = res.examples.groupby("cell_id")["time_s"].apply(
+      lambda t: int(t.notna().sum()))
+  assert (timed == 2).all()
+  cells = analysis.fill_relative_latency(res.cells, res.examples)
+  cells, _ = analysis.add_intervals(cells, res.examples, num_resamples=200)
+  methods = cells[cells["role"] == "method"]
+  assert ((methods["latency_low"] <= methods["relative_latency"] + 1e-12)
+          & (methods["relative_latency"] <= methods["latency_high"] + 1e-12)
+          ).all()

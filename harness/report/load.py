@@ -181,6 +181,8 @@ def summary_row(summary: Any, path: pathlib.Path) -> dict[str, Any]:
   row.update(headline_metric=headline, qualities=qualities,
              quality=_number(summary, f"quality.{headline}", where))
   row["mean_s"] = _number(summary, "latency.mean_s", where)
+  row["num_timed_examples"] = _number(summary, "latency.num_timed_examples",
+                                      where)
   row["relative_latency"] = _number(summary, "relative_latency", where)
   row["cost_relative_latency"] = _number(
       summary, "cost_model.relative_latency", where)
@@ -260,8 +262,16 @@ def example_row(record: Any, where: str) -> dict[str, Any]:
   }
 
 
-def read_records(path: pathlib.Path, cell_id: str) -> list[dict[str, Any]]:
-  """Reads ``cells/<cell_id>.jsonl``; an absent file gives no records."""
+def read_records(path: pathlib.Path, cell_id: str,
+                 num_timed: float = math.inf) -> list[dict[str, Any]]:
+  """Reads ``cells/<cell_id>.jsonl``; an absent file gives no records.
+
+  Only the first ``num_timed`` records (the latency subset, whose times the
+  summary's ``latency.mean_s`` averages) keep their ``time_s``; later ones
+  were timed once, outside the protocol, and get NaN, so that bootstrap
+  intervals of relative latency resample the same examples as the point
+  estimate.
+  """
   if not path.exists():
     return []
   rows = []
@@ -274,6 +284,8 @@ def read_records(path: pathlib.Path, cell_id: str) -> list[dict[str, Any]]:
     except json.JSONDecodeError as e:
       raise ResultsError(f"{where}: not valid JSON ({e.msg})") from None
     row = example_row(record, where)
+    if len(rows) >= num_timed:
+      row["time_s"] = math.nan
     if row["cell_id"] != cell_id:
       raise ResultsError(f"{where}: field 'cell_id' is {row['cell_id']!r}, "
                          f"expected {cell_id!r}")
@@ -334,7 +346,10 @@ def load_results(results: "PathLike | Sequence[PathLike]") -> Results:
   records = []
   for row in rows:
     path = pathlib.Path(row["summary_path"]).with_suffix(RECORDS_SUFFIX)
-    records.extend(read_records(path, row["cell_id"]))
+    num_timed = row["num_timed_examples"]
+    records.extend(read_records(
+        path, row["cell_id"],
+        math.inf if math.isnan(num_timed) else int(num_timed)))
   examples = pd.DataFrame(records, columns=[
       "cell_id", "example_id", "index", "prediction", "targets", "extra",
       "time_s", "stats"])

@@ -154,15 +154,20 @@ def new_figure(num_panels: int, ncols: int | None = None):
 
 
 def add_legend(fig) -> None:
-  """One legend for the figure, below the panels, labels deduplicated."""
+  """One legend for the figure, below the panels, labels deduplicated.
+
+  Two legend columns per panel column (at most 4), so the legend is never
+  wider than the panels above it.
+  """
   handles: dict[str, object] = {}
   for ax in fig.axes:
     for handle, label in zip(*ax.get_legend_handles_labels()):
       handles.setdefault(label, handle)
   if handles:
+    panel_columns = max(1, round(fig.get_figwidth() / PANEL_WIDTH_IN))
     fig.legend(list(handles.values()), list(handles),
                loc="outside lower center",
-               ncol=min(len(handles), 4), frameon=False)
+               ncol=min(len(handles), 2 * panel_columns, 4), frameon=False)
 
 
 def plot_panels(panels: list[Panel], x: XAxis, *, methods=None,

@@ -98,7 +98,8 @@ def save_figure(fig, out_dir: pathlib.Path, stem: str) -> list[str]:
   paths = []
   for fmt in figures.FIGURE_FORMATS:
     path = out_dir / f"{stem}.{fmt}"
-    fig.savefig(path, dpi=figures.PNG_DPI)
+    # "tight" grows the canvas to whatever the legend needs: nothing clipped.
+    fig.savefig(path, dpi=figures.PNG_DPI, bbox_inches="tight")
     paths.append(str(path))
   return paths
 

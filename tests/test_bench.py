@@ -59,6 +59,9 @@ def test_bench_json_has_the_required_keys(bench):
       2 * 2 * testing.TINY_T5.num_heads * testing.TINY_T5.d_kv * 4)
   assert set(written["targets"]) >= {"efficiency", "loop_overhead"}
   assert result["device"]["backend"] == jax.default_backend()
+  assert set(written["loop_only_us_per_iteration"]) == set(written["runs"])
+  assert all(v > 0 for v in written["loop_only_us_per_iteration"].values())
+  assert "Loop-only cost" in (out / "bench.md").read_text()
 
 
 @pytest.mark.slow
@@ -78,6 +81,19 @@ def test_compare_outputs_compares_tokens():
   assert not shorter.identical
   with pytest.raises(ValueError):
     hf.compare_outputs([(1,)], [])
+
+
+def test_null_pair_never_ends_early():
+  """The loop-only models decode to the length limit, whatever the method."""
+  from harness import decoding
+  from harness.bench import loop_cost
+  drafter, verifier = loop_cost.null_pair(50, eos_id=1)
+  for method, opts in (("autoregressive", {"model": "verifier"}),
+                       ("spec_decode", {})):
+    out = decoding.decode(method, drafter, verifier, np.arange(1, 5),
+                          gamma=3, temperature=1.0, max_decode_len=20, **opts)
+    assert int(out.num_tokens) == 20
+    assert 1 not in np.asarray(out.tokens).tolist()
 
 
 def test_predicted_speedup_formula():

@@ -79,6 +79,13 @@ def markdown(bench: dict) -> str:
   lines += ["", "| loop | overhead ratio |", "|---|---:|"]
   for name, ratio in bench["loop_overhead_detail"].items():
     lines.append(f"| {name} | {_fmt(ratio)} |")
+  loop_only = bench.get("loop_only_us_per_iteration") or {}
+  if loop_only:
+    lines += ["", f"Loop-only cost (free bigram models, V = "
+              f"{bench['loop_only_vocab_size']}):", "",
+              "| loop | µs per iteration |", "|---|---:|"]
+    for name, us in loop_only.items():
+      lines.append(f"| {name} | {us:.1f} |")
   hf = bench.get("hf_detail") or {}
   if hf:
     lines += ["", "| per token (ms) | ours | Hugging Face | HF / ours |",

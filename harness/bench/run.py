@@ -10,7 +10,8 @@ import sys
 
 import jax
 
-from harness.bench import analysis, costs, hf, memory, report, runs, timing
+from harness.bench import (analysis, costs, hf, loop_cost, memory, report,
+                           runs, timing)
 from harness.bench.config import (SPEC_METHODS, SWEEP_ALPHAS,
                                   TOKEN_CASCADE_ALPHA, BenchConfig)
 from harness.bench.pair import Pair, Prompts, load_pair, task_prompts
@@ -21,6 +22,8 @@ MS = 1e3
 AR_GAMMA = 1
 # Prompts are cut to the task's input limit.
 MAX_PROMPT_LEN = 64
+# Calls per timed repeat of the loop-only measurement.
+LOOP_ONLY_CALLS = 5
 
 
 def _log(msg: str) -> None:
@@ -194,6 +197,13 @@ def run_bench(cfg: BenchConfig) -> dict:
   bench["loop_overhead"] = {
       m: max(v for k, v in detail.items() if k.startswith(m + "/"))
       for m in (runs.AR, *SPEC_METHODS)}
+  _log("loop-only cost (models that cost nothing)")
+  vocab = pair.verifier.vocab_size
+  bench["loop_only_us_per_iteration"] = {
+      s.name: 1e6 * loop_cost.seconds_per_iteration(
+          s, vocab, pair.verifier.eos_id, cfg.max_decode_len,
+          calls=LOOP_ONLY_CALLS, repeats=cfg.repeats) for s in specs}
+  bench["loop_only_vocab_size"] = vocab
   bench["host_overhead_ms_per_call"] = MS * runs.host_overhead(
       pair, prompts, specs[0], cfg.max_decode_len, cfg.repeats)
   bench["step_costs_ms"] = {

@@ -1,0 +1,55 @@
+"""The decoding loops' own cost, measured with models that cost nothing.
+
+Each loop runs with two random bigram models (``harness.models.toy``) of the
+benchmarked pair's vocabulary size whose ``score`` is a table lookup, and
+whose EOS can never be drawn, so every call decodes ``max_decode_len``
+tokens. What remains is the loop's own work at the real vocabulary: logit
+processing and sampling, the target rule, GenSpecSample, emitting, counters
+and loop control. Unlike ``loop_overhead`` (wall time / isolated model
+calls), it needs no differencing of two noisy timings.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from harness.bench.runs import RunSpec
+from harness.decoding import registry
+from harness.models import toy
+
+# Prompt of the null models (its ids only index the bigram table).
+_PROMPT = np.arange(1, 9, dtype=np.int32)
+
+
+def null_pair(vocab_size: int, eos_id: int, seed: int = 0):
+  """(drafter, verifier): random bigram models that never emit EOS."""
+  keys = jax.random.split(jax.random.key(seed))
+  models = []
+  for key in keys:
+    m = toy.random_bigram(key, vocab_size, eos_id=eos_id)
+    models.append(toy.BigramLM(m.logits.at[:, eos_id].set(-1e9), eos_id))
+  return tuple(models)
+
+
+def seconds_per_iteration(spec: RunSpec, vocab_size: int, eos_id: int,
+                          max_decode_len: int, calls: int,
+                          repeats: int) -> float:
+  """Best-of-``repeats`` wall time per loop iteration of ``spec``."""
+  drafter, verifier = null_pair(vocab_size, eos_id)
+  args, static = registry._prepare(  # pylint: disable=protected-access
+      spec.method, drafter, verifier, _PROMPT, spec.gamma, spec.alpha, 0.0,
+      1.0, max_decode_len, dict(spec.options))
+  rng = jax.random.key(0)
+  run = lambda: registry._decode_jit(*args, rng, **static)  # pylint: disable=protected-access
+  out = jax.block_until_ready(run())
+  iterations = max(int(out.stats["iterations"]), 1)
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(calls):
+      jax.block_until_ready(run())
+    best = min(best, (time.perf_counter() - start) / calls)
+  return best / iterations

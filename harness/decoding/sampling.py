@@ -85,14 +85,24 @@ def process_logits(logits: jax.Array, temperature: jax.Array,
     scaled: [..., V] probabilities to sample from (temperature, then top-P).
     raw: [..., V] softmax at T = 1 (for deferral thresholds).
   """
-  logits = sanitize_logits(logits)
-  raw = jax.nn.softmax(logits, axis=-1)
-  greedy = jax.nn.one_hot(argmax(logits), logits.shape[-1],
-                          dtype=jnp.float32)
+  # One max per row serves the sanitising, both softmaxes and the argmax
+  # (XLA:CPU runs each reduction over V as its own kernel).
+  logits = jnp.asarray(logits, jnp.float32)
+  big = jnp.finfo(jnp.float32).max / 4
+  logits = jnp.minimum(jnp.where(jnp.isnan(logits), -jnp.inf, logits), big)
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  dead_row = jnp.isneginf(top)  # no finite entry: uniform, as sanitize_logits
+  shifted = jnp.where(dead_row, 0.0, logits - jnp.where(dead_row, 0.0, top))
+  unnormalised = jnp.exp(shifted)
+  raw = unnormalised / jnp.sum(unnormalised, axis=-1, keepdims=True)
+  ids = jax.lax.broadcasted_iota(jnp.int32, shifted.shape, shifted.ndim - 1)
+  first_top = jnp.min(jnp.where(shifted == 0.0, ids, shifted.shape[-1]),
+                      axis=-1, keepdims=True)
+  greedy = (ids == first_top).astype(jnp.float32)
+  # Shifted before dividing, so a huge logit over a tiny T cannot overflow.
   t = jnp.maximum(temperature, MIN_TEMPERATURE)
-  # Shift before dividing so a huge logit over a tiny T cannot overflow.
-  shifted = logits - jnp.max(logits, axis=-1, keepdims=True)
-  tempered = jax.nn.softmax(shifted / t, axis=-1)
+  tempered = jnp.exp(shifted / t)
+  tempered = tempered / jnp.sum(tempered, axis=-1, keepdims=True)
   scaled = jnp.where(temperature == 0, greedy, tempered)
   return top_p_filter(scaled, top_p), raw
 

@@ -155,3 +155,29 @@ def test_failed_write_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch):
     store.atomic_write_text(str(path), "{}")
   assert info.value.errno == 28
   assert not list((tmp_path / "cells").iterdir())
+
+
+def test_cell_progress_lines_are_not_extra_error_output():
+  """A run that finished cells before failing prints their progress lines on
+  stderr; the one-error-line check must still pass (disk full after 1 cell)."""
+  from harness.faults import common
+  stderr = ("multi30k_ende__autoregressive-verifier__T1_P1__52510154: "
+            "bleu=3.10 latency=4.20ms rel=1 model_rel=1 accept=- defer=- "
+            "tokens/ex=9.0\n"
+            "error: [Errno 28] No space left on device: cannot write x.json\n")
+  check = common.check_error(common.ChildResult(1, "", stderr, 0.1))
+  assert check.one_line and check.error_line.startswith("error: [Errno 28]")
+  check = common.check_error(common.ChildResult(
+      1, "", "something else\n" + stderr, 0.1))
+  assert not check.one_line
+
+
+def test_section_json_serialises_dataclasses_inside_dicts(tmp_path):
+  from harness.faults import suite
+  from harness.faults.numerics import DecodeOutcome
+  import dataclasses
+  fields = [f.name for f in dataclasses.fields(DecodeOutcome)]
+  outcome = DecodeOutcome(**{f: (0 if f != "method" else "m") for f in fields})
+  out = suite._jsonable({"decodes": [outcome]})
+  import json
+  assert json.loads(json.dumps(out))["decodes"][0]["method"] == "m"

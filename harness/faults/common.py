@@ -151,12 +151,17 @@ class ErrorCheck:
     error_line: the single error line ("" when there is not exactly one).
     traceback: a Python traceback was printed.
     one_line: exactly one error line; other stderr lines are only argparse's
-      usage block.
+      usage block and the runner's per-cell progress lines.
   """
   exit_code: int
   error_line: str
   traceback: bool
   one_line: bool
+
+
+# The runner's one informational line per finished cell (progress.cell_line):
+# "<cell_id>: <metric>=<value> latency=...". Not an error, allowed on stderr.
+_CELL_LINE = re.compile(r"^\S+__\S+: \S+=\S+ latency=")
 
 
 def _is_error_line(line: str, prefix: str = "error") -> bool:
@@ -172,7 +177,8 @@ def check_error(result: ChildResult, warning: bool = False) -> ErrorCheck:
   lines = [l for l in result.stderr.splitlines() if l.strip()]
   errors = [l for l in lines if _is_error_line(l, prefix)]
   usage = _usage_block(lines)
-  others = [l for l in lines if l not in errors and l not in usage]
+  others = [l for l in lines if l not in errors and l not in usage
+            and not _CELL_LINE.match(l)]
   traceback = any(l.startswith("Traceback (most recent call last)")
                   for l in lines)
   one = len(errors) == 1 and not others and not traceback

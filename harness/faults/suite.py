@@ -49,6 +49,8 @@ def _jsonable(obj: Any) -> Any:
     return out
   if isinstance(obj, (list, tuple)):
     return [_jsonable(x) for x in obj]
+  if isinstance(obj, dict):
+    return {k: _jsonable(v) for k, v in obj.items()}
   return obj
 
 

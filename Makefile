@@ -45,8 +45,8 @@ lint: $(STAMP)
 
 # The embedded default experiment (trained Multi30k T5 pair) and its report,
 # run afresh into $(REPRO_ROOT)/default (the shipped results/default is not
-# reused; it came from `make reproduce-table2 REPRO_ROOT=results` on an empty
-# results/default). Rerunning resumes; delete the directory to start over.
+# reused; it is a copy of results/reproduced/default from a fresh clone's
+# `make reproduce-table2`). Rerunning resumes; delete the directory to start over.
 REPRO_ROOT ?= results/reproduced
 reproduce-table2: $(STAMP)
 	$(PY) -m harness sweep --gin_file experiments/default.gin --gin.RESULTS_DIR="'$(REPRO_ROOT)'"

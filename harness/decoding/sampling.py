@@ -37,12 +37,17 @@ def sanitize_logits(logits: jax.Array) -> jax.Array:
   Returns:
     [..., V] float32 logits with at least one finite entry per row.
   """
+  return _sanitize_with_max(logits)[0]
+
+
+def _sanitize_with_max(logits: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(``sanitize_logits(logits)``, its row max [..., 1]) with one reduction."""
   logits = jnp.asarray(logits, jnp.float32)
   big = jnp.finfo(jnp.float32).max / 4
-  logits = jnp.where(jnp.isnan(logits), -jnp.inf, logits)
-  logits = jnp.clip(logits, -jnp.inf, big)
-  dead_row = jnp.all(jnp.isneginf(logits), axis=-1, keepdims=True)
-  return jnp.where(dead_row, 0.0, logits)
+  logits = jnp.minimum(jnp.where(jnp.isnan(logits), -jnp.inf, logits), big)
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  dead_row = jnp.isneginf(top)  # no finite entry: the row becomes uniform
+  return jnp.where(dead_row, 0.0, logits), jnp.where(dead_row, 0.0, top)
 
 
 def top_p_filter(probs: jax.Array, top_p: jax.Array) -> jax.Array:
@@ -87,12 +92,8 @@ def process_logits(logits: jax.Array, temperature: jax.Array,
   """
   # One max per row serves the sanitising, both softmaxes and the argmax
   # (XLA:CPU runs each reduction over V as its own kernel).
-  logits = jnp.asarray(logits, jnp.float32)
-  big = jnp.finfo(jnp.float32).max / 4
-  logits = jnp.minimum(jnp.where(jnp.isnan(logits), -jnp.inf, logits), big)
-  top = jnp.max(logits, axis=-1, keepdims=True)
-  dead_row = jnp.isneginf(top)  # no finite entry: uniform, as sanitize_logits
-  shifted = jnp.where(dead_row, 0.0, logits - jnp.where(dead_row, 0.0, top))
+  logits, top = _sanitize_with_max(logits)
+  shifted = logits - top
   unnormalised = jnp.exp(shifted)
   raw = unnormalised / jnp.sum(unnormalised, axis=-1, keepdims=True)
   ids = jax.lax.broadcasted_iota(jnp.int32, shifted.shape, shifted.ndim - 1)

@@ -11,11 +11,10 @@ calls), it needs no differencing of two noisy timings.
 
 from __future__ import annotations
 
-import time
-
 import jax
 import numpy as np
 
+from harness.bench import timing
 from harness.bench.runs import RunSpec
 from harness.decoding import registry
 from harness.models import toy
@@ -37,19 +36,22 @@ def null_pair(vocab_size: int, eos_id: int, seed: int = 0):
 def seconds_per_iteration(spec: RunSpec, vocab_size: int, eos_id: int,
                           max_decode_len: int, calls: int,
                           repeats: int) -> float:
-  """Best-of-``repeats`` wall time per loop iteration of ``spec``."""
+  """Best-of-``repeats`` wall time per loop iteration of ``spec``.
+
+  Each repeat times ``calls`` decodes back to back (one decode is too short
+  to time alone).
+  """
   drafter, verifier = null_pair(vocab_size, eos_id)
   args, static = registry._prepare(  # pylint: disable=protected-access
       spec.method, drafter, verifier, _PROMPT, spec.gamma, spec.alpha, 0.0,
       1.0, max_decode_len, dict(spec.options))
   rng = jax.random.key(0)
   run = lambda: registry._decode_jit(*args, rng, **static)  # pylint: disable=protected-access
-  out = jax.block_until_ready(run())
-  iterations = max(int(out.stats["iterations"]), 1)
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
+  iterations = max(int(jax.block_until_ready(run()).stats["iterations"]), 1)
+
+  def batch():
     for _ in range(calls):
-      jax.block_until_ready(run())
-    best = min(best, (time.perf_counter() - start) / calls)
-  return best / iterations
+      out = jax.block_until_ready(run())
+    return out
+
+  return timing.repeat(batch, repeats, warmup=0).min / (calls * iterations)

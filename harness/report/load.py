@@ -270,7 +270,7 @@ def read_records(path: pathlib.Path, cell_id: str,
   summary's ``latency.mean_s`` averages) keep their ``time_s``; later ones
   were timed once, outside the protocol, and get NaN, so that bootstrap
   intervals of relative latency resample the same examples as the point
-  estimate.
+  estimate. NaN (a summary without the field) keeps every time.
   """
   if not path.exists():
     return []
@@ -346,10 +346,8 @@ def load_results(results: "PathLike | Sequence[PathLike]") -> Results:
   records = []
   for row in rows:
     path = pathlib.Path(row["summary_path"]).with_suffix(RECORDS_SUFFIX)
-    num_timed = row["num_timed_examples"]
-    records.extend(read_records(
-        path, row["cell_id"],
-        math.inf if math.isnan(num_timed) else int(num_timed)))
+    records.extend(read_records(path, row["cell_id"],
+                               row["num_timed_examples"]))
   examples = pd.DataFrame(records, columns=[
       "cell_id", "example_id", "index", "prediction", "targets", "extra",
       "time_s", "stats"])

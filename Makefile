@@ -41,7 +41,7 @@ test-slow: $(REF_STAMP)
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff
-	$(VENV)/bin/ruff check harness tests scripts
+	$(VENV)/bin/ruff check harness tools benchmarks tests scripts
 
 # The embedded default experiment (trained Multi30k T5 pair) and its report,
 # run afresh into $(REPRO_ROOT)/default (the shipped results/default is not
@@ -59,12 +59,12 @@ plots: $(STAMP)
 # Decoding efficiency vs its theoretical limit, and Hugging Face side by side
 # (writes results/bench/bench.{json,md}; run it on a quiet machine).
 bench: $(REF_STAMP)
-	$(PY) scripts/bench.py
+	$(PY) -m benchmarks
 
 # Fault injection: crash/resume trials, disk full, bad input, numerics,
 # determinism, the MBPP sandbox (writes results/faults/faults.{md,json}).
 faults: $(STAMP)
-	$(PY) scripts/faults.py
+	$(PY) -m tools.faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from harness.bench import BenchConfig, analysis, hf, memory, report, run_bench
-from harness.bench.pair import pad_prompts
+from benchmarks import BenchConfig, analysis, hf, memory, report, run_bench
+from benchmarks.pair import pad_prompts
 from harness.models import Tokenizer, random_t5, save_pretrained, testing
 
 TINY_GAMMA = 2
@@ -86,7 +86,7 @@ def test_compare_outputs_compares_tokens():
 def test_null_pair_never_ends_early():
   """The loop-only models decode to the length limit, whatever the method."""
   from harness import decoding
-  from harness.bench import loop_cost
+  from benchmarks import loop_cost
   drafter, verifier = loop_cost.null_pair(50, eos_id=1)
   for method, opts in (("autoregressive", {"model": "verifier"}),
                        ("spec_decode", {})):

@@ -1,6 +1,6 @@
 """Fault suite: its checks (fast) and small live runs of each section (slow).
 
-The full suite with its figures is ``python scripts/faults.py``
+The full suite with its figures is ``python -m tools.faults``
 (``make faults``); see docs/reliability.md.
 """
 
@@ -10,11 +10,11 @@ import random
 
 import pytest
 
-from harness.faults import badinput
-from harness.faults import common
-from harness.faults import crash
-from harness.faults import numerics
-from harness.faults import table
+from tools.faults import badinput
+from tools.faults import common
+from tools.faults import crash
+from tools.faults import numerics
+from tools.faults import table
 
 
 def _child(stderr, code=2):
@@ -276,7 +276,7 @@ def test_every_method_keeps_nan_out_of_distributions():
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting tmpfs needs root")
 def test_disk_full_is_one_line_and_resumable(context, tmp_path):
-  from harness.faults import disk  # pylint: disable=g-import-not-at-top
+  from tools.faults import disk  # pylint: disable=g-import-not-at-top
   ref, _ = crash.reference_run(tmp_path, "reference", context)
   outcome = disk.disk_full(tmp_path, context, ref, "24k")
   assert outcome.passed, outcome

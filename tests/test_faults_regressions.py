@@ -160,7 +160,7 @@ def test_failed_write_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch):
 def test_cell_progress_lines_are_not_extra_error_output():
   """A run that finished cells before failing prints their progress lines on
   stderr; the one-error-line check must still pass (disk full after 1 cell)."""
-  from harness.faults import common
+  from tools.faults import common
   stderr = ("multi30k_ende__autoregressive-verifier__T1_P1__52510154: "
             "bleu=3.10 latency=4.20ms rel=1 model_rel=1 accept=- defer=- "
             "tokens/ex=9.0\n"
@@ -173,8 +173,8 @@ def test_cell_progress_lines_are_not_extra_error_output():
 
 
 def test_section_json_serialises_dataclasses_inside_dicts(tmp_path):
-  from harness.faults import suite
-  from harness.faults.numerics import DecodeOutcome
+  from tools.faults import suite
+  from tools.faults.numerics import DecodeOutcome
   import dataclasses
   fields = [f.name for f in dataclasses.fields(DecodeOutcome)]
   outcome = DecodeOutcome(**{f: (0 if f != "method" else "m") for f in fields})

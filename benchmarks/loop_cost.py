@@ -14,8 +14,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from harness.bench import timing
-from harness.bench.runs import RunSpec
+from benchmarks import timing
+from benchmarks.runs import RunSpec
 from harness.decoding import registry
 from harness.models import toy
 

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness import decoding
-from harness.bench import timing
-from harness.bench.pair import Pair, Prompts
+from benchmarks import timing
+from benchmarks.pair import Pair, Prompts
 from harness.decoding import registry
 
 AR = "autoregressive"

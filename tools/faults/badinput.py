@@ -20,7 +20,7 @@ import pathlib
 import shutil
 from typing import Callable
 
-from harness.faults import common
+from tools.faults import common
 
 # (drafter size, verifier size) of the checkpoint pair the cases break.
 CKPT_SIZES = ("tiny_t5", "tiny_t5_large")

@@ -10,11 +10,11 @@ import sys
 
 import jax
 
-from harness.bench import (analysis, costs, hf, loop_cost, memory, report,
+from benchmarks import (analysis, costs, hf, loop_cost, memory, report,
                            runs, timing)
-from harness.bench.config import (SPEC_METHODS, SWEEP_ALPHAS,
+from benchmarks.config import (SPEC_METHODS, SWEEP_ALPHAS,
                                   TOKEN_CASCADE_ALPHA, BenchConfig)
-from harness.bench.pair import Pair, Prompts, load_pair, task_prompts
+from benchmarks.pair import Pair, Prompts, load_pair, task_prompts
 from harness.decoding import registry
 
 MS = 1e3

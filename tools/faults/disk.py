@@ -20,8 +20,8 @@ import shutil
 import subprocess
 import time
 
-from harness.faults import common
-from harness.faults import crash
+from tools.faults import common
+from tools.faults import crash
 
 DROPPED_CAPS = "-dac_override,-dac_read_search,-fowner"
 ROOMY = "64m"

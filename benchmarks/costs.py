@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.bench import timing
+from benchmarks import timing
 from harness.decoding import sampling
 from harness.decoding import state as st
 

@@ -17,7 +17,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
-from harness.faults import common
+from tools.faults import common
 
 _EVIL = os.path.join(tempfile.gettempdir(), "harness-faults-evil")
 # (attack, program, expected reason prefixes); the control must pass.

@@ -9,10 +9,10 @@ Measures, in one run on one machine (docs/bench.md defines every ratio):
 * a side-by-side with Hugging Face ``generate()`` on identical weights;
 * peak RSS of the default experiment and KV-cache bytes per token.
 
-Entry point: ``scripts/bench.py`` -> :func:`harness.bench.run.run_bench`.
+Entry point: ``python -m benchmarks`` -> :func:`benchmarks.run.run_bench`.
 """
 
-from harness.bench.config import BenchConfig
-from harness.bench.run import run_bench
+from benchmarks.config import BenchConfig
+from benchmarks.run import run_bench
 
 __all__ = ["BenchConfig", "run_bench"]

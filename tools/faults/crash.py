@@ -28,7 +28,7 @@ import shutil
 import signal
 import time
 
-from harness.faults import common
+from tools.faults import common
 
 POLL_S = 0.01
 ACTIVE = "active"

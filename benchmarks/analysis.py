@@ -2,7 +2,7 @@
 
 Notation (docs/bench.md): per-token times are a pass's wall time divided by
 the tokens it generated; t_q, t_p(K) are isolated per-call costs
-(``harness.bench.costs``); α̂ = drafts_accepted / drafts_evaluated.
+(``benchmarks.costs``); α̂ = drafts_accepted / drafts_evaluated.
 """
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
 """Fault-injection suite: crashes, full disks, bad input, numerics,
 determinism and the MBPP sandbox, summarised as one table
-(``python scripts/faults.py``; ``docs/reliability.md``)."""
+(``python -m tools.faults``; ``docs/reliability.md``)."""

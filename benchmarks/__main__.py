@@ -2,16 +2,16 @@
 
 Writes results/bench/bench.json and bench.md (definitions: docs/bench.md).
 
-  .venv/bin/python scripts/bench.py                  # the committed pair
-  .venv/bin/python scripts/bench.py --random_pair    # development
+  .venv/bin/python -m benchmarks                  # the committed pair
+  .venv/bin/python -m benchmarks --random_pair    # development
 """
 
 import argparse
 import dataclasses
 import tempfile
 
-from harness.bench import BenchConfig, run_bench
-from harness.bench.pair import save_random_pair
+from benchmarks import BenchConfig, run_bench
+from benchmarks.pair import save_random_pair
 
 TOKENIZER = "checkpoints/multi30k_spm.model"
 RANDOM_VOCAB = 6000

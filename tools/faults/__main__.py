@@ -1,8 +1,8 @@
 """Fault-injection suite: ``make faults`` (see docs/reliability.md).
 
-  python scripts/faults.py                      # every section, 20 crash trials
-  python scripts/faults.py --sections crash --trials 3
-  python scripts/faults.py --table_only         # re-render from sections/*.json
+  python -m tools.faults                      # every section, 20 crash trials
+  python -m tools.faults --sections crash --trials 3
+  python -m tools.faults --table_only         # re-render from sections/*.json
 
 Writes results/faults/sections/<section>.json, then results/faults/faults.md
 and faults.json (the table is printed too). Exits 1 if any case fails.
@@ -14,7 +14,7 @@ import pathlib
 import sys
 import tempfile
 
-from harness.faults import suite
+from tools.faults import suite
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 Each section writes ``<out>/sections/<name>.json``; ``render`` builds
 ``<out>/faults.md`` and ``<out>/faults.json`` from whatever sections exist,
-so sections can run separately (``scripts/faults.py --sections crash``).
+so sections can run separately (``python -m tools.faults --sections crash``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import platform
 import tempfile
 from typing import Any, Callable
 
-from harness.faults import common
+from tools.faults import common
 
 SECTIONS = ("crash", "disk", "badinput", "numerics", "sandbox")
 SECTION_DIR = "sections"
@@ -64,13 +64,13 @@ def _context(opts: Options) -> common.Context:
 
 
 def _reference(opts: Options, ctx: common.Context):
-  from harness.faults import crash  # pylint: disable=g-import-not-at-top
+  from tools.faults import crash  # pylint: disable=g-import-not-at-top
   ref, _ = crash.reference_run(opts.work, "reference-disk", ctx)
   return ref
 
 
 def _crash(opts: Options, ctx: common.Context, log) -> Any:
-  from harness.faults import crash  # pylint: disable=g-import-not-at-top
+  from tools.faults import crash  # pylint: disable=g-import-not-at-top
   begin = datetime.datetime.now()
   partial = lambda report: _write_section(opts, "crash", report, begin,
                                           complete=False)
@@ -79,27 +79,27 @@ def _crash(opts: Options, ctx: common.Context, log) -> Any:
 
 
 def _disk(opts: Options, ctx: common.Context, log) -> Any:
-  from harness.faults import disk  # pylint: disable=g-import-not-at-top
+  from tools.faults import disk  # pylint: disable=g-import-not-at-top
   ref = _reference(opts, ctx)
   return disk.run_disk(opts.work / "disk", ctx, ref,
                        opts.work / "reference-disk" / common.EXPERIMENT, log)
 
 
 def _badinput(opts: Options, ctx: common.Context, log) -> Any:
-  from harness.faults import badinput  # pylint: disable=g-import-not-at-top
+  from tools.faults import badinput  # pylint: disable=g-import-not-at-top
   return badinput.run_corpus(opts.work / "badinput", ctx, log)
 
 
 def _numerics(opts: Options, ctx: common.Context, log) -> Any:
   del opts, ctx
-  from harness.faults import numerics  # pylint: disable=g-import-not-at-top
+  from tools.faults import numerics  # pylint: disable=g-import-not-at-top
   return {"rows": numerics.check_rows(),
           "decodes": numerics.check_decodes(log=log)}
 
 
 def _sandbox(opts: Options, ctx: common.Context, log) -> Any:
   del opts, ctx
-  from harness.faults import sandbox  # pylint: disable=g-import-not-at-top
+  from tools.faults import sandbox  # pylint: disable=g-import-not-at-top
   return sandbox.run_sandbox(log)
 
 
@@ -161,7 +161,7 @@ def load_sections(out: pathlib.Path) -> dict[str, dict]:
 
 def write_table(out: pathlib.Path) -> str:
   """Renders faults.md and faults.json from the sections; returns the md."""
-  from harness.faults import table  # pylint: disable=g-import-not-at-top
+  from tools.faults import table  # pylint: disable=g-import-not-at-top
   sections = load_sections(out)
   text = table.render(sections)
   _atomic_write(out / "faults.md", text)

@@ -294,10 +294,10 @@ def test_bad_input_raises_before_tracing(changes, name):
             alpha=0.5, temperature=1.0, top_p=1.0, max_decode_len=8)
   kw.update(changes)
   method, prompt = kw.pop("method"), kw.pop("prompt")
-  before = sum(decoding.registry._TRACE_COUNTS.values())
+  before = decoding.compile_stats()["programs"]
   with pytest.raises(ValueError, match=name):
     decoding.decode(method, drafter, verifier, prompt, **kw)
-  assert sum(decoding.registry._TRACE_COUNTS.values()) == before
+  assert decoding.compile_stats()["programs"] == before
 
 
 def test_vocabulary_mismatch():

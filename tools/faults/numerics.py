@@ -210,7 +210,7 @@ def _output_ok(out, vocab: int) -> bool:
 
 
 def _alpha(spec) -> float:
-  lo, hi = spec.valid_alpha(dict(spec.defaults))
+  lo, hi = spec.valid_alpha()
   return float(min(max(0.5, lo), hi)) if math.isfinite(lo) else 0.0
 
 

@@ -20,9 +20,9 @@ model).
 """
 
 from harness.decoding import methods as _methods  # registers the methods
-from harness.decoding.program import (Program, clear_cache, compile,
-                                      compile_stats, decode, decode_many,
-                                      enable_compilation_cache,
+from harness.decoding.program import (Program, buffer_size, clear_cache,
+                                      compile, compile_stats, decode,
+                                      decode_many, enable_compilation_cache,
                                       reset_compile_stats, trace_count)
 from harness.decoding.protocol import Cache, DecodingModel
 from harness.decoding.registry import (METHODS, MethodSpec, prompt_bucket,
@@ -33,7 +33,7 @@ from harness.decoding.targets import RULES, target
 del _methods
 
 __all__ = ["METHODS", "MethodSpec", "Program", "Cache", "DecodingModel",
-           "clear_cache", "compile", "compile_stats", "decode", "decode_many",
+           "buffer_size", "clear_cache", "compile", "compile_stats", "decode", "decode_many",
            "enable_compilation_cache", "prompt_bucket", "register_method",
            "reset_compile_stats", "trace_count", "validate", "PAD_TOKEN",
            "STAT_DOCS", "DecodeOutput", "RULES", "target"]

@@ -14,6 +14,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from harness.decoding.protocol import Cache, DecodingModel
+
 # Value of ``DecodeOutput.tokens`` after EOS or the length limit.
 PAD_TOKEN = -1
 
@@ -223,8 +225,9 @@ def bucket_index(n: jax.Array, buckets: tuple[int, ...]) -> jax.Array:
       jnp.int32)
 
 
-def score_window(model, cache, buf: jax.Array, start: jax.Array,
-                 end: jax.Array, buckets: tuple[int, ...]):
+def score_window(model: DecodingModel, cache: Cache, buf: jax.Array,
+                 start: jax.Array, end: jax.Array,
+                 buckets: tuple[int, ...]) -> tuple[jax.Array, Cache]:
   """Scores buf[start:end] in one call with a static bucketed width.
 
   The number of tokens n = end - start varies at run time; the call uses the
@@ -252,7 +255,8 @@ def score_window(model, cache, buf: jax.Array, start: jax.Array,
                         [branch(b) for b in buckets], cache)
 
 
-def score_pending(model, cache, seq: Sequence, start: jax.Array,
-                  buckets: tuple[int, ...]):
+def score_pending(model: DecodingModel, cache: Cache, seq: Sequence,
+                  start: jax.Array,
+                  buckets: tuple[int, ...]) -> tuple[jax.Array, Cache]:
   """Scores buf[start:length] in one call (see ``score_window``)."""
   return score_window(model, cache, seq.buf, start, seq.length, buckets)

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks import timing
 from benchmarks.runs import RunSpec
-from harness.decoding import registry
+from harness import decoding
 from harness.models import toy
 
 # Prompt of the null models (its ids only index the bigram table).
@@ -42,11 +42,13 @@ def seconds_per_iteration(spec: RunSpec, vocab_size: int, eos_id: int,
   to time alone).
   """
   drafter, verifier = null_pair(vocab_size, eos_id)
-  args, static = registry._prepare(  # pylint: disable=protected-access
-      spec.method, drafter, verifier, _PROMPT, spec.gamma, spec.alpha, 0.0,
-      1.0, max_decode_len, dict(spec.options))
+  program = decoding.compile(
+      spec.method, drafter, verifier,
+      prompt_bucket=decoding.prompt_bucket(_PROMPT.size), gamma=spec.gamma,
+      max_decode_len=max_decode_len, **dict(spec.options))
   rng = jax.random.key(0)
-  run = lambda: registry._decode_jit(*args, rng, **static)  # pylint: disable=protected-access
+  run = lambda: program(_PROMPT, alpha=spec.alpha, temperature=0.0,
+                        top_p=1.0, rng=rng)
   iterations = max(int(jax.block_until_ready(run()).stats["iterations"]), 1)
 
   def batch():

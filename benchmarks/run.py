@@ -15,7 +15,7 @@ from benchmarks import (analysis, costs, hf, loop_cost, memory, report,
 from benchmarks.config import (SPEC_METHODS, SWEEP_ALPHAS,
                                   TOKEN_CASCADE_ALPHA, BenchConfig)
 from benchmarks.pair import Pair, Prompts, load_pair, task_prompts
-from harness.decoding import registry
+from harness import decoding
 
 MS = 1e3
 # γ of the autoregressive runs: only sets their buffer (window 2, smallest).
@@ -35,10 +35,13 @@ def spec_run(method: str, gamma: int) -> runs.RunSpec:
   return runs.RunSpec(f"{method}/g{gamma}", method, gamma, alpha)
 
 
-def buffer_size(prompts: Prompts, max_decode_len: int, gamma: int) -> int:
-  """The decoding programs' buffer size (the same formula as the registry)."""
-  return registry._buffer_size(  # pylint: disable=protected-access
-      prompts.bucket, max_decode_len, gamma, {})
+def buffer_size(pair: Pair, prompts: Prompts, max_decode_len: int,
+                gamma: int) -> int:
+  """The speculative programs' buffer size at γ (``decoding.buffer_size``)."""
+  return decoding.buffer_size(
+      "spec_decode", pair.drafter, pair.verifier,
+      prompt_bucket=prompts.bucket, gamma=gamma,
+      max_decode_len=max_decode_len, options={})
 
 
 def measure_costs(pair: Pair, prompts: Prompts, cfg: BenchConfig,
@@ -55,11 +58,11 @@ def measure_costs(pair: Pair, prompts: Prompts, cfg: BenchConfig,
   def step(model, kind, width, gamma):
     return costs.step_cost(
         model, prompt, plen, kind=kind, width=width,
-        size=buffer_size(prompts, cfg.max_decode_len, gamma),
+        size=buffer_size(pair, prompts, cfg.max_decode_len, gamma),
         calls=cfg.step_calls, repeats=cfg.repeats)
 
   big = max(gammas)
-  size = buffer_size(prompts, cfg.max_decode_len, big)
+  size = buffer_size(pair, prompts, cfg.max_decode_len, big)
   shared = dict(
       drafter_step=step(pair.drafter, costs.SAMPLE, 1, big),
       drafter_first=step(pair.drafter, costs.SAMPLE, 2, big),

@@ -1,9 +1,9 @@
 """Timed decoding passes over the prompts, and the α-sweep compile count.
 
-Every pass calls the jitted decoding program of ``harness.decoding``
-(``registry._decode_jit``, i.e. ``decode()`` without its host-side argument
-checks and padding, which are measured apart) once per prompt, batch size 1,
-blocking on each output, greedy (T = 0).
+Every pass calls the compiled decoding program of ``harness.decoding``
+(a ``decoding.Program``, i.e. ``decode()`` without its host-side argument
+checks and compile-cache lookup, which are measured apart) once per prompt,
+batch size 1, blocking on each output, greedy (T = 0).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness import decoding
 from benchmarks import timing
 from benchmarks.pair import Pair, Prompts
-from harness.decoding import registry
+from harness import decoding
 
 AR = "autoregressive"
 
@@ -68,25 +67,28 @@ def ar_spec(model: str, gamma: int) -> RunSpec:
                  options=(("model", model),))
 
 
+def program(pair: Pair, prompts: Prompts, spec: RunSpec,
+            max_decode_len: int) -> decoding.Program:
+  """The compiled program of ``spec`` for the prompts' bucket."""
+  return decoding.compile(spec.method, pair.drafter, pair.verifier,
+                          prompt_bucket=prompts.bucket, gamma=spec.gamma,
+                          max_decode_len=max_decode_len, **dict(spec.options))
+
+
 def _program(pair: Pair, prompts: Prompts, spec: RunSpec,
              max_decode_len: int):
   """Returns call(i) -> DecodeOutput for prompt i (no host-side checks)."""
-  full = registry.validate(
+  decoding.validate(
       spec.method, pair.drafter, pair.verifier, prompts.ids(0),
       gamma=spec.gamma, alpha=spec.alpha, temperature=0.0, top_p=1.0,
       max_decode_len=max_decode_len, options=dict(spec.options))
-  static = dict(method=spec.method, gamma=spec.gamma,
-                max_decode_len=max_decode_len,
-                options=tuple(sorted(full.items())))
-  padded = [jnp.asarray(p) for p in prompts.padded]
-  lengths = [jnp.int32(n) for n in prompts.lengths]
-  knobs = (jnp.float32(spec.alpha), jnp.float32(0.0), jnp.float32(1.0))
+  prog = program(pair, prompts, spec, max_decode_len)
+  ids = [prompts.ids(i) for i in range(len(prompts))]
   rng = jax.random.key(0)
 
   def call(i: int):
-    return registry._decode_jit(  # pylint: disable=protected-access
-        pair.drafter, pair.verifier, padded[i], lengths[i], *knobs, rng,
-        **static)
+    return prog(ids[i], alpha=spec.alpha, temperature=0.0, top_p=1.0,
+                rng=rng)
 
   return call
 
@@ -135,8 +137,9 @@ class CompileResult:
   """Compiles and compile time of one program over an α sweep.
 
   Attributes:
-    compiles: traces of (method, γ) during the sweep (1 = compiled once).
-    compile_seconds: first call minus a warm call (tracing + XLA compile).
+    compiles: traces of (method, γ) during the sweep (1 = compiled once; 0
+      when another method of its family compiled the shared program first).
+    compile_seconds: trace + lower + XLA compile seconds of the sweep.
     alphas: the α values swept.
   """
   compiles: int
@@ -152,28 +155,31 @@ def alpha_sweep(pair: Pair, prompts: Prompts, spec: RunSpec,
   Must run before anything else compiles (method, γ) in this process.
   """
   before = decoding.trace_count(spec.method, spec.gamma)
-  cold = None
+  seconds_before = decoding.compile_stats()["compile_s"]
   for alpha in alphas:
     call = _program(pair, prompts, dataclasses.replace(spec, alpha=alpha),
                     max_decode_len)
-    seconds, _ = timing.timed(lambda c=call: c(0))
-    cold = seconds if cold is None else cold
-  warm = timing.timed(lambda: call(0))[0]
+    jax.block_until_ready(call(0))
   compiles = decoding.trace_count(spec.method, spec.gamma) - before
-  return CompileResult(compiles, max(cold - warm, 0.0), tuple(alphas))
+  seconds = decoding.compile_stats()["compile_s"] - seconds_before
+  return CompileResult(compiles, seconds, tuple(alphas))
 
 
 def host_overhead(pair: Pair, prompts: Prompts, spec: RunSpec,
                   max_decode_len: int, repeats: int) -> float:
-  """Seconds per call that ``decode()`` adds on the host (checks, padding).
+  """Seconds per call that ``decode()`` adds on the host to a ``Program``.
 
-  Times ``registry._prepare`` -- everything ``decode`` does before calling
-  the jitted program -- over every prompt.
+  Times what ``decode`` does before calling the program -- the argument
+  checks (``decoding.validate``) and the compile-cache lookup
+  (``decoding.compile`` of a compiled program) -- over every prompt.
   """
+  program(pair, prompts, spec, max_decode_len)  # compiled before timing
+
   def prepare_all():
     for i in range(len(prompts)):
-      registry._prepare(  # pylint: disable=protected-access
+      decoding.validate(
           spec.method, pair.drafter, pair.verifier, prompts.ids(i),
-          spec.gamma, spec.alpha, 0.0, 1.0, max_decode_len,
-          dict(spec.options))
+          gamma=spec.gamma, alpha=spec.alpha, temperature=0.0, top_p=1.0,
+          max_decode_len=max_decode_len, options=dict(spec.options))
+      program(pair, prompts, spec, max_decode_len)
   return timing.repeat(prepare_all, repeats).median / len(prompts)

@@ -38,7 +38,7 @@ def _list_methods() -> None:
   from harness import decoding  # pylint: disable=g-import-not-at-top
   print("methods (name  α range  options):")
   for spec in decoding.METHODS.values():
-    lo, hi = spec.valid_alpha(dict(spec.defaults))
+    lo, hi = spec.valid_alpha()
     options = ",".join(f"{k}={v}" for k, v in spec.defaults) or "-"
     print(f"  {spec.name:24s} [{lo:g}, {hi:g}]  {options}  {spec.description}")
 

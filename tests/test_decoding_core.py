@@ -248,6 +248,7 @@ def test_token_cascade_run_cap_forces_deferral():
 def test_alpha_sweep_compiles_once(method):
   drafter, verifier = tu.pair(13)
   before = decoding.trace_count(method, 6)
+  programs = decoding.compile_stats()["programs"]
   for alpha in np.linspace(0.0, 1.0, 20):
     decoding.decode(method, drafter, verifier, np.array([1, 2]), gamma=6,
                     alpha=float(alpha), temperature=1.0, max_decode_len=17)
@@ -255,7 +256,21 @@ def test_alpha_sweep_compiles_once(method):
     decoding.decode(method, drafter, verifier, np.array([3]), gamma=6,
                     alpha=0.5, temperature=temperature, top_p=top_p,
                     max_decode_len=17)
+  if method == "spec_cascade_token":
+    # Every other rule-based speculative method shares the program.
+    for other, opts in [("spec_decode", {}), ("spec_cascade_chow", {}),
+                        ("spec_cascade_diff", {}), ("spec_cascade_opt", {}),
+                        ("spec_cascade_token_v1", {}),
+                        ("spec_cascade_token_v2", {}),
+                        ("spec_decode_lossy", {"beta": "one"}),
+                        ("spec_decode_lossy", {"beta": "normalize"}),
+                        ("bild_star", {"discrepancy": "prob_gap"}),
+                        ("bild_star", {"discrepancy": "nll"}),
+                        ("bild_star", {"discrepancy": "tv"})]:
+      decoding.decode(other, drafter, verifier, np.array([1, 2]), gamma=6,
+                      alpha=0.5, temperature=1.0, max_decode_len=17, **opts)
   assert decoding.trace_count(method, 6) - before == 1
+  assert decoding.compile_stats()["programs"] - programs == 1
 
 
 def test_new_weights_do_not_recompile():
@@ -294,10 +309,10 @@ def test_bad_input_raises_before_tracing(changes, name):
             alpha=0.5, temperature=1.0, top_p=1.0, max_decode_len=8)
   kw.update(changes)
   method, prompt = kw.pop("method"), kw.pop("prompt")
-  before = sum(decoding.registry._TRACE_COUNTS.values())
+  before = decoding.compile_stats()["programs"]
   with pytest.raises(ValueError, match=name):
     decoding.decode(method, drafter, verifier, prompt, **kw)
-  assert sum(decoding.registry._TRACE_COUNTS.values()) == before
+  assert decoding.compile_stats()["programs"] == before
 
 
 def test_vocabulary_mismatch():

@@ -61,7 +61,7 @@ def test_method_grids_span_the_full_alpha_range(method_file):
        f"METHODS = [@{method_file[:-4]}/MethodGrid()]"])
   (grid,) = exp.methods
   spec = decoding.METHODS[grid.method]
-  lo, hi = spec.valid_alpha(grid.full_options())
+  lo, hi = spec.valid_alpha()
   if spec.rule == "verifier" or grid.method == "autoregressive":
     return  # α is unused.
   assert min(grid.alphas) == max(lo, -float("inf"))

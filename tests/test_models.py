@@ -13,7 +13,7 @@ import pytest
 from harness.models import Gemma, random_gemma, random_t5, testing
 from harness.models.configs import GEMMA_SIZES, T5_SIZES
 from harness.models.gemma import init_gemma_params
-from harness.models.protocol import DecodingModel
+from harness.decoding.protocol import DecodingModel
 from harness.models.t5 import init_t5_params, relative_position_bucket
 
 CACHE_SIZE = 32

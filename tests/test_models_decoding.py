@@ -49,7 +49,7 @@ def test_greedy_spec_decode_equals_verifier_greedy(pair):
 
 def _mid_alpha(method: str) -> float:
   spec = decoding.METHODS[method]
-  lo, hi = spec.valid_alpha(dict(spec.defaults))
+  lo, hi = spec.valid_alpha()
   lo, hi = max(lo, -1.0), min(hi, 1.0)
   return 0.5 * (lo + hi) if math.isfinite(lo + hi) else 0.0
 

@@ -1,26 +1,39 @@
-"""Decoding: every method of both papers as one jitted JAX program each.
+"""Decoding: every method of both papers as a jitted JAX program.
 
 Public API::
 
     from harness import decoding
-    out = decoding.decode("spec_cascade_token", drafter, verifier, prompt,
-                          gamma=5, alpha=0.3, temperature=1.0, top_p=1.0,
-                          max_decode_len=80, rng=jax.random.key(0))
+    program = decoding.compile("spec_cascade_token", drafter, verifier,
+                               prompt_bucket=16, gamma=5, max_decode_len=80)
+    out = program(prompt, alpha=0.3, temperature=1.0, top_p=1.0,
+                  rng=jax.random.key(0))
     out.tokens, out.num_tokens, out.stats
 
-This package never imports a concrete model: models enter through the
-protocol in ``harness.models.protocol``.
+    # or, checked and one-off (validate -> compile, cached -> call):
+    out = decoding.decode("spec_cascade_token", drafter, verifier, prompt,
+                          gamma=5, alpha=0.3, max_decode_len=80)
+
+Programs, families, caching and prompt buckets: see
+``harness.decoding.program``. Models enter only through the protocol in
+``harness.decoding.protocol`` (this package never imports a concrete
+model).
 """
 
 from harness.decoding import methods as _methods  # registers the methods
-from harness.decoding.registry import (METHODS, MethodSpec, decode,
-                                       decode_many, prompt_bucket,
-                                       register_method, trace_count, validate)
+from harness.decoding.program import (Program, buffer_size, clear_cache,
+                                      compile, compile_stats, decode,
+                                      decode_many, enable_compilation_cache,
+                                      reset_compile_stats, trace_count)
+from harness.decoding.protocol import Cache, DecodingModel
+from harness.decoding.registry import (METHODS, MethodSpec, prompt_bucket,
+                                       register_method, validate)
 from harness.decoding.state import PAD_TOKEN, STAT_DOCS, DecodeOutput
 from harness.decoding.targets import RULES, target
 
 del _methods
 
-__all__ = ["METHODS", "MethodSpec", "decode", "decode_many", "prompt_bucket",
-           "register_method", "trace_count", "validate", "PAD_TOKEN",
+__all__ = ["METHODS", "MethodSpec", "Program", "Cache", "DecodingModel",
+           "buffer_size", "clear_cache", "compile", "compile_stats", "decode", "decode_many",
+           "enable_compilation_cache", "prompt_bucket", "register_method",
+           "reset_compile_stats", "trace_count", "validate", "PAD_TOKEN",
            "STAT_DOCS", "DecodeOutput", "RULES", "target"]

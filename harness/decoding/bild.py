@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from harness.decoding import cascade
 from harness.decoding import sampling
 from harness.decoding import state as st
+from harness.decoding.protocol import DecodingModel
 
 # Kim et al. use a rollback threshold on the cross-entropy -log p(y); 2.0 is
 # a mid-range value of the grid they tune (the harness sweeps it as an option).
@@ -35,8 +36,9 @@ DEFAULT_ROLLBACK_THRESHOLD = 2.0
 BILD_STATS = cascade.TOKEN_STATS + ("rollbacks",)
 
 
-def _fallback(verifier, s: cascade.CascadeState, knobs, buckets,
-              rollback_threshold, key):
+def _fallback(verifier: DecodingModel, s: cascade.CascadeState,
+              knobs: st.Knobs, widths: tuple[int, ...],
+              rollback_threshold: float, key: jax.Array):
   """Verifier catch-up call with the rollback policy.
 
   Example: v_len = 4, m = 8 (x[4..7] pending, x[5..7] drafted since the last
@@ -49,7 +51,7 @@ def _fallback(verifier, s: cascade.CascadeState, knobs, buckets,
     rolled back?).
   """
   rows, v_cache = st.score_pending(verifier, s.v_cache, s.seq, s.v_len,
-                                   buckets)
+                                   widths)
   n = s.seq.length - s.v_len
   width = rows.shape[0]
   idx = jnp.arange(width)
@@ -70,8 +72,11 @@ def _fallback(verifier, s: cascade.CascadeState, knobs, buckets,
   return token, write_at, v_cache, n, rolled
 
 
-def bild_step(drafter, verifier, knobs, max_decode_len, max_small_run,
-              buckets, rollback_threshold, s: cascade.CascadeState):
+def bild_step(drafter: DecodingModel, verifier: DecodingModel,
+              knobs: st.Knobs, max_decode_len: int, max_small_run: int,
+              widths: tuple[int, ...], rollback_threshold: float,
+              s: cascade.CascadeState) -> cascade.CascadeState:
+  """One BiLD token: draft, or fall back to the verifier (with rollback)."""
   rng, key = jax.random.split(s.rng)
   logits, d_cache = drafter.score(s.seq.last(1)[None], s.d_cache)
   q, q_raw = sampling.process_logits(logits[0, 0], knobs.temperature,
@@ -81,7 +86,7 @@ def bild_step(drafter, verifier, knobs, max_decode_len, max_small_run,
   fallback = by_rule | forced
 
   def large(_):
-    return _fallback(verifier, s, knobs, buckets, rollback_threshold, key)
+    return _fallback(verifier, s, knobs, widths, rollback_threshold, key)
 
   def small(_):
     return (sampling.sample(key, q), s.seq.length, s.v_cache,
@@ -108,17 +113,26 @@ def bild_step(drafter, verifier, knobs, max_decode_len, max_small_run,
                    run=jnp.where(fallback, 0, s.run + 1), rng=rng, stats=stats)
 
 
-def bild(drafter, verifier, prompt, prompt_len, knobs, rng, *, gamma,
-         max_decode_len, size,
+def bild(drafter: DecodingModel, verifier: DecodingModel, prompt: jax.Array,
+         prompt_len: jax.Array, knobs: st.Knobs, variant: jax.Array,
+         rng: jax.Array, *, gamma: int, max_decode_len: int, size: int,
+         stop_sequences: st.StopSequences = (),
          max_small_run: int = cascade.DEFAULT_MAX_SMALL_RUN,
-         rollback_threshold: float = DEFAULT_ROLLBACK_THRESHOLD):
-  """Method ``bild`` (original BiLD, dynamic window)."""
-  del gamma
-  buckets = cascade._buckets(max_small_run + 1)  # pylint: disable=protected-access
-  s = cascade._init(drafter, verifier, prompt, prompt_len, size, rng)  # pylint: disable=protected-access
+         rollback_threshold: float = DEFAULT_ROLLBACK_THRESHOLD
+         ) -> st.DecodeOutput:
+  """Method ``bild`` (original BiLD, dynamic window).
+
+  Arguments as in ``speculative.decode`` (γ and ``variant`` are unused);
+  ``max_small_run`` caps the drafter's run, ``rollback_threshold`` is the
+  rollback test's -log p bound.
+  """
+  del gamma, variant
+  widths = cascade.buckets(max_small_run + 1)
+  s = cascade.init_state(drafter, verifier, prompt, prompt_len, size, rng,
+                         stop_sequences)
   s = s.replace(stats=st.zero_stats(BILD_STATS))
   body = functools.partial(bild_step, drafter, verifier, knobs,
-                           max_decode_len, max_small_run, buckets,
+                           max_decode_len, max_small_run, widths,
                            float(rollback_threshold))
   s = jax.lax.while_loop(lambda s: ~s.seq.done, body, s)
   return st.output(s.seq, s.stats, max_decode_len)

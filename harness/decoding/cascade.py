@@ -21,9 +21,10 @@ import jax.numpy as jnp
 from harness.decoding import autoregressive
 from harness.decoding import sampling
 from harness.decoding import state as st
+from harness.decoding.protocol import Cache, DecodingModel
 
-# Kim et al. (2023) / PAPER.md: the small model predicts at most 10 tokens
-# before the large model is invoked.
+# Kim et al. (2023), as in the speculative-cascades paper's BiLD setup: the
+# small model predicts at most 10 tokens before the large model is invoked.
 DEFAULT_MAX_SMALL_RUN = 10
 
 TOKEN_STATS = ("iterations", "drafter_steps", "verifier_calls",
@@ -45,41 +46,47 @@ class CascadeState:
     stats: counters (``TOKEN_STATS``).
   """
   seq: st.Sequence
-  d_cache: object
-  v_cache: object
+  d_cache: Cache
+  v_cache: Cache
   v_len: jax.Array
   run: jax.Array
   rng: jax.Array
   stats: dict
 
 
-def _init(drafter, verifier, prompt, prompt_len, size, rng):
+def init_state(drafter: DecodingModel, verifier: DecodingModel,
+               prompt: jax.Array, prompt_len: jax.Array, size: int,
+               rng: jax.Array,
+               stop_sequences: st.StopSequences = ()) -> CascadeState:
+  """Prefills both models; returns the initial token-cascade state."""
   start, start_len = verifier.decoder_prompt(prompt, prompt_len)
   v_cache = verifier.prefill(prompt, prompt_len, size)
   return CascadeState(
-      seq=st.new_sequence(start, start_len, size),
+      seq=st.new_sequence(start, start_len, size, stop_sequences),
       d_cache=drafter.prefill(prompt, prompt_len, size), v_cache=v_cache,
       v_len=verifier.cache_length(v_cache), run=jnp.zeros((), jnp.int32),
       rng=rng, stats=st.zero_stats(TOKEN_STATS))
 
 
-def _buckets(max_pending: int) -> tuple[int, ...]:
+def buckets(max_pending: int) -> tuple[int, ...]:
   """Powers of two 1, 2, 4, … up to the first ≥ max_pending."""
   return tuple(1 << i for i in range(max(max_pending - 1, 0).bit_length() + 1))
 
 
-def _verifier_probs(verifier, s: CascadeState, knobs, buckets):
+def _verifier_probs(verifier: DecodingModel, s: CascadeState,
+                    knobs: st.Knobs, widths: tuple[int, ...]):
   """Scores the pending tokens; returns (p, p_raw, cache, n_pending)."""
   rows, v_cache = st.score_pending(verifier, s.v_cache, s.seq, s.v_len,
-                                   buckets)
+                                   widths)
   n = s.seq.length - s.v_len
   p, p_raw = sampling.process_logits(rows[n - 1], knobs.temperature,
                                      knobs.top_p)
   return p, p_raw, v_cache, n
 
 
-def token_step(drafter, verifier, knobs, max_decode_len, max_small_run,
-               buckets, s: CascadeState) -> CascadeState:
+def token_step(drafter: DecodingModel, verifier: DecodingModel,
+               knobs: st.Knobs, max_decode_len: int, max_small_run: int,
+               widths: tuple[int, ...], s: CascadeState) -> CascadeState:
   """One token of TokenCascade [Chow]: defer iff max q_raw < 1 - α."""
   rng, key = jax.random.split(s.rng)
   logits, d_cache = drafter.score(s.seq.last(1)[None], s.d_cache)
@@ -90,7 +97,7 @@ def token_step(drafter, verifier, knobs, max_decode_len, max_small_run,
   defer = by_rule | forced
 
   def large(_):
-    p, _, v_cache, n = _verifier_probs(verifier, s, knobs, buckets)
+    p, _, v_cache, n = _verifier_probs(verifier, s, knobs, widths)
     return sampling.sample(key, p), v_cache, s.seq.length, n
 
   def small(_):
@@ -107,20 +114,30 @@ def token_step(drafter, verifier, knobs, max_decode_len, max_small_run,
                       run=jnp.where(defer, 0, s.run + 1), rng=rng, stats=stats)
 
 
-def token_cascade(drafter, verifier, prompt, prompt_len, knobs, rng, *,
-                  gamma, max_decode_len, size,
-                  max_small_run: int = DEFAULT_MAX_SMALL_RUN):
-  """Method ``token_cascade_chow`` (Algorithm 2)."""
-  del gamma
-  buckets = _buckets(max_small_run + 1)
-  s = _init(drafter, verifier, prompt, prompt_len, size, rng)
+def token_cascade(drafter: DecodingModel, verifier: DecodingModel,
+                  prompt: jax.Array, prompt_len: jax.Array, knobs: st.Knobs,
+                  variant: jax.Array, rng: jax.Array, *, gamma: int,
+                  max_decode_len: int, size: int,
+                  stop_sequences: st.StopSequences = (),
+                  max_small_run: int = DEFAULT_MAX_SMALL_RUN
+                  ) -> st.DecodeOutput:
+  """Method ``token_cascade_chow`` (Algorithm 2).
+
+  Arguments as in ``speculative.decode`` (γ and ``variant`` are unused);
+  ``max_small_run`` caps the drafter's tokens in a row.
+  """
+  del gamma, variant
+  widths = buckets(max_small_run + 1)
+  s = init_state(drafter, verifier, prompt, prompt_len, size, rng,
+                 stop_sequences)
   body = functools.partial(token_step, drafter, verifier, knobs,
-                           max_decode_len, max_small_run, buckets)
+                           max_decode_len, max_small_run, widths)
   s = jax.lax.while_loop(lambda s: ~s.seq.done, body, s)
   return st.output(s.seq, s.stats, max_decode_len)
 
 
-def oracle_step(drafter, verifier, knobs, max_decode_len,
+def oracle_step(drafter: DecodingModel, verifier: DecodingModel,
+                knobs: st.Knobs, max_decode_len: int,
                 s: CascadeState) -> CascadeState:
   """One token of the oracle Diff cascade: both models are evaluated, only
   deferrals are charged (the decision peeks at p for free)."""
@@ -143,11 +160,19 @@ def oracle_step(drafter, verifier, knobs, max_decode_len,
                    v_len=s.v_len + 1, rng=rng, stats=stats)
 
 
-def oracle_cascade(drafter, verifier, prompt, prompt_len, knobs, rng, *,
-                   gamma, max_decode_len, size):
-  """Method ``oracle_cascade_diff`` (Algorithm 3)."""
-  del gamma
-  s = _init(drafter, verifier, prompt, prompt_len, size, rng)
+def oracle_cascade(drafter: DecodingModel, verifier: DecodingModel,
+                   prompt: jax.Array, prompt_len: jax.Array, knobs: st.Knobs,
+                   variant: jax.Array, rng: jax.Array, *, gamma: int,
+                   max_decode_len: int, size: int,
+                   stop_sequences: st.StopSequences = ()
+                   ) -> st.DecodeOutput:
+  """Method ``oracle_cascade_diff`` (Algorithm 3).
+
+  Arguments as in ``speculative.decode`` (γ and ``variant`` are unused).
+  """
+  del gamma, variant
+  s = init_state(drafter, verifier, prompt, prompt_len, size, rng,
+                 stop_sequences)
   body = functools.partial(oracle_step, drafter, verifier, knobs,
                            max_decode_len)
   s = jax.lax.while_loop(lambda s: ~s.seq.done, body, s)
@@ -161,28 +186,51 @@ class SeqConfidence(str, enum.Enum):
   MIN_MAX_PROB = "min_max_prob"  # min over tokens of max_v q_raw(v)
 
 
-def sequence_confidence(kind: str, ar_stats, n_tokens) -> jax.Array:
-  """Aggregates the drafter's per-token confidences (see SeqConfidence)."""
+def sequence_confidence(kind: jax.Array, ar_stats: dict[str, jax.Array],
+                        n_tokens: jax.Array) -> jax.Array:
+  """Aggregates the drafter's per-token confidences.
+
+  Args:
+    kind: scalar int32 index into ``CONFIDENCES`` (traced).
+    ar_stats: the drafter run's ``autoregressive.AR_STATS`` counters.
+    n_tokens: scalar, tokens the drafter generated.
+
+  Returns:
+    Scalar float32 confidence in [0, 1].
+  """
   n = jnp.maximum(n_tokens, 1).astype(jnp.float32)
   milli = autoregressive.MILLI
-  if kind == SeqConfidence.MEAN_MAX_PROB:
-    return ar_stats["sum_max_prob_milli"] / milli / n
-  if kind == SeqConfidence.GEOMETRIC_MEAN_PROB:
-    return jnp.exp(ar_stats["sum_logprob_milli"] / milli / n)
-  return ar_stats["min_max_prob_milli"] / milli
+  by_kind = {
+      SeqConfidence.MEAN_MAX_PROB: ar_stats["sum_max_prob_milli"] / milli / n,
+      SeqConfidence.GEOMETRIC_MEAN_PROB: jnp.exp(
+          ar_stats["sum_logprob_milli"] / milli / n),
+      SeqConfidence.MIN_MAX_PROB: ar_stats["min_max_prob_milli"] / milli}
+  return jnp.stack([by_kind[c] for c in CONFIDENCES])[kind]
 
 
-def seq_cascade(drafter, verifier, prompt, prompt_len, knobs, rng, *, gamma,
-                max_decode_len, size,
-                confidence: str = SeqConfidence.MEAN_MAX_PROB.value):
-  """Method ``seq_cascade_chow``: defer the whole output iff conf < 1 - α."""
+# Variants of the sequence cascade (the traced ``variant`` index).
+CONFIDENCES = tuple(c.value for c in SeqConfidence)
+
+
+def seq_cascade(drafter: DecodingModel, verifier: DecodingModel,
+                prompt: jax.Array, prompt_len: jax.Array, knobs: st.Knobs,
+                variant: jax.Array, rng: jax.Array, *, gamma: int,
+                max_decode_len: int, size: int,
+                stop_sequences: st.StopSequences = ()) -> st.DecodeOutput:
+  """Method ``seq_cascade_chow``: defer the whole output iff conf < 1 - α.
+
+  ``variant`` indexes ``CONFIDENCES`` (the ``confidence`` option, traced so
+  that one program serves all three); other arguments as in
+  ``speculative.decode``.
+  """
   del gamma
   d_key, v_key = jax.random.split(rng)
   run = functools.partial(autoregressive.run, prompt=prompt,
                           prompt_len=prompt_len, knobs=knobs,
-                          max_decode_len=max_decode_len, size=size)
+                          max_decode_len=max_decode_len, size=size,
+                          stop_sequences=stop_sequences)
   small = run(drafter, rng=d_key)
-  conf = sequence_confidence(confidence, small.stats, small.seq.generated)
+  conf = sequence_confidence(variant, small.stats, small.seq.generated)
   defer = conf < 1.0 - knobs.alpha
 
   def large(_):

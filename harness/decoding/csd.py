@@ -3,8 +3,9 @@ of drafters, with Max-Gram at the bottom, reviewed losslessly by the target.
 
 Levels: 0 is the target (the verifier), 1..n the neural drafters from
 largest to smallest, n+1 Max-Gram. The k-matrix (code form of the official
-repository, ALGORITHMS.md §7.2) has one row per reviewer level r = 0..n and
-one column per draft level c + 1 = 1..n+1; row r uses columns c ≥ r. To build
+repository; docs/algorithms.md#cs-drafting) has one row per reviewer level
+r = 0..n and one column per draft level c + 1 = 1..n+1; row r uses columns
+c ≥ r. To build
 the draft that level r reviews, the levels below it take turns, largest
 first (horizontal cascade): level c + 1 keeps adding tokens until the draft
 holds at least K[r][r] + … + K[r][c] tokens. A neural level's tokens are
@@ -41,6 +42,7 @@ from harness.decoding import sampling
 from harness.decoding import state as st
 from harness.decoding import targets
 from harness.decoding.gen_spec import gen_spec_sample
+from harness.decoding.protocol import DecodingModel
 
 # Tokens Max-Gram proposes per call (``_MAG_GENERATION`` in the official code).
 DEFAULT_MAG_LEN = 10
@@ -53,7 +55,7 @@ class Mode:
 
 
 def default_k_matrix(num_neural: int, mode: str) -> tuple[tuple[int, ...], ...]:
-  """Default k-matrices (official configurations, ALGORITHMS.md §7.5).
+  """Default k-matrices (official configurations; docs/algorithms.md#cs-drafting).
 
   One neural drafter: full ((5, 10), (0, 10)) as the repository's example;
   two: ((5, 14, 10), (0, 1, 10), (0, 0, 10)) as its FLAN-T5 setting. The
@@ -299,10 +301,11 @@ CSD_STATS = ("iterations", "drafter_steps", "verifier_calls",
              "emitted_corrections", "emitted_bonus", "mag_calls")
 
 
-def _init(ctx: _Ctx, size: int, rng) -> CSDState:
+def _init(ctx: _Ctx, size: int, rng: jax.Array,
+          stop_sequences: st.StopSequences) -> CSDState:
   target = ctx.models[0]
   start, start_len = target.decoder_prompt(ctx.prompt, ctx.prompt_len)
-  seq = st.new_sequence(start, start_len, size)
+  seq = st.new_sequence(start, start_len, size, stop_sequences)
   caches = tuple(m.prefill(ctx.prompt, ctx.prompt_len, size)
                  for m in ctx.models)
   valid = jnp.stack([m.cache_length(c) for m, c in zip(ctx.models, caches)])
@@ -343,16 +346,20 @@ def split_drafters(drafter) -> tuple[tuple, maxgram.MaxGram | None]:
   return neural, (mags[0] if mags else None)
 
 
-def decode(drafter, verifier, prompt, prompt_len, knobs, rng, *, gamma,
-           max_decode_len, size, mode: str = Mode.FULL, k_matrix=None,
-           mag_len: int = DEFAULT_MAG_LEN):
+def decode(drafter, verifier: DecodingModel, prompt: jax.Array,
+           prompt_len: jax.Array, knobs: st.Knobs, variant: jax.Array,
+           rng: jax.Array, *, gamma: int, max_decode_len: int, size: int,
+           stop_sequences: st.StopSequences = (), mode: str = Mode.FULL,
+           k_matrix=None, mag_len: int = DEFAULT_MAG_LEN) -> st.DecodeOutput:
   """Methods ``cs_drafting``, ``cs_drafting_vertical``, ``cs_drafting_horizontal``.
 
   ``drafter`` is one neural drafter or a tuple (largest first), optionally
   ending with a ``MaxGram``; without one, Max-Gram falls back to repeating
-  the last token when no suffix matches.
+  the last token when no suffix matches. Other arguments as in
+  ``speculative.decode`` (γ and ``variant`` are unused; the k-matrix and
+  ``mag_len`` shape the recursion statically).
   """
-  del gamma
+  del gamma, variant
   neural, mag = split_drafters(drafter)
   if mag is None:
     mag = maxgram.MaxGram.identity(verifier.vocab_size)
@@ -360,7 +367,7 @@ def decode(drafter, verifier, prompt, prompt_len, knobs, rng, *, gamma,
   plan = Plan(k_matrix=k_matrix, mag_len=mag_len)
   ctx = _Ctx(plan=plan, models=(verifier,) + neural, mag=mag, prompt=prompt,
              prompt_len=prompt_len, knobs=knobs)
-  s = _init(ctx, size, rng)
+  s = _init(ctx, size, rng, stop_sequences)
   s = jax.lax.while_loop(lambda s: ~s.seq.done,
                          functools.partial(_top_step, ctx, max_decode_len), s)
   return st.output(s.seq, s.stats, max_decode_len)

@@ -1,15 +1,23 @@
-"""Registers every decoding method of both papers under one name each."""
+"""Registers every decoding method of both papers under one name each.
+
+Families (one compiled program each, see ``program``): ``speculative``
+(every rule-based speculative method, rule chosen by a traced index),
+``autoregressive`` (both models), ``seq_cascade_chow`` (all confidences).
+"""
 
 from __future__ import annotations
 
-import functools
+from typing import Any
+
 from harness.decoding import autoregressive
 from harness.decoding import bild
 from harness.decoding import cascade
 from harness.decoding import csd
 from harness.decoding import speculative
 from harness.decoding import targets
-from harness.decoding.registry import MethodSpec, register_method
+from harness.decoding.registry import MethodSpec, check_int, register_method
+
+SPECULATIVE = "speculative"
 
 _SPECULATIVE = (
     # name, rule, description
@@ -31,56 +39,70 @@ _SPECULATIVE = (
 
 for _name, _rule, _doc in _SPECULATIVE:
   register_method(MethodSpec(
-      name=_name, rule=_rule, description=_doc,
-      fn=functools.partial(speculative.decode, rule=_rule)))
+      name=_name, rule=_rule, description=_doc, fn=speculative.decode,
+      family=SPECULATIVE, static_options=(),
+      variant=lambda _, rule=_rule: speculative.rule_index(rule)))
 
 register_method(MethodSpec(
     name="autoregressive", rule=None, description=(
         "one model, token by token (drafter-only / verifier-only reference)"),
     fn=autoregressive.decode, defaults=(("model", "verifier"),),
-    option_choices=(("model", ("verifier", "drafter")),)))
+    option_choices=(("model", autoregressive.MODELS),),
+    static_options=(), uses_gamma=False,
+    variant=lambda o: autoregressive.MODELS.index(o["model"])))
 
-
-def _lossy(*args, beta, **kwargs):
-  rule = {"one": "lossy_one", "normalize": "lossy_normalize"}[beta]
-  return speculative.decode(*args, rule=rule, **kwargs)
-
+_LOSSY_RULES = {"one": "lossy_one", "normalize": "lossy_normalize"}
 
 register_method(MethodSpec(
-    name="spec_decode_lossy", rule="lossy_one", fn=_lossy,
+    name="spec_decode_lossy", rule="lossy_one", fn=speculative.decode,
     defaults=(("beta", "one"),),
-    option_choices=(("beta", ("one", "normalize")),),
+    option_choices=(("beta", tuple(_LOSSY_RULES)),),
+    family=SPECULATIVE, static_options=(),
+    variant=lambda o: speculative.rule_index(_LOSSY_RULES[o["beta"]]),
     description=("lossy speculative decoding: accept w.p. "
                  "min(1, p/((1-α)q)); beta=one|normalize")))
 
-
-def _bild_star(*args, discrepancy, **kwargs):
-  return speculative.decode(*args, rule="bild_star", discrepancy=discrepancy,
-                            **kwargs)
-
-
 register_method(MethodSpec(
-    name="bild_star", rule="bild_star", fn=_bild_star,
+    name="bild_star", rule="bild_star", fn=speculative.decode,
     defaults=(("discrepancy", targets.Discrepancy.PROB_GAP),),
     option_choices=(("discrepancy", targets.Discrepancy.ALL),),
+    family=SPECULATIVE, static_options=(),
+    variant=lambda o: speculative.rule_index(
+        "bild_star", discrepancy=o["discrepancy"]),
     description="BiLD* (fixed γ): π = q if D(q, p) ≤ α else p"))
+
+
+def _check_max_small_run(options: dict[str, Any], drafter) -> None:
+  del drafter
+  check_int("max_small_run", options["max_small_run"])
+
+
+def _check_bild(options: dict[str, Any], drafter) -> None:
+  _check_max_small_run(options, drafter)
+  if not options["rollback_threshold"] >= 0:
+    raise ValueError(f"rollback_threshold={options['rollback_threshold']!r} "
+                     "must be ≥ 0")
+
 
 register_method(MethodSpec(
     name="token_cascade_chow", rule="chow", fn=cascade.token_cascade,
     defaults=(("max_small_run", cascade.DEFAULT_MAX_SMALL_RUN),),
+    check=_check_max_small_run, uses_gamma=False,
     description=("sequential token-level cascade (Alg. 2), Chow rule; one "
                  "verifier call per deferral")))
 
 register_method(MethodSpec(
     name="oracle_cascade_diff", rule="diff", fn=cascade.oracle_cascade,
+    uses_gamma=False,
     description=("token-level cascade with the oracle Diff rule (Alg. 3); "
                  "only deferrals are charged")))
 
 register_method(MethodSpec(
     name="seq_cascade_chow", rule="chow", fn=cascade.seq_cascade,
     defaults=(("confidence", cascade.SeqConfidence.MEAN_MAX_PROB.value),),
-    option_choices=(("confidence",
-                     tuple(c.value for c in cascade.SeqConfidence)),),
+    option_choices=(("confidence", cascade.CONFIDENCES),),
+    static_options=(), uses_gamma=False,
+    variant=lambda o: cascade.CONFIDENCES.index(o["confidence"]),
     description=("sequence-level cascade: drafter output unless its "
                  "confidence < 1 - α, else the verifier's")))
 
@@ -88,6 +110,7 @@ register_method(MethodSpec(
     name="bild", rule=None, alpha_range=(0.0, 1.0), fn=bild.bild,
     defaults=(("max_small_run", cascade.DEFAULT_MAX_SMALL_RUN),
               ("rollback_threshold", bild.DEFAULT_ROLLBACK_THRESHOLD)),
+    check=_check_bild, uses_gamma=False,
     description=("original BiLD: fallback when max q < α (dynamic window), "
                  "rollback when -log p(y) > rollback_threshold")))
 
@@ -125,6 +148,6 @@ for _name, _mode, _doc in (
       name=_name, rule="lossy_one", fn=csd.decode, multi_drafter=True,
       defaults=(("mode", _mode), ("k_matrix", None),
                 ("mag_len", csd.DEFAULT_MAG_LEN)),
-      option_choices=(("mode", (_mode,)),),
+      option_choices=(("mode", (_mode,)),), uses_gamma=False,
       scratch=_csd_scratch, check=_csd_check,
       description=_doc + "; α sets the lenience l = 1/(1-α) between drafters"))

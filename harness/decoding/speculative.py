@@ -30,6 +30,7 @@ from harness.decoding import sampling
 from harness.decoding import state as st
 from harness.decoding import targets
 from harness.decoding.gen_spec import gen_spec_sample
+from harness.decoding.protocol import Cache, DecodingModel
 
 SPEC_STATS = ("iterations", "drafter_steps", "verifier_calls",
               "verifier_positions", "drafts_proposed", "drafts_evaluated",
@@ -50,8 +51,8 @@ class SpecState:
     stats: counters (``SPEC_STATS``; per-position ones are [γ]).
   """
   seq: st.Sequence
-  d_cache: object
-  v_cache: object
+  d_cache: Cache
+  v_cache: Cache
   rng: jax.Array
   stats: dict
 
@@ -70,16 +71,20 @@ class Draft:
   q_raw: jax.Array
 
 
-def init(drafter, verifier, prompt, prompt_len, size, rng, gamma):
+def init(drafter: DecodingModel, verifier: DecodingModel, prompt: jax.Array,
+         prompt_len: jax.Array, size: int, rng: jax.Array, gamma: int,
+         stop_sequences: st.StopSequences = ()) -> SpecState:
+  """Prefills both models; returns the initial loop state."""
   start, start_len = verifier.decoder_prompt(prompt, prompt_len)
   return SpecState(
-      seq=st.new_sequence(start, start_len, size),
+      seq=st.new_sequence(start, start_len, size, stop_sequences),
       d_cache=drafter.prefill(prompt, prompt_len, size),
       v_cache=verifier.prefill(prompt, prompt_len, size),
       rng=rng, stats=st.zero_stats(SPEC_STATS, gamma))
 
 
-def first_draft_logits(drafter, cache, seq: st.Sequence):
+def first_draft_logits(drafter: DecodingModel, cache: Cache,
+                       seq: st.Sequence) -> tuple[jax.Array, Cache]:
   """Scores the 2-token window ending at x[m-1]; returns (logits [V], cache).
 
   Example: m = 5 -> rolls back to 3, scores x[3], x[4], keeps the row of
@@ -93,7 +98,8 @@ def first_draft_logits(drafter, cache, seq: st.Sequence):
   return logits[0, m - 1 - begin], drafter.rollback(cache, m)
 
 
-def draft(drafter, knobs: st.Knobs, s: SpecState, gamma: int, key):
+def draft(drafter: DecodingModel, knobs: st.Knobs, s: SpecState, gamma: int,
+          key: jax.Array) -> tuple[Draft, Cache]:
   """γ sequential drafter calls; returns (Draft, drafter cache)."""
   first, cache = first_draft_logits(drafter, s.d_cache, s.seq)
   keys = jax.random.split(key, gamma)
@@ -116,16 +122,32 @@ def draft(drafter, knobs: st.Knobs, s: SpecState, gamma: int, key):
   return out, cache
 
 
-def bonus_token(rule_fn, uses_drafter, drafter, d_cache, drafted: Draft,
-                p, p_raw, knobs: st.Knobs, accepted_all, key):
+def bonus_token(rule_fn: targets.RuleFn, uses_drafter: jax.Array,
+                drafter: DecodingModel, d_cache: Cache, drafted: Draft,
+                p: jax.Array, p_raw: jax.Array, knobs: st.Knobs,
+                accepted_all: jax.Array,
+                key: jax.Array) -> tuple[jax.Array, Cache, jax.Array]:
   """Samples the bonus token from π_{γ+1}; returns (token, cache, steps).
 
-  For rules whose π depends on q, the drafter scores y_γ to get q_{γ+1},
-  but only when every draft was accepted (the token is unused otherwise).
+  For rules whose π depends on q (``uses_drafter``, a traced bool), the
+  drafter scores y_γ to get q_{γ+1}, but only when every draft was accepted
+  (the token is unused otherwise); other rules build π from p alone.
+
+  Args:
+    rule_fn: the target rule (q, p, q_raw, p_raw, alpha, greedy) -> (π, r).
+    uses_drafter: scalar bool, whether π_{γ+1} needs q_{γ+1}.
+    drafter: the drafter.
+    d_cache: drafter cache holding x[..m-1] and y_1..y_{γ-1}.
+    drafted: the γ drafts.
+    p, p_raw: [V] scaled and T = 1 verifier distributions at position γ+1.
+    knobs: α, T, top-P.
+    accepted_all: scalar bool, k == γ.
+    key: PRNG key.
+
+  Returns:
+    (token scalar int32, drafter cache, drafter steps taken scalar int32).
   """
-  if not uses_drafter:
-    pi, _ = rule_fn(p, p, p_raw, p_raw, knobs.alpha, knobs.greedy)
-    return sampling.sample(key, pi), d_cache, jnp.zeros((), jnp.int32)
+  with_q = accepted_all & uses_drafter
 
   def with_drafter(cache):
     logits, cache = drafter.score(drafted.tokens[-1:][None], cache)
@@ -134,14 +156,16 @@ def bonus_token(rule_fn, uses_drafter, drafter, d_cache, drafted: Draft,
     pi, _ = rule_fn(q, p, q_raw, p_raw, knobs.alpha, knobs.greedy)
     return sampling.sample(key, pi), cache
 
-  def skip(cache):
-    return jnp.zeros((), jnp.int32), cache
+  def from_p(cache):
+    pi, _ = rule_fn(p, p, p_raw, p_raw, knobs.alpha, knobs.greedy)
+    return sampling.sample(key, pi), cache
 
-  token, d_cache = jax.lax.cond(accepted_all, with_drafter, skip, d_cache)
-  return token, d_cache, accepted_all.astype(jnp.int32)
+  token, d_cache = jax.lax.cond(with_q, with_drafter, from_p, d_cache)
+  return token, d_cache, with_q.astype(jnp.int32)
 
 
-def step(rule_fn, uses_drafter, drafter, verifier, knobs: st.Knobs,
+def step(rule_fn: targets.RuleFn, uses_drafter: jax.Array,
+         drafter: DecodingModel, verifier: DecodingModel, knobs: st.Knobs,
          gamma: int, max_decode_len: int, s: SpecState) -> SpecState:
   """One draft-verify-accept iteration."""
   rng, draft_key, accept_key, bonus_key = jax.random.split(s.rng, 4)
@@ -186,13 +210,62 @@ def step(rule_fn, uses_drafter, drafter, verifier, knobs: st.Knobs,
                    stats=stats)
 
 
-def decode(drafter, verifier, prompt, prompt_len, knobs, rng, *, gamma,
-           max_decode_len, size, rule: str, **rule_options):
-  """Runs the speculative loop with target rule ``rule`` to completion."""
-  spec = targets.RULES[rule]
-  rule_fn = functools.partial(spec.fn, **rule_options)
-  s = init(drafter, verifier, prompt, prompt_len, size, rng, gamma)
-  body = functools.partial(step, rule_fn, spec.uses_drafter, drafter,
-                           verifier, knobs, gamma, max_decode_len)
+# The target rules of the speculative family, in ``lax.switch`` branch
+# order: (rule name in ``targets.RULES``, static rule options).
+FAMILY_RULES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("verifier", ()), ("chow", ()), ("diff", ()), ("opt", ()),
+    ("token_v3", ()), ("token_v1", ()), ("token_v2", ()),
+    ("lossy_one", ()), ("lossy_normalize", ()),
+    *(("bild_star", (("discrepancy", d),)) for d in targets.Discrepancy.ALL))
+
+
+def rule_index(rule: str, **rule_options: str) -> int:
+  """Branch index of a rule (with its options) in ``FAMILY_RULES``."""
+  return FAMILY_RULES.index((rule, tuple(sorted(rule_options.items()))))
+
+
+def family_rule(index: jax.Array) -> tuple[targets.RuleFn, jax.Array]:
+  """(rule_fn, uses_drafter) for a traced branch index into FAMILY_RULES.
+
+  The rule function runs only the selected rule (``lax.switch``), so one
+  compiled loop serves every rule at the cost of a conditional.
+  """
+  fns = [functools.partial(targets.RULES[name].fn, **dict(opts))
+         for name, opts in FAMILY_RULES]
+
+  def rule_fn(q, p, q_raw, p_raw, alpha, greedy):
+    return jax.lax.switch(index, fns, q, p, q_raw, p_raw, alpha, greedy)
+
+  uses = jnp.asarray([targets.RULES[name].uses_drafter
+                      for name, _ in FAMILY_RULES])
+  return rule_fn, uses[index]
+
+
+def decode(drafter: DecodingModel, verifier: DecodingModel,
+           prompt: jax.Array, prompt_len: jax.Array, knobs: st.Knobs,
+           variant: jax.Array, rng: jax.Array, *, gamma: int,
+           max_decode_len: int, size: int,
+           stop_sequences: st.StopSequences = ()) -> st.DecodeOutput:
+  """Runs the speculative loop to completion (the speculative family).
+
+  Args:
+    drafter, verifier: the models.
+    prompt: [P] int32 padded prompt; prompt_len: scalar int32.
+    knobs: traced α, T, top-P.
+    variant: scalar int32, the target rule's index in ``FAMILY_RULES``.
+    rng: PRNG key.
+    gamma: static block size γ.
+    max_decode_len: static generation limit.
+    size: static buffer length.
+    stop_sequences: static stop sequences (see ``state.emit``).
+
+  Returns:
+    The ``DecodeOutput``.
+  """
+  rule_fn, uses_drafter = family_rule(variant)
+  s = init(drafter, verifier, prompt, prompt_len, size, rng, gamma,
+           stop_sequences)
+  body = functools.partial(step, rule_fn, uses_drafter, drafter, verifier,
+                           knobs, gamma, max_decode_len)
   s = jax.lax.while_loop(lambda s: ~s.seq.done, body, s)
   return st.output(s.seq, s.stats, max_decode_len)

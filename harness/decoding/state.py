@@ -14,8 +14,13 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from harness.decoding.protocol import Cache, DecodingModel
+
 # Value of ``DecodeOutput.tokens`` after EOS or the length limit.
 PAD_TOKEN = -1
+
+# Token-id sequences that end a decode like EOS (static, hashable).
+StopSequences = tuple[tuple[int, ...], ...]
 
 
 @flax.struct.dataclass
@@ -44,12 +49,17 @@ class Sequence:
     buf: [L] int32 token buffer.
     length: scalar int32, valid tokens in buf.
     start: scalar int32, length of the decoder prompt (first generated index).
-    done: scalar bool, EOS emitted or length limit reached.
+    done: scalar bool, EOS or a stop sequence emitted, or length limit
+      reached.
+    stop_sequences: static tuple of token-id tuples; the sequence is done
+      once its generated tokens end with any of them.
   """
   buf: jax.Array
   length: jax.Array
   start: jax.Array
   done: jax.Array
+  stop_sequences: StopSequences = flax.struct.field(pytree_node=False,
+                                                    default=())
 
   @property
   def generated(self) -> jax.Array:
@@ -118,22 +128,57 @@ def add_stats(stats: dict[str, jax.Array], **increments: Any):
   return out
 
 
-def new_sequence(start_tokens: jax.Array, start_len: jax.Array,
-                 size: int) -> Sequence:
-  """A buffer of static size holding the decoder prompt."""
+def new_sequence(start_tokens: jax.Array, start_len: jax.Array, size: int,
+                 stop_sequences: StopSequences = ()) -> Sequence:
+  """A buffer of static size holding the decoder prompt.
+
+  Args:
+    start_tokens: [P0] int decoder prompt (padded).
+    start_len: scalar, its valid length.
+    size: static buffer length L ≥ P0.
+    stop_sequences: static token-id tuples that end the decode (see
+      ``emit``).
+
+  Returns:
+    The sequence, with ``length == start == start_len``.
+  """
   buf = jnp.zeros((size,), jnp.int32)
   buf = jax.lax.dynamic_update_slice(buf, start_tokens.astype(jnp.int32), (0,))
   start_len = jnp.asarray(start_len, jnp.int32)
   return Sequence(buf=buf, length=start_len, start=start_len,
-                  done=jnp.asarray(False))
+                  done=jnp.asarray(False),
+                  stop_sequences=tuple(tuple(int(t) for t in s)
+                                       for s in stop_sequences))
+
+
+def _first_stop(seq: Sequence, buf: jax.Array, width: int) -> jax.Array:
+  """Index i < width of the first new token buf[length + i] that completes a
+  stop sequence lying wholly in the generated part, or ``width`` if none.
+
+  Example: stop (4, 2), generated [.., 4], new window [2, 9] -> 0.
+  """
+  idx = jnp.arange(width)
+  hit = jnp.zeros((width,), bool)
+  for stop in seq.stop_sequences:
+    n = len(stop)
+    # first[i]: buffer position where a match ending at length + i begins.
+    first = seq.length + idx - (n - 1)
+    pos = first[:, None] + jnp.arange(n)[None, :]
+    got = jnp.take(buf, jnp.clip(pos, 0, buf.shape[0] - 1))
+    match = jnp.all(got == jnp.asarray(stop, jnp.int32)[None, :], axis=1)
+    hit = hit | (match & (first >= seq.start))
+  return jnp.argmax(jnp.concatenate([hit, jnp.ones((1,), bool)]))
 
 
 def emit(seq: Sequence, window: jax.Array, n_valid: jax.Array, eos_id: int,
          max_decode_len: int) -> tuple[Sequence, jax.Array]:
-  """Appends window[:n_valid], cut after the first EOS and at the limit.
+  """Appends window[:n_valid], cut after the first EOS or stop sequence and
+  at the limit.
 
   Example: window [5, 0, 7] with n_valid 3, eos 0, and room for 10 tokens
-  appends [5, 0] and sets done; the returned count is 2.
+  appends [5, 0] and sets done; the returned count is 2. With stop sequence
+  (3, 5) and the last emitted token 3, window [5, 6] appends [5] and sets
+  done (the stop tokens stay in the output).
 
   Args:
     seq: current sequence.
@@ -145,15 +190,18 @@ def emit(seq: Sequence, window: jax.Array, n_valid: jax.Array, eos_id: int,
   Returns:
     (new sequence, number of tokens actually appended).
   """
-  idx = jnp.arange(window.shape[0])
+  width = window.shape[0]
+  idx = jnp.arange(width)
   is_eos = (window == eos_id) & (idx < n_valid)
-  first_eos = jnp.argmax(jnp.concatenate([is_eos, jnp.ones((1,), bool)]))
-  n = jnp.minimum(n_valid, first_eos + 1)
-  room = max_decode_len - seq.generated
-  n = jnp.minimum(n, room).astype(jnp.int32)
+  first_end = jnp.argmax(jnp.concatenate([is_eos, jnp.ones((1,), bool)]))
   buf = jax.lax.dynamic_update_slice(seq.buf, window.astype(jnp.int32),
                                      (seq.length,))
-  done = (first_eos < n) | (seq.generated + n >= max_decode_len)
+  if seq.stop_sequences:
+    first_end = jnp.minimum(first_end, _first_stop(seq, buf, width))
+  n = jnp.minimum(n_valid, first_end + 1)
+  room = max_decode_len - seq.generated
+  n = jnp.minimum(n, room).astype(jnp.int32)
+  done = (first_end < n) | (seq.generated + n >= max_decode_len)
   return seq.replace(buf=buf, length=seq.length + n, done=done), n
 
 
@@ -177,8 +225,9 @@ def bucket_index(n: jax.Array, buckets: tuple[int, ...]) -> jax.Array:
       jnp.int32)
 
 
-def score_window(model, cache, buf: jax.Array, start: jax.Array,
-                 end: jax.Array, buckets: tuple[int, ...]):
+def score_window(model: DecodingModel, cache: Cache, buf: jax.Array,
+                 start: jax.Array, end: jax.Array,
+                 buckets: tuple[int, ...]) -> tuple[jax.Array, Cache]:
   """Scores buf[start:end] in one call with a static bucketed width.
 
   The number of tokens n = end - start varies at run time; the call uses the
@@ -206,7 +255,8 @@ def score_window(model, cache, buf: jax.Array, start: jax.Array,
                         [branch(b) for b in buckets], cache)
 
 
-def score_pending(model, cache, seq: Sequence, start: jax.Array,
-                  buckets: tuple[int, ...]):
+def score_pending(model: DecodingModel, cache: Cache, seq: Sequence,
+                  start: jax.Array,
+                  buckets: tuple[int, ...]) -> tuple[jax.Array, Cache]:
   """Scores buf[start:length] in one call (see ``score_window``)."""
   return score_window(model, cache, seq.buf, start, seq.length, buckets)

@@ -4,14 +4,14 @@ Each rule is a pure function of the drafter's and verifier's distributions at
 one (or, vectorised, several) positions. ``q``/``p`` are the *scaled*
 probabilities (temperature and top-P applied; what the models sample from),
 ``q_raw``/``p_raw`` the T = 1 softmax used by deferral thresholds
-(ALGORITHMS.md §3.11). All arrays are [..., V]; ``alpha`` is a traced scalar.
+(docs/algorithms.md#conventions). All arrays are [..., V]; ``alpha`` is a traced scalar.
 
 Every rule returns ``(pi, defer)``: the target π [..., V] (sums to 1) and the
 deferral indicator r [..., V] in {0, 1} (broadcast over V for position-level
 rules; token-specific for the Token rules). The speculative loop feeds π to
 GenSpecSample; r only feeds statistics.
 
-Worked example (ALGORITHMS.md §7b): q = [.5, .3, .15, .05], p = [.2, .6, .1,
+Worked example (docs/algorithms.md#worked-example): q = [.5, .3, .15, .05], p = [.2, .6, .1,
 .1], α = 0.3, T = 1. Chow defers (π = p); Diff and OPT do not (π = q); the
 Token rule gives π = [.14, .72, .07, .07].
 """
@@ -199,7 +199,7 @@ def lossy_normalize_target(q, p, q_raw, p_raw, alpha, greedy):
 
 
 class Discrepancy:
-  """Names of the BiLD* discrepancy D(q, p) (ALGORITHMS.md §3.6)."""
+  """Names of the BiLD* discrepancy D(q, p) (docs/algorithms.md#bild)."""
   PROB_GAP = "prob_gap"  # max p_raw - p_raw(argmax q_raw), in [0, 1]
   NLL = "nll"            # -log p_raw(argmax q_raw), in [0, inf)
   TV = "tv"              # D_TV(p, q) on scaled distributions, in [0, 1]

@@ -2,7 +2,7 @@
 
 A model object holds `params` (a nested dict of arrays: the pytree leaves) and
 static auxiliary data (the frozen config, the tokenizer id and an optional
-device mesh). It implements :class:`harness.models.protocol.DecodingModel`.
+device mesh). It implements :class:`harness.decoding.protocol.DecodingModel`.
 """
 
 from __future__ import annotations

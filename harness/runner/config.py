@@ -181,7 +181,7 @@ class MethodGrid:
     _check(not unknown, "options", dict(self.options),
            f"unknown option(s) {unknown} for {self.method}; known: "
            f"{sorted(known)}")
-    lo, hi = spec.valid_alpha(self.full_options())
+    lo, hi = spec.valid_alpha()
     bad = [a for a in self.alphas if not lo <= a <= hi]
     _check(not bad, "alphas", bad,
            f"outside {self.method}'s α range [{lo}, {hi}]")

@@ -182,7 +182,12 @@ class _Monitor:
 
 @contextlib.contextmanager
 def monitored_sample(monitor: _Monitor):
-  """Routes every ``sample`` call of the decoders through ``monitor``."""
+  """Routes every ``sample`` call of the decoders through ``monitor``.
+
+  Compiled programs are dropped on entry and exit (``jax.clear_caches`` and
+  ``decoding.clear_cache``), so that the patched ``sample`` is traced in.
+  """
+  from harness import decoding  # pylint: disable=g-import-not-at-top
   from harness.decoding import gen_spec  # pylint: disable=g-import-not-at-top
   from harness.decoding import sampling  # pylint: disable=g-import-not-at-top
   original = sampling.sample
@@ -193,11 +198,13 @@ def monitored_sample(monitor: _Monitor):
 
   sampling.sample = gen_spec.sample = sample
   jax.clear_caches()
+  decoding.clear_cache()
   try:
     yield
   finally:
     sampling.sample = gen_spec.sample = original
     jax.clear_caches()
+    decoding.clear_cache()
 
 
 def _output_ok(out, vocab: int) -> bool:
@@ -210,7 +217,7 @@ def _output_ok(out, vocab: int) -> bool:
 
 
 def _alpha(spec) -> float:
-  lo, hi = spec.valid_alpha(dict(spec.defaults))
+  lo, hi = spec.valid_alpha()
   return float(min(max(0.5, lo), hi)) if math.isfinite(lo) else 0.0
 
 

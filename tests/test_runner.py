@@ -20,8 +20,8 @@ from harness.__main__ import main
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
-from harness.runner import schema
-from harness.runner import store as store_lib
+from harness.results import schema
+from harness.results import store as store_lib
 from harness.runner import summary as summary_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

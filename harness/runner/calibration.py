@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.runner import schema
+from harness.results import schema
 
 WARMUP_CALLS = 2
 # Verifier widths always calibrated: 1 (autoregressive) and the powers of two

@@ -31,7 +31,7 @@ from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import pairs
-from harness.runner import schema
+from harness.results import schema
 
 
 class NondeterminismError(RuntimeError):

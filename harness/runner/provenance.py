@@ -7,7 +7,7 @@ import importlib.metadata
 import os
 import subprocess
 
-from harness.runner import schema
+from harness.results import schema
 
 # Distributions whose versions are recorded (key in the results: dist name).
 PACKAGES = ("jax", "jaxlib", "flax", "numpy", "sacrebleu", "rouge_score",

@@ -20,8 +20,8 @@ from harness.runner import execute
 from harness.runner import pairs
 from harness.runner import progress as progress_lib
 from harness.runner import provenance as provenance_lib
-from harness.runner import schema
-from harness.runner import store as store_lib
+from harness.results import schema
+from harness.results import store as store_lib
 from harness.runner import summary as summary_lib
 
 
@@ -111,12 +111,14 @@ def run_cell(session: Session, cell: cells_lib.Cell) -> schema.CellSummary:
   records = [execute.to_record(cell, session.loaded, item, result,
                                session.calibration)
              for item, result in zip(prepared, decoded)]
-  session.store.write_records(cell.cell_id, records)
-  reference = session.store.read_summary(
-      cells_lib.reference_for(cell).cell_id)
+  digest = session.store.write_records(cell.cell_id, records)
+  reference_id = cells_lib.reference_for(cell).cell_id
+  reference = (session.store.read_records(reference_id)
+               if session.store.is_done(reference_id) else None)
   summary = summary_lib.summarize(
       session.experiment.name, cell, records, compile_s, session.calibration,
       reference, session.provenance)
+  summary["records"] = digest
   session.store.write_summary(summary)
   session.progress.cell_done(summary)
   return summary

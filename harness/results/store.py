@@ -11,12 +11,13 @@ the rerun reproduces what an uninterrupted run would have written.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import tempfile
 from typing import Any, Iterable
 
-from harness.runner import schema
+from harness.results import schema
 
 TMP_PREFIX = ".tmp-"
 
@@ -65,6 +66,12 @@ def read_json(path: str) -> Any:
     return json.load(f)
 
 
+def records_digest(data: bytes) -> dict[str, Any]:
+  """``{"count": non-empty lines, "sha256": hex digest}`` of a records file."""
+  count = sum(1 for line in data.splitlines() if line.strip())
+  return {"count": count, "sha256": hashlib.sha256(data).hexdigest()}
+
+
 class ResultsStore:
   """Files of one experiment under ``<root>/<experiment>/``.
 
@@ -100,13 +107,18 @@ class ResultsStore:
     return stale
 
   def write_records(self, cell_id: str,
-                    records: Iterable[schema.ExampleRecord]) -> str:
-    """Writes the cell's per-example records (one JSON line each)."""
+                    records: Iterable[schema.ExampleRecord]
+                    ) -> dict[str, Any]:
+    """Writes the cell's per-example records (one JSON line each).
+
+    Returns:
+      Their integrity entry ``{"count", "sha256"}`` for the summary.
+    """
     lines = [json.dumps(r, sort_keys=True, ensure_ascii=False)
              for r in records]
-    path = self.records_path(cell_id)
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-    return path
+    text = "".join(line + "\n" for line in lines)
+    atomic_write_text(self.records_path(cell_id), text)
+    return records_digest(text.encode("utf-8"))
 
   def write_summary(self, summary: schema.CellSummary) -> str:
     """Writes the summary; call only after :meth:`write_records`."""

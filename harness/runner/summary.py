@@ -50,6 +50,36 @@ def latency(records: Sequence[schema.ExampleRecord], num_timed: int,
                         num_timed_examples=len(timed))
 
 
+def _half_mean(values: list[float]) -> float | None:
+  return float(np.mean(values)) if values else None
+
+
+def reference_drift(records: Sequence[schema.ExampleRecord], num_timed: int,
+                    key: str) -> dict[str, float | None]:
+  """Where the reference's time stood at the start and end of a cell.
+
+  Args:
+    records: the cell's records.
+    num_timed: the latency subset size.
+    key: ``"ref_times_s"`` (paired records) or ``"times_s"`` (the reference
+      cell itself).
+
+  Returns:
+    ``reference_mean_s`` (mean over the subset of the mean over trials),
+    ``reference_first_s`` (mean of the first trial's times over the first
+    half of the subset) and ``reference_last_s`` (the last trial's over the
+    second half); None where the records have no such times.
+  """
+  timed = [r[key] for r in records[:num_timed] if r.get(key)]
+  if not timed:
+    return {"reference_mean_s": None, "reference_first_s": None,
+            "reference_last_s": None}
+  half = (len(timed) + 1) // 2
+  return {"reference_mean_s": float(np.mean([np.mean(t) for t in timed])),
+          "reference_first_s": _half_mean([t[0] for t in timed[:half]]),
+          "reference_last_s": _half_mean([t[-1] for t in timed[-half:]])}
+
+
 def totals(records: Sequence[schema.ExampleRecord]) -> dict[str, Any]:
   """Counters summed over examples (per-position lists element-wise)."""
   out: dict[str, Any] = {}

@@ -158,6 +158,7 @@ def summary_row(summary: Any, path: pathlib.Path) -> dict[str, Any]:
     A dict with the ``cell`` fields, ``cell_id``, ``experiment``,
     ``headline_metric``, ``quality`` (the headline value, NaN if null),
     ``qualities`` (all metrics), ``mean_s``, ``relative_latency``,
+    ``latency_protocol`` ("paired" or "unpaired"),
     ``cost_relative_latency``, the :data:`STAT_COLUMNS`, ``summary_path``
     and ``config_json`` (for duplicate detection).
   """
@@ -182,6 +183,9 @@ def summary_row(summary: Any, path: pathlib.Path) -> dict[str, Any]:
   row["num_timed_examples"] = _number(summary, "latency.num_timed_examples",
                                       where)
   row["relative_latency"] = _number(summary, "relative_latency", where)
+  row["latency_protocol"] = get_field(
+      summary, "latency.protocol", where, kind="str", nullable=True,
+      default=latency_lib.UNPAIRED)
   row["cost_relative_latency"] = _number(
       summary, "cost_model.relative_latency", where)
   for name in STAT_COLUMNS:

@@ -397,3 +397,31 @@ def test_paired_ratio_survives_a_mid_group_slowdown(jax_cache, monkeypatch,
   (drift,) = manifest["drift"].values()
   assert drift["start_s"] == 1.0 and drift["end_s"] == SLOWDOWN
   assert drift["ratio"] == pytest.approx(SLOWDOWN)
+
+
+# --- Integrity of finished cells ------------------------------------------------
+
+
+def test_truncated_cell_is_refused_by_merge_and_redone_on_resume(
+    uninterrupted, tmp_path, capsys):
+  import shutil  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "smoke"
+  shutil.copytree(uninterrupted, copy)
+  store = store_lib.ResultsStore(str(tmp_path), "smoke")
+  cell_id = sorted(s["cell_id"] for s in store.summaries())[-1]
+  path = store.records_path(cell_id)
+  with open(path) as f:
+    lines = f.readlines()
+  with open(path, "w") as f:  # Truncated after the cell finished.
+    f.writelines(lines[:-1])
+  assert store.check_cell(cell_id) is not None
+  manifest_before = (copy / "manifest.json").read_text()
+  assert main(["report", "--results", str(copy)]) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and cell_id in err[0] and "damaged" in err[0]
+  assert (copy / "manifest.json").read_text() == manifest_before
+  assert _sweep(str(tmp_path)) == 0
+  out = capsys.readouterr().out
+  assert f"redoing cell {cell_id}" in out and "3 already done" in out
+  assert store.check_cell(cell_id) is None
+  assert _load_dir(str(copy)) == _load_dir(uninterrupted)

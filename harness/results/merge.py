@@ -79,8 +79,28 @@ def fill_relative(store: store_lib.ResultsStore) -> list[str]:
   return updated
 
 
+class DamagedCellError(ValueError):
+  """A finished cell's records do not match its summary's checksum."""
+
+
+def check_cells(store: store_lib.ResultsStore) -> None:
+  """Raises ``DamagedCellError`` (one line) for the first damaged cell."""
+  for summary in store.summaries():
+    problem = store.check_cell(summary["cell_id"])
+    if problem is not None:
+      raise DamagedCellError(
+          f"cell {summary['cell_id']} is damaged ({problem}); rerun its "
+          "shard's sweep to redo it, then merge again")
+
+
 def merge(results_dir: str) -> tuple[str | None, list[str]]:
-  """Merges shard manifests and fills relative latencies in ``results_dir``."""
+  """Merges shard manifests and fills relative latencies in ``results_dir``.
+
+  Raises:
+    DamagedCellError: a cell's records fail their checksum (nothing is
+      written).
+  """
   root, name = os.path.split(os.path.normpath(results_dir))
   store = store_lib.ResultsStore(root, name)
+  check_cells(store)
   return merge_manifests(store), fill_relative(store)

@@ -1,7 +1,9 @@
 """The results directory: atomic writes, completion markers, resume.
 
 A cell is *done* when its summary ``cells/<cell_id>.json`` exists; it is
-written (atomically) only after the cell's ``.jsonl`` is complete, so an
+written (atomically) only after the cell's ``.jsonl`` is complete, and it
+records that file's line count and sha256 (:meth:`ResultsStore.check_cell`
+verifies them on resume and merge: a damaged cell is redone), so an
 interrupted run leaves at most a stale temporary file, which
 :meth:`ResultsStore.clean_partial` removes. A cell without a summary is rerun
 from scratch: per-example PRNG keys depend only on (seed, example index), so
@@ -98,6 +100,30 @@ class ResultsStore:
 
   def is_done(self, cell_id: str) -> bool:
     return os.path.exists(self.summary_path(cell_id))
+
+  def check_cell(self, cell_id: str) -> str | None:
+    """Why a finished cell's records are damaged, or None if they are intact.
+
+    Compares the ``.jsonl`` with the summary's ``records`` entry (line count
+    and sha256). Summaries written before that entry existed are not
+    verified.
+    """
+    summary = self.read_summary(cell_id)
+    expected = (summary or {}).get("records")
+    if not expected:
+      return None
+    path = self.records_path(cell_id)
+    try:
+      with open(path, "rb") as f:
+        found = records_digest(f.read())
+    except OSError:
+      return f"{path}: records file missing"
+    if found["count"] != expected["count"]:
+      return (f"{path}: {found['count']} records, the summary says "
+              f"{expected['count']}")
+    if found["sha256"] != expected["sha256"]:
+      return f"{path}: sha256 differs from the summary's"
+    return None
 
   def clean_partial(self) -> list[str]:
     """Removes temporary files left by an interrupted run; returns them."""

@@ -228,6 +228,9 @@ def test_sweep_writes_schema_and_provenance(uninterrupted):
   manifest = store_lib.read_json(os.path.join(uninterrupted, "manifest.json"))
   assert len(manifest["cell_ids"]) == 4
   assert manifest["calibration"]["c_q"] > 0
+  assert manifest["compile"]["programs"] >= 1
+  assert manifest["compile"]["seconds"] > 0
+  assert manifest["latency_protocol"] == "paired"
   assert "Experiment.name" in manifest["provenance"]["gin_config"]
   for cell_id in manifest["cell_ids"]:
     summary = store_lib.read_json(

@@ -2,16 +2,20 @@
 
 Each step is a small function; ``run_experiment`` only strings them
 together. Resuming is rerunning: cells whose summary exists are skipped, a
-cell interrupted half-way is rerun from scratch (``store``).
+cell interrupted half-way is rerun from scratch, and so is a finished cell
+whose records fail the checksum in its summary (``store.check_cell``; the
+runner prints which cell it redid and why).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tempfile
 from typing import TextIO
 
+from harness import decoding
 from harness.results import latency as latency_lib
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
@@ -107,6 +111,30 @@ def group_drift(store: store_lib.ResultsStore, cells: list[cells_lib.Cell]
         "start_s": start_s, "end_s": end_s,
         "ratio": end_s / start_s if start_s and end_s else None}
   return drift
+
+
+def compile_totals(store: store_lib.ResultsStore,
+                   ran: list[cells_lib.Cell]) -> dict[str, object]:
+  """``{"programs", "seconds", "source"}`` of this session's compilation.
+
+  From ``harness.decoding.compile_stats()`` where it exists (a mapping or an
+  object with ``programs`` and ``seconds``); otherwise the cells' warm-ups:
+  the number of cells run and the sum of their ``compile_s`` (an upper
+  bound: a warm-up also executes once, and cells sharing a program count it
+  once each).
+  """
+  stats_fn = getattr(decoding, "compile_stats", None)
+  if stats_fn is not None:
+    stats = stats_fn()
+    get = stats.get if isinstance(stats, dict) else (
+        lambda k: getattr(stats, k))
+    return {"programs": int(get("programs")),
+            "seconds": float(get("seconds")),
+            "source": "harness.decoding.compile_stats()"}
+  summaries = [store.read_summary(c.cell_id) for c in ran]
+  seconds = [s["latency"]["compile_s"] for s in summaries if s]
+  return {"programs": len(seconds), "seconds": float(sum(seconds)),
+          "source": "cells' warm-up compile_s (one per cell)"}
 
 
 def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
@@ -254,6 +282,11 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
     print_plan(exp, cells, store, out)
     return store.dir
   store.clean_partial()
+  for cell in cells:
+    problem = store.is_done(cell.cell_id) and store.check_cell(cell.cell_id)
+    if problem:
+      print(f"redoing cell {cell.cell_id}: {problem}", file=out)
+      os.remove(store.summary_path(cell.cell_id))
   todo = [c for c in cells if not store.is_done(c.cell_id)]
   print(f"{exp.name}: {len(cells)} cells, {len(cells) - len(todo)} already "
         f"done, results in {store.dir}", file=out)
@@ -273,4 +306,10 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
                                      provenance, store))
   finally:
     progress.close()
+  manifest = _manifest(exp, cells, options, calibrations, provenance, store)
+  manifest["compile"] = compile_totals(store, todo)
+  store.write_manifest(manifest)
+  c = manifest["compile"]
+  print(f"compiled programs: {c['programs']}, compile seconds: "
+        f"{c['seconds']:.1f} (from {c['source']})", file=out)
   return store.dir

@@ -1,12 +1,15 @@
 """Command line: ``python -m harness <command>``.
 
-Commands are small functions registered in ``_COMMANDS``; other parts of the
-harness add theirs (``run``, ``sweep``, ``report``) with ``add_command``.
+Commands are small functions registered in ``_COMMANDS``: ``list`` and
+``report`` here (the report reads results files only, through
+``harness.report`` and ``harness.results``), ``run`` and ``sweep`` from
+``harness.runner.cli`` with ``add_command``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -70,6 +73,39 @@ def list_command(args: argparse.Namespace) -> int:
     _list_methods()
   if args.what in ("experiments", "all"):
     _list_experiments()
+  return 0
+
+
+def _configure_report(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--results", required=True,
+                      help="results directory, e.g. results/smoke")
+  parser.add_argument("--out", default=None, help="report output directory")
+  parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+@add_command("report", "merge shards, fill relative latency, write report",
+             _configure_report)
+def report_command(args: argparse.Namespace) -> int:
+  """Merges shard results, then writes and prints Table 2 and the figures."""
+  # pylint: disable=g-import-not-at-top
+  from harness import report
+  from harness.results import merge
+  # pylint: enable=g-import-not-at-top
+  try:
+    if not os.path.isdir(args.results):
+      raise FileNotFoundError(f"--results {args.results}: no such directory")
+    manifest, filled = merge.merge(args.results)
+    if manifest:
+      print(f"merged shard manifests into {manifest}")
+    if filled:
+      print(f"filled relative latency of {len(filled)} cells")
+    report.write_and_print(args.results, out_dir=args.out)
+  except Exception as err:  # pylint: disable=broad-except
+    if args.debug:
+      raise
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    print(f"error: {lines[0]}", file=sys.stderr)
+    return 2 if isinstance(err, FileNotFoundError) else 1
   return 0
 
 

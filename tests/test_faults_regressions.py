@@ -143,7 +143,7 @@ def test_key_error_message_is_not_quoted(capsys):
 
 
 def test_failed_write_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch):
-  from harness.runner import store  # pylint: disable=g-import-not-at-top
+  from harness.results import store  # pylint: disable=g-import-not-at-top
 
   def full(fd):
     raise OSError(28, "No space left on device")

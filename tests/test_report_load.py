@@ -159,3 +159,41 @@ def test_only_the_latency_subset_is_timed(results_dir, tmp_path):
   assert ((methods["latency_low"] <= methods["relative_latency"] + 1e-12)
           & (methods["relative_latency"] <= methods["latency_high"] + 1e-12)
           ).all()
+
+
+def test_paired_cells_use_their_own_reference_times(results_dir, tmp_path):
+  """A paired cell's relative latency is the geometric mean of its own
+  per-example ratios, whatever the reference cell's times say."""
+  from harness.report import report  # pylint: disable=g-import-not-at-top
+  from harness.results import latency  # pylint: disable=g-import-not-at-top
+  names = [p.stem for p in (results_dir / "cells").glob("*.json")]
+  _copy(results_dir, tmp_path, names)
+  method = next(n for n in sorted(names) if "reference" not in n)
+  records_path = tmp_path / "cells" / f"{method}.jsonl"
+  records = [json.loads(line) for line in records_path.read_text().splitlines()]
+  ratios = [0.5, 0.8, 0.4, 1.0]
+  for record, ratio in zip(records, ratios):
+    record["ref_times_s"] = [t / ratio for t in record["times_s"]]
+  records_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+  summary_path = tmp_path / "cells" / f"{method}.json"
+  summary = json.loads(summary_path.read_text())
+  summary["relative_latency"] = None
+  summary["latency"]["protocol"] = "paired"
+  summary_path.write_text(json.dumps(summary))
+  built = report.build_report(tmp_path, bootstrap=200)
+  row = built.cells.set_index("cell_id").loc[method]
+  expected = float(np.exp(np.mean(np.log(ratios))))
+  assert row["relative_latency"] == pytest.approx(expected)
+  assert row["latency_low"] <= expected <= row["latency_high"]
+  assert report.PAIRED_NOTE in built.notes()
+  # The same times read unpaired would be the ratio of the means.
+  unpaired = latency.relative_latency(
+      [np.mean(r["times_s"]) for r in records],
+      [np.mean(r["ref_times_s"]) for r in records], paired=False)
+  assert unpaired != pytest.approx(expected)
+
+
+def test_unpaired_results_have_no_paired_note(results_dir):
+  from harness.report import report  # pylint: disable=g-import-not-at-top
+  built = report.build_report(results_dir, bootstrap=0)
+  assert report.PAIRED_NOTE not in built.notes()

@@ -20,8 +20,9 @@ from harness.__main__ import main
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
-from harness.runner import schema
-from harness.runner import store as store_lib
+from harness.runner import execute
+from harness.results import schema
+from harness.results import store as store_lib
 from harness.runner import summary as summary_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +32,7 @@ FAST = ["--gin.METHODS=[@spec_decode_lossy/MethodGrid()]",
         "--gin.spec_decode_lossy/MethodGrid.alphas=[0.0, 1.0]",
         "--gin.multi30k_ende/TaskRun.num_examples=3",
         "--gin.MAX_DECODE_LEN=6", "--gin.CALIBRATION_CALLS=2"]
-TIMING_KEYS = ("times_s", "modeled_s")
+TIMING_KEYS = ("times_s", "modeled_s", "ref_times_s", "ref_modeled_s")
 
 
 def _pair():
@@ -209,7 +210,7 @@ def _load_dir(exp_dir):
       records = [json.loads(line) for line in f]
     for r in records:
       for key in TIMING_KEYS:
-        r.pop(key)
+        r.pop(key, None)
     summary = store_lib.read_json(os.path.join(cells_dir, name))
     out[cell_id] = (records, summary["quality"], summary["stats"]["totals"],
                     summary["stats"]["acceptance_rate"])
@@ -227,6 +228,9 @@ def test_sweep_writes_schema_and_provenance(uninterrupted):
   manifest = store_lib.read_json(os.path.join(uninterrupted, "manifest.json"))
   assert len(manifest["cell_ids"]) == 4
   assert manifest["calibration"]["c_q"] > 0
+  assert manifest["compile"]["programs"] >= 1
+  assert manifest["compile"]["seconds"] > 0
+  assert manifest["latency_protocol"] == "paired"
   assert "Experiment.name" in manifest["provenance"]["gin_config"]
   for cell_id in manifest["cell_ids"]:
     summary = store_lib.read_json(
@@ -316,3 +320,111 @@ def test_report_merges_shards(jax_cache, uninterrupted, tmp_path, capsys):
   assert _load_dir(str(exp_dir)) == _load_dir(uninterrupted)
   summaries = store_lib.ResultsStore(str(tmp_path), "smoke").summaries()
   assert all(s["relative_latency"] is not None for s in summaries)
+
+
+# --- Paired timing ------------------------------------------------------------
+
+
+class _FakeClock:
+  """A clock that only the decodes below advance (no real time)."""
+
+  def __init__(self):
+    self.now = 0.0
+    self.slow = False
+
+  def __call__(self) -> float:
+    return self.now
+
+
+# Simulated seconds per decode by role; the later half of a group (its method
+# cells) runs SLOWDOWN times slower, as if a load started mid-group.
+_COSTS = {"reference_large": 1.0, "reference_small": 0.3, "method": 0.5}
+SLOWDOWN = 3.0
+
+
+def _slowdown_sweep(monkeypatch, results, protocol):
+  """Sweeps FAST under a fake clock; returns {cell id: summary}."""
+  clock = _FakeClock()
+  real = execute.program_for
+
+  def program_for(cell, loaded):
+    clock.slow |= cell.role is schema.Role.METHOD
+    program = real(cell, loaded)
+
+    def timed(prompt, rng):
+      out = program(prompt, rng)
+      clock.now += _COSTS[cell.role.value] * (SLOWDOWN if clock.slow else 1)
+      return out
+
+    return timed
+
+  monkeypatch.setattr(execute, "clock", clock)
+  monkeypatch.setattr(execute, "program_for", program_for)
+  assert _sweep(results, f"--gin.LATENCY_PROTOCOL='{protocol}'") == 0
+  store = store_lib.ResultsStore(results, "smoke")
+  return {s["cell_id"]: s for s in store.summaries()}, store
+
+
+def test_paired_ratio_survives_a_mid_group_slowdown(jax_cache, monkeypatch,
+                                                    tmp_path):
+  paired, store = _slowdown_sweep(monkeypatch, str(tmp_path / "paired"),
+                                  "paired")
+  unpaired, _ = _slowdown_sweep(monkeypatch, str(tmp_path / "unpaired"),
+                                "unpaired")
+  assert paired.keys() == unpaired.keys()
+  methods = [c for c, s in paired.items()
+             if s["cell"]["role"] == schema.Role.METHOD.value]
+  assert len(methods) == 2
+  for cell_id in methods:
+    # Paired: method and reference slow down together; the ratio stays.
+    assert paired[cell_id]["relative_latency"] == pytest.approx(0.5)
+    assert paired[cell_id]["latency"]["protocol"] == "paired"
+    # Unpaired (the old protocol): the slowdown lands in the ratio.
+    assert unpaired[cell_id]["relative_latency"] == pytest.approx(
+        0.5 * SLOWDOWN)
+    records = store.read_records(cell_id)
+    assert [r["ref_times_s"] for r in records[:2]] == [[3.0, 3.0]] * 2
+    # The order alternates per example and per trial (ABBA).
+    assert [r["ref_first"] for r in records[:2]] == [[True, False],
+                                                     [False, True]]
+    assert "ref_times_s" not in records[2]  # Outside the latency subset.
+    host = paired[cell_id]["provenance"]["host"]
+    assert set(host) == {"before", "after"}
+    assert len(host["before"]["loadavg"]) == 3
+    assert paired[cell_id]["cost_model"]["prompt_len"] == (
+        sorted(r["num_prompt_tokens"] for r in records[:2])[0])
+  small = next(s for s in paired.values()
+               if s["cell"]["role"] == schema.Role.REFERENCE_SMALL.value)
+  assert small["relative_latency"] == pytest.approx(0.3)
+  manifest = store_lib.read_json(os.path.join(store.dir, "manifest.json"))
+  (drift,) = manifest["drift"].values()
+  assert drift["start_s"] == 1.0 and drift["end_s"] == SLOWDOWN
+  assert drift["ratio"] == pytest.approx(SLOWDOWN)
+
+
+# --- Integrity of finished cells ------------------------------------------------
+
+
+def test_truncated_cell_is_refused_by_merge_and_redone_on_resume(
+    uninterrupted, tmp_path, capsys):
+  import shutil  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / "smoke"
+  shutil.copytree(uninterrupted, copy)
+  store = store_lib.ResultsStore(str(tmp_path), "smoke")
+  cell_id = sorted(s["cell_id"] for s in store.summaries())[-1]
+  path = store.records_path(cell_id)
+  with open(path) as f:
+    lines = f.readlines()
+  with open(path, "w") as f:  # Truncated after the cell finished.
+    f.writelines(lines[:-1])
+  assert store.check_cell(cell_id) is not None
+  manifest_before = (copy / "manifest.json").read_text()
+  assert main(["report", "--results", str(copy)]) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and cell_id in err[0] and "damaged" in err[0]
+  assert (copy / "manifest.json").read_text() == manifest_before
+  assert _sweep(str(tmp_path)) == 0
+  out = capsys.readouterr().out
+  assert f"redoing cell {cell_id}" in out and "3 already done" in out
+  assert store.check_cell(cell_id) is None
+  assert _load_dir(str(copy)) == _load_dir(uninterrupted)

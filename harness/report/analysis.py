@@ -20,6 +20,7 @@ import pandas as pd
 from harness import metrics
 from harness.report import bootstrap
 from harness.report import load
+from harness.results import latency as latency_lib
 
 # Recomputed full-sample quality and the summary's may differ by round-off.
 QUALITY_MATCH_TOLERANCE = 1e-6
@@ -43,21 +44,42 @@ class BootstrapReport:
   notes: tuple[str, ...]
 
 
-def _times_by_cell(examples: pd.DataFrame) -> dict[str, pd.Series]:
-  """cell_id -> per-example mean time (NaN outside the timed subset)."""
-  return {cid: group.set_index("example_id")["time_s"]
+def _times_by_cell(examples: pd.DataFrame) -> dict[str, pd.DataFrame]:
+  """cell_id -> per-example ``time_s`` and ``ref_time_s`` by example id."""
+  return {cid: group.set_index("example_id")[["time_s", "ref_time_s"]]
           for cid, group in examples.groupby("cell_id")}
 
 
-def latency_ratio(cell_times: pd.Series | None,
-                  large_times: pd.Series | None) -> float:
-  """mean(cell) / mean(large) over examples timed in both; NaN if none."""
-  if cell_times is None or large_times is None:
-    return math.nan
-  both = pd.concat([cell_times, large_times], axis=1, join="inner").dropna()
-  if both.empty:
-    return math.nan
-  return float(both.iloc[:, 0].mean() / both.iloc[:, 1].mean())
+def _aligned(frame: pd.DataFrame | None, column: str,
+             universe: pd.Index) -> np.ndarray:
+  """[N] a column on the example universe (NaN where absent)."""
+  if frame is None:
+    return np.full(len(universe), np.nan)
+  return frame[column].reindex(universe).to_numpy(float)
+
+
+def latency_pair(row, times: dict[str, pd.DataFrame], universe=None
+                 ) -> tuple[np.ndarray, np.ndarray, bool] | None:
+  """([N] cell times, [N] reference times, paired) of a non-reference cell.
+
+  Paired cells (records with ``ref_time_s``) are compared with their own
+  reference times, others with the large model's cell; None when there is
+  nothing to compare with. ``universe`` (default: the cell's examples)
+  orders the examples.
+  """
+  own = times.get(row["cell_id"])
+  if own is None:
+    return None
+  if universe is None:
+    universe = own.index
+  if own["ref_time_s"].notna().any():
+    return (_aligned(own, "time_s", universe),
+            _aligned(own, "ref_time_s", universe), True)
+  large = row["large_cell_id"]
+  if not isinstance(large, str) or large not in times:
+    return None
+  return (_aligned(own, "time_s", universe),
+          _aligned(times[large], "time_s", universe), False)
 
 
 def fill_relative_latency(cells: pd.DataFrame,
@@ -70,17 +92,12 @@ def fill_relative_latency(cells: pd.DataFrame,
       continue
     if row["role"] == load.Role.REFERENCE_LARGE.value:
       cells.at[i, "relative_latency"] = 1.0
-    elif isinstance(row["large_cell_id"], str):
-      cells.at[i, "relative_latency"] = latency_ratio(
-          times.get(row["cell_id"]), times.get(row["large_cell_id"]))
+      continue
+    pair = latency_pair(row, times)
+    if pair is not None:
+      cells.at[i, "relative_latency"] = latency_lib.relative_latency(
+          pair[0], pair[1], paired=pair[2])
   return cells
-
-
-def _aligned(series: pd.Series | None, universe: pd.Index) -> np.ndarray:
-  """[N] values on the task's example universe (NaN where absent)."""
-  if series is None:
-    return np.full(len(universe), np.nan)
-  return series.reindex(universe).to_numpy(float)
 
 
 def _quality_interval(row, records: pd.DataFrame, counts: np.ndarray,
@@ -104,17 +121,16 @@ def _quality_interval(row, records: pd.DataFrame, counts: np.ndarray,
   return bootstrap.percentile_interval(samples)
 
 
-def _latency_interval(row, times: dict[str, pd.Series], counts: np.ndarray,
-                      universe: pd.Index):
+def _latency_interval(row, times: dict[str, pd.DataFrame],
+                      counts: np.ndarray, universe: pd.Index):
   """(low, high) of the cell's relative latency on the resamples."""
   if row["role"] == load.Role.REFERENCE_LARGE.value:
     return 1.0, 1.0
-  large = row["large_cell_id"]
-  if not isinstance(large, str):
+  pair = latency_pair(row, times, universe)
+  if pair is None:
     return math.nan, math.nan
-  samples = bootstrap.ratio_of_means(
-      counts, _aligned(times.get(row["cell_id"]), universe),
-      _aligned(times.get(large), universe))
+  samples = latency_lib.relative_latency_samples(counts, pair[0], pair[1],
+                                                 paired=pair[2])
   return bootstrap.percentile_interval(samples)
 
 

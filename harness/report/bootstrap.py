@@ -13,8 +13,11 @@ resamples. Statistics are then weighted sums:
   ``BLEU.compute_bleu`` on the summed statistics, which equals
   ``sacrebleu.corpus_bleu`` on the resampled corpus;
 * other corpus metrics (chrF): ``compute_metrics`` on each resample (slow);
-* relative latency: the ratio of the resampled means of the cell's and the
-  large model's per-example times, over examples timed in both.
+* relative latency: ``harness.results.latency.relative_latency_samples``,
+  the statistic of the point estimate on each resample: the geometric mean
+  of per-example ratios (paired protocol) or the ratio of the resampled
+  means of the cell's and the large model's times (unpaired), over examples
+  timed in both.
 
 Intervals are 95% percentile intervals.
 """
@@ -29,6 +32,7 @@ import sacrebleu
 
 from harness import metrics
 from harness.metrics import text as text_metrics
+from harness.results import latency
 
 DEFAULT_RESAMPLES = 1000
 CI_LEVEL = 0.95
@@ -75,10 +79,8 @@ def weighted_means(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
 def ratio_of_means(counts: np.ndarray, numerator: np.ndarray,
                    denominator: np.ndarray) -> np.ndarray:
   """[B] resampled mean(numerator) / mean(denominator) on shared examples."""
-  ok = np.isfinite(numerator) & np.isfinite(denominator)
-  used = counts[:, ok]
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return (used @ numerator[ok]) / (used @ denominator[ok])
+  return latency.relative_latency_samples(counts, numerator, denominator,
+                                          paired=False)
 
 
 # ----------------------------------------------------------------------------

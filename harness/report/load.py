@@ -17,7 +17,6 @@ naming the file and the field.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 import math
 import pathlib
@@ -26,23 +25,20 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from harness.results import latency as latency_lib
+from harness.results.schema import CELLS_DIR
+from harness.results.schema import MANIFEST_FILE
+from harness.results.schema import RECORDS_SUFFIX
+from harness.results.schema import Role
+from harness.results.schema import SUMMARY_SUFFIX
+
 PathLike = "str | pathlib.Path"
-CELLS_DIR = "cells"
-SUMMARY_SUFFIX = ".json"
-RECORDS_SUFFIX = ".jsonl"
 # Columns that identify the setting a reference (large/small-only) cell
 # stands for: a method cell is compared with the references of its setting.
 SETTING_COLUMNS = ("task", "pair", "temperature", "top_p", "max_decode_len")
 # Summary stats copied into cell columns (any may be null).
 STAT_COLUMNS = ("acceptance_rate", "mean_accepted_length", "rejection_rate",
                 "deferral_rate", "predicted_speedup", "measured_speedup")
-
-
-class Role(enum.Enum):
-  """What a cell is for."""
-  METHOD = "method"
-  REFERENCE_LARGE = "reference_large"
-  REFERENCE_SMALL = "reference_small"
 
 
 class ResultsError(ValueError):
@@ -59,7 +55,9 @@ class Results:
       ``small_cell_id`` (the references of that setting, or None).
     examples: One row per example record: ``cell_id``, ``example_id``,
       ``index``, ``prediction``, ``targets`` (tuple of str), ``extra``,
-      ``time_s`` (mean over trials, NaN outside the timed subset), ``stats``.
+      ``time_s`` (mean over trials, NaN outside the timed subset),
+      ``ref_time_s`` (paired protocol: the reference's mean over trials,
+      measured beside it; NaN otherwise), ``stats``.
     manifests: Parsed ``manifest.json`` files, keyed by their path.
   """
   cells: pd.DataFrame
@@ -160,6 +158,7 @@ def summary_row(summary: Any, path: pathlib.Path) -> dict[str, Any]:
     A dict with the ``cell`` fields, ``cell_id``, ``experiment``,
     ``headline_metric``, ``quality`` (the headline value, NaN if null),
     ``qualities`` (all metrics), ``mean_s``, ``relative_latency``,
+    ``latency_protocol`` ("paired" or "unpaired"),
     ``cost_relative_latency``, the :data:`STAT_COLUMNS`, ``summary_path``
     and ``config_json`` (for duplicate detection).
   """
@@ -184,6 +183,9 @@ def summary_row(summary: Any, path: pathlib.Path) -> dict[str, Any]:
   row["num_timed_examples"] = _number(summary, "latency.num_timed_examples",
                                       where)
   row["relative_latency"] = _number(summary, "relative_latency", where)
+  row["latency_protocol"] = get_field(
+      summary, "latency.protocol", where, kind="str", nullable=True,
+      default=latency_lib.UNPAIRED)
   row["cost_relative_latency"] = _number(
       summary, "cost_model.relative_latency", where)
   for name in STAT_COLUMNS:
@@ -232,12 +234,13 @@ def _targets(record: dict[str, Any], where: str) -> tuple[str, ...]:
   return tuple(targets)
 
 
-def _mean_time(record: dict[str, Any], where: str) -> float:
-  """Mean of ``times_s`` over trials; NaN outside the timed subset."""
-  times = get_field(record, "times_s", where, kind="list", nullable=True,
+def _mean_time(record: dict[str, Any], where: str,
+               field: str = latency_lib.TIMES) -> float:
+  """Mean of ``record[field]`` over trials; NaN outside the timed subset."""
+  times = get_field(record, field, where, kind="list", nullable=True,
                     default=[])
   if not all(_is_number(t) for t in times):
-    raise ResultsError(f"{where}: field 'times_s' must be a list of numbers")
+    raise ResultsError(f"{where}: field {field!r} must be a list of numbers")
   return float(np.mean(times)) if times else math.nan
 
 
@@ -257,6 +260,7 @@ def example_row(record: Any, where: str) -> dict[str, Any]:
       "targets": _targets(record, where),
       "extra": get_field(record, "extra", where, kind="dict", nullable=True),
       "time_s": _mean_time(record, where),
+      "ref_time_s": _mean_time(record, where, latency_lib.REF_TIMES),
       "stats": get_field(record, "stats", where, kind="dict", nullable=True,
                          default={}),
   }
@@ -285,7 +289,7 @@ def read_records(path: pathlib.Path, cell_id: str,
       raise ResultsError(f"{where}: not valid JSON ({e.msg})") from None
     row = example_row(record, where)
     if len(rows) >= num_timed:
-      row["time_s"] = math.nan
+      row["time_s"] = row["ref_time_s"] = math.nan
     if row["cell_id"] != cell_id:
       raise ResultsError(f"{where}: field 'cell_id' is {row['cell_id']!r}, "
                          f"expected {cell_id!r}")
@@ -350,9 +354,9 @@ def load_results(results: "PathLike | Sequence[PathLike]") -> Results:
                                row["num_timed_examples"]))
   examples = pd.DataFrame(records, columns=[
       "cell_id", "example_id", "index", "prediction", "targets", "extra",
-      "time_s", "stats"])
+      "time_s", "ref_time_s", "stats"])
   manifests = {}
   for root in roots:
-    for path in sorted(root.rglob("manifest.json")):
+    for path in sorted(root.rglob(MANIFEST_FILE)):
       manifests[str(path)] = _read_json(path)
   return Results(cells=cells, examples=examples, manifests=manifests)

@@ -23,7 +23,15 @@ from harness.report import figures
 from harness.report import load
 from harness.report import render
 from harness.report import tables
+from harness.results.latency import PAIRED
 
+# The report's two sentences on the paired protocol (docs/timing.md).
+PAIRED_NOTE = (
+    "Wall-clock latency is paired: each timed decode ran right beside a "
+    "decode of the large model on the same example and key, in alternating "
+    "order, so load drift between cells cancels. Relative latency is the "
+    "geometric mean of the per-example ratios, with a bootstrap interval "
+    "over examples.")
 TABLE_STEM = "table2"
 POINTS_FILE = "points.csv"
 # Columns of points.csv: everything needed to re-plot a curve.
@@ -66,12 +74,16 @@ class Report:
   bootstrap: analysis.BootstrapReport
 
   def notes(self) -> list[str]:
-    """Footnotes: the bootstrap's cost and its warnings."""
+    """Footnotes: the bootstrap's cost, the timing protocol, warnings."""
     b = self.bootstrap
     head = (f"Bootstrap: {b.num_resamples} resamples of examples per task "
             f"(shared by all cells of a task), 95% percentile intervals; "
             f"{b.num_cells} cells with quality intervals; {b.seconds:.1f} s.")
-    return [head, *b.notes]
+    notes = [head]
+    if ("latency_protocol" in self.cells
+        and (self.cells["latency_protocol"] == PAIRED).any()):
+      notes.append(PAIRED_NOTE)
+    return notes + list(b.notes)
 
 
 def build_report(results, *, bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,

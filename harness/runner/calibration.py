@@ -1,11 +1,14 @@
-"""Cost-model calibration and the modeled latency (ALGORITHMS.md §3.12).
+"""Cost-model calibration and the modeled latency (``docs/timing.md``).
 
-At the start of a run the drafter's jitted ``score`` on 1 token (c_q) and the
-verifier's on K tokens (c_p(K)) are timed: ``WARMUP_CALLS`` untimed calls,
-then the median of ``num_calls`` timed ones, each around
-``jax.block_until_ready``. The cache holds a short prompt, so the constants
-are per-step costs at short context. Modeled time of one example:
-``drafter_steps · c_q + verifier_calls · c_p(w̄)`` with
+The drafter's jitted ``score`` on 1 token (c_q) and the verifier's on K
+tokens (c_p(K)) are timed: ``WARMUP_CALLS`` untimed calls, then the median
+of ``num_calls`` timed ones, each around ``jax.block_until_ready``. The
+paired protocol calibrates just before each cell, on one of the task's real
+prompts (the median-length prompt of the latency subset) with the cache the
+decode would allocate, so the constants are per-step costs at that context
+in that cell's time window. The unpaired protocol calibrates once per pair
+at the start of the run on an ``_PROMPT_LEN``-token prompt. Modeled time of
+one example: ``drafter_steps · c_q + verifier_calls · c_p(w̄)`` with
 ``w̄ = verifier_positions / verifier_calls`` and c_p linearly interpolated
 between calibrated widths (clamped at the ends) — an approximation that
 ignores prefill and treats every call of an example as having the mean width.
@@ -23,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from harness.runner import schema
+from harness import decoding
+from harness.results import schema
 
 WARMUP_CALLS = 2
 # Verifier widths always calibrated: 1 (autoregressive) and the powers of two
@@ -43,15 +47,39 @@ def _prefill_jit(model, prompt, prompt_len, cache_size):
   return model.prefill(prompt, prompt_len, cache_size)
 
 
-def _prefill(model, cache_size: int):
-  prompt = jnp.arange(2, 2 + _PROMPT_LEN, dtype=jnp.int32) % model.vocab_size
-  return _prefill_jit(model, prompt, jnp.asarray(_PROMPT_LEN, jnp.int32),
-                      cache_size=cache_size)
+def _cache(model, width: int, prompt: np.ndarray | None,
+           max_decode_len: int):
+  """A prefilled cache with room for ``width`` more tokens.
+
+  Without ``prompt``: ``_PROMPT_LEN`` arbitrary ids and ``_CACHE_ROOM``
+  spare positions. With one: the prompt padded to its bucket and a cache of
+  bucket + max_decode_len + width + 1 positions, as a decode allocates.
+  """
+  if prompt is None:
+    ids = jnp.arange(2, 2 + _PROMPT_LEN, dtype=jnp.int32) % model.vocab_size
+    return _prefill_jit(model, ids, jnp.asarray(_PROMPT_LEN, jnp.int32),
+                        cache_size=_PROMPT_LEN + width + _CACHE_ROOM)
+  bucket = decoding.prompt_bucket(prompt.size)
+  ids = np.zeros(bucket, np.int32)
+  ids[:prompt.size] = prompt
+  return _prefill_jit(model, jnp.asarray(ids),
+                      jnp.asarray(prompt.size, jnp.int32),
+                      cache_size=bucket + max_decode_len + width + 1)
 
 
-def time_score(model, width: int, num_calls: int) -> float:
-  """Median seconds of one jitted ``score`` call on ``width`` tokens."""
-  cache = _prefill(model, _PROMPT_LEN + width + _CACHE_ROOM)
+def time_score(model, width: int, num_calls: int,
+               prompt: np.ndarray | None = None,
+               max_decode_len: int = 0) -> float:
+  """Median seconds of one jitted ``score`` call on ``width`` tokens.
+
+  Args:
+    model: a drafter or verifier.
+    width: tokens per call.
+    num_calls: timed calls (after ``WARMUP_CALLS``).
+    prompt: [P] int32 real prompt ids to prefill, or None (8 tokens).
+    max_decode_len: the decode's length limit (cache room with a prompt).
+  """
+  cache = _cache(model, width, prompt, max_decode_len)
   tokens = jnp.full((1, width), 2 % model.vocab_size, jnp.int32)
   for _ in range(WARMUP_CALLS):
     jax.block_until_ready(_score(model, tokens, cache))
@@ -69,11 +97,27 @@ def widths_for(gammas: Iterable[int]) -> tuple[int, ...]:
 
 
 def calibrate(drafter, verifier, widths: Iterable[int], num_calls: int,
-              pair: str) -> schema.Calibration:
-  """Measures c_q and c_p(width) on the current device."""
-  c_p = {str(w): time_score(verifier, w, num_calls) for w in widths}
-  return schema.Calibration(c_q=time_score(drafter, 1, num_calls), c_p=c_p,
-                            num_calls=num_calls, pair=pair)
+              pair: str, prompt: np.ndarray | None = None,
+              max_decode_len: int = 0) -> schema.Calibration:
+  """Measures c_q and c_p(width) on the current device.
+
+  Args:
+    drafter: the drafter model.
+    verifier: the verifier model.
+    widths: verifier widths to measure.
+    num_calls: timed calls per constant.
+    pair: the pair name (recorded).
+    prompt: [P] a real prompt of the task (None: an 8-token prompt).
+    max_decode_len: the task's length limit (with ``prompt``).
+  """
+  c_p = {str(w): time_score(verifier, w, num_calls, prompt, max_decode_len)
+         for w in widths}
+  calibration = schema.Calibration(
+      c_q=time_score(drafter, 1, num_calls, prompt, max_decode_len), c_p=c_p,
+      num_calls=num_calls, pair=pair)
+  if prompt is not None:
+    calibration["prompt_len"] = int(prompt.size)
+  return calibration
 
 
 def verifier_cost(c_p: Mapping[str, float], width: float) -> float:

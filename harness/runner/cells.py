@@ -24,7 +24,7 @@ import math
 from typing import Any, Iterator
 
 from harness.runner import config as cfg
-from harness.runner import schema
+from harness.results import schema
 
 AUTOREGRESSIVE = "autoregressive"
 # Length of the config hash that ends every cell id.
@@ -105,14 +105,8 @@ class Cell:
     return "__".join(parts + [config_hash(self.to_json())])
 
 
-def reference_key(cell: schema.CellConfig) -> tuple:
-  """The key a cell shares with its reference cells.
-
-  Task, pair, T, top-P, length limit and examples (seed, sample sizes).
-  """
-  return (cell["task"], cell["pair"], cell["temperature"], cell["top_p"],
-          cell["max_decode_len"], cell["seed"], cell["num_examples"],
-          cell["num_latency_examples"])
+# The key a cell shares with its reference cells (defined with the schema).
+reference_key = schema.reference_key
 
 
 def _num(x: float) -> str:

@@ -1,4 +1,4 @@
-"""Command line: ``run``, ``sweep`` and ``report`` (``python -m harness``).
+"""Command line: ``run`` and ``sweep`` (``python -m harness``).
 
 ``register(add_command)`` is called by ``harness/__main__.py``. Everything
 heavy (jax, gin, models) is imported inside the commands, so ``list`` and
@@ -9,7 +9,8 @@ heavy (jax, gin, models) is imported inside the commands, so ``list`` and
   python -m harness sweep --gin_file experiments/table2_t5.gin \\
       --gin.WMT_DRAFTER='"/ckpt/wmt_small"' ... --shard 0/4
   python -m harness run --gin_file experiments/smoke.gin --only '*a0.5*'
-  python -m harness report --results results/smoke
+
+(``report`` is in ``harness/__main__.py``: it needs no runner.)
 """
 
 from __future__ import annotations
@@ -93,31 +94,6 @@ def _run(args: argparse.Namespace) -> int:
   return 0
 
 
-def _configure_report(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--results", required=True,
-                      help="results directory, e.g. results/smoke")
-  parser.add_argument("--out", default=None, help="report output directory")
-  parser.add_argument("--debug", action="store_true")
-
-
-def _report(args: argparse.Namespace) -> int:
-  from harness.runner import merge  # pylint: disable=g-import-not-at-top
-  if not os.path.isdir(args.results):
-    return _fail(FileNotFoundError(f"--results {args.results}: no such "
-                                   "directory"), CONFIG_ERROR_EXIT, args.debug)
-  manifest, filled = merge.merge(args.results)
-  if manifest:
-    print(f"merged shard manifests into {manifest}")
-  if filled:
-    print(f"filled relative latency of {len(filled)} cells")
-  from harness import report  # pylint: disable=g-import-not-at-top
-  try:
-    report.write_and_print(args.results, out_dir=args.out)
-  except Exception as err:  # pylint: disable=broad-except
-    return _fail(err, RUN_ERROR_EXIT, args.debug)
-  return 0
-
-
 def list_experiments() -> list[str]:
   """Shipped experiment files (relative to the repository root)."""
   from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
@@ -127,10 +103,8 @@ def list_experiments() -> list[str]:
 
 
 def register(add_command: Callable) -> None:
-  """Adds ``run``, ``sweep`` and ``report`` to the harness command line."""
+  """Adds ``run`` and ``sweep`` to the harness command line."""
   add_command("run", "run selected cells of an experiment (no sharding)",
               lambda p: _configure_run(p, sweep=False))(_run)
   add_command("sweep", "run every cell of an experiment (shardable)",
               lambda p: _configure_run(p, sweep=True))(_run)
-  add_command("report", "merge shards, fill relative latency, write report",
-              _configure_report)(_report)

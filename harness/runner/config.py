@@ -210,6 +210,8 @@ class Experiment:
     with_references: add the autoregressive verifier-only and drafter-only
       reference cells (needed for relative latency).
     calibration_calls: timed ``score`` calls per cost-model constant.
+    latency_protocol: "paired" (each timed decode beside a reference decode,
+      ``docs/timing.md``) or "unpaired" (the original protocol).
   """
   name: str
   pair: ModelPair
@@ -223,6 +225,7 @@ class Experiment:
   results_dir: str = "results"
   with_references: bool = True
   calibration_calls: int = 20
+  latency_protocol: str = "paired"
 
   def __post_init__(self):
     _check(_safe_name(self.name), "name", self.name,
@@ -238,6 +241,9 @@ class Experiment:
     _check(self.num_trials >= 1, "num_trials", self.num_trials, "must be ≥ 1")
     _check(self.calibration_calls >= 1, "calibration_calls",
            self.calibration_calls, "must be ≥ 1")
+    _check(self.latency_protocol in ("paired", "unpaired"),
+           "latency_protocol", self.latency_protocol,
+           "must be \"paired\" or \"unpaired\"")
 
 
 def _safe_name(name: str) -> bool:

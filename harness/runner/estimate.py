@@ -25,7 +25,7 @@ from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import execute
 from harness.runner import pairs
-from harness.runner import schema
+from harness.results import schema
 
 STEP_OVERHEAD_S = 2e-4  # Host dispatch + loop overhead per step (CPU-ish).
 ASSUMED_BANDWIDTH_BYTES_S = 1e11  # 100 GB/s: a CPU; a TPU v4 chip has ~1.2e12.

@@ -1,4 +1,4 @@
-"""Decoding and timing one cell (the paper's timing protocol).
+"""Decoding and timing one cell (``docs/timing.md``).
 
 1. Warm-up: one untimed-for-latency call per prompt bucket (the compiled
    program depends on the bucket, γ, the length limit and the method
@@ -10,8 +10,18 @@
    with the same per-example key ``fold_in(key(seed), index)``; outputs must
    equal trial 1's (``NondeterminismError`` otherwise).
 
-The timed span includes ``decode``'s argument checks and prompt padding on
-the host (tens of microseconds), not tokenization or detokenization.
+Paired protocol (``latency.PAIRED``): every timed decode of the latency
+subset, in every trial, is accompanied by a decode of the verifier-only
+reference (``cells.reference_for``) on the same example and key, right
+before or after it: the reference goes first when (position in the subset +
+trial) is even, so the order alternates per example and per trial (AB, BA,
+…; in trial 2 BA, AB, …). Both times go into the record (``times_s``,
+``ref_times_s``). Examples outside the subset are decoded once, unpaired.
+
+The timed span is one call of the callable ``program_for`` returns (the key
+and the prompt are prepared before the clock starts); it includes
+``decode``'s argument checks and prompt padding on the host (tens of
+microseconds), not tokenization or detokenization.
 """
 
 from __future__ import annotations
@@ -27,11 +37,17 @@ import numpy as np
 
 from harness import decoding
 from harness import tasks
+from harness.results import latency as latency_lib
+from harness.results import schema
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import pairs
-from harness.runner import schema
+
+# The clock around every timed call (a test substitutes a fake one).
+clock: Callable[[], float] = time.perf_counter
+# A cell's timed callable: call(prompt [P] int32, rng key) -> DecodeOutput.
+Program = Callable[[np.ndarray, jax.Array], decoding.DecodeOutput]
 
 
 class NondeterminismError(RuntimeError):
@@ -54,10 +70,25 @@ class Prepared:
 
 @dataclasses.dataclass
 class Decoded:
-  """One example's outputs (host values) and its wall times per trial."""
+  """One example's outputs (host values) and its wall times per trial.
+
+  Attributes:
+    tokens: generated ids.
+    stats: decoding counters.
+    times_s: wall seconds per trial.
+    ref_times_s: paired protocol: the reference's wall seconds per trial
+      (None when unpaired or outside the latency subset).
+    ref_first: per trial, whether the reference ran first.
+    ref_stats: the reference decode's counters (for its cost-model time).
+    ref_tokens: the reference decode's ids (checked across trials).
+  """
   tokens: list[int]
   stats: dict[str, Any]
   times_s: list[float]
+  ref_times_s: list[float] | None = None
+  ref_first: list[bool] = dataclasses.field(default_factory=list)
+  ref_stats: dict[str, Any] | None = None
+  ref_tokens: list[int] | None = None
 
 
 def prepare_examples(task_run: cfg.TaskRun, seed: int,
@@ -77,54 +108,125 @@ def example_key(seed: int, index: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), index)
 
 
-def _decode(cell: cells_lib.Cell, loaded: pairs.LoadedPair,
-            item: Prepared) -> decoding.DecodeOutput:
-  return decoding.decode(
-      cell.method, loaded.drafter_for(cell.method), loaded.verifier,
-      item.prompt,
-      gamma=cell.gamma or 1, alpha=0.0 if cell.alpha is None else cell.alpha,
-      temperature=cell.temperature, top_p=cell.top_p,
-      max_decode_len=cell.max_decode_len,
-      rng=example_key(cell.seed, item.index), **dict(cell.options))
+def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> Program:
+  """The callable a cell's timed span invokes: ``program(prompt, rng)``.
+
+  This is the one place that decides what is timed. Everything static (the
+  method, models, γ, length limit, options, α, T, top-P) is bound here, so
+  the timed span is this single call. (A compiled ``decoding.compile(...)``
+  program, called as ``program(prompt, alpha=, temperature=, top_p=,
+  rng=)``, plugs in here.)
+  """
+  drafter = loaded.drafter_for(cell.method)
+  options = dict(cell.options)
+  gamma = cell.gamma or 1
+  alpha = 0.0 if cell.alpha is None else cell.alpha
+
+  def program(prompt: np.ndarray, rng: jax.Array) -> decoding.DecodeOutput:
+    return decoding.decode(
+        cell.method, drafter, loaded.verifier, prompt, gamma=gamma,
+        alpha=alpha, temperature=cell.temperature, top_p=cell.top_p,
+        max_decode_len=cell.max_decode_len, rng=rng, **options)
+
+  return program
 
 
-def timed_decode(cell: cells_lib.Cell, loaded: pairs.LoadedPair,
-                 item: Prepared) -> tuple[list[int], dict[str, Any], float]:
+def timed_decode(program: Program, cell: cells_lib.Cell, item: Prepared
+                 ) -> tuple[list[int], dict[str, Any], float]:
   """Decodes one example; returns (tokens, stats, seconds) on the host."""
-  start = time.perf_counter()
-  out = jax.block_until_ready(_decode(cell, loaded, item))
-  seconds = time.perf_counter() - start
+  rng = example_key(cell.seed, item.index)
+  prompt = item.prompt
+  start = clock()
+  out = jax.block_until_ready(program(prompt, rng))
+  seconds = clock() - start
   out = jax.device_get(out)
   n = int(out.num_tokens)
   stats = {k: np.asarray(v).tolist() for k, v in out.stats.items()}
   return np.asarray(out.tokens)[:n].tolist(), stats, seconds
 
 
-def warm_up(cell: cells_lib.Cell, loaded: pairs.LoadedPair,
+def warm_up(program: Program, cell: cells_lib.Cell,
             prepared: list[Prepared]) -> float:
   """Runs one example per prompt bucket; returns the total seconds."""
   firsts: dict[int, Prepared] = {}
   for item in prepared:
     firsts.setdefault(decoding.prompt_bucket(item.prompt.size), item)
-  return sum(timed_decode(cell, loaded, item)[2] for item in firsts.values())
+  return sum(timed_decode(program, cell, item)[2]
+             for item in firsts.values())
 
 
-def run_trials(cell: cells_lib.Cell, loaded: pairs.LoadedPair,
-               prepared: list[Prepared],
+def is_paired(cell: cells_lib.Cell, protocol: str) -> bool:
+  """Whether the cell's timed decodes are paired with reference decodes."""
+  return (protocol == latency_lib.PAIRED
+          and cell.role is not schema.Role.REFERENCE_LARGE)
+
+
+@dataclasses.dataclass
+class Timer:
+  """Times a cell's decodes, paired with its reference's when asked.
+
+  Attributes:
+    cell: the cell.
+    program: its timed callable.
+    reference: the reference cell and its callable (paired), or None.
+  """
+  cell: cells_lib.Cell
+  program: Program
+  reference: tuple[cells_lib.Cell, Program] | None = None
+
+  def first(self, item: Prepared, slot: int | None) -> Decoded:
+    """Trial 1 of an example; ``slot`` = position in the latency subset."""
+    if self.reference is None or slot is None:
+      tokens, stats, seconds = timed_decode(self.program, self.cell, item)
+      return Decoded(tokens, stats, [seconds])
+    decoded = Decoded([], {}, [], ref_times_s=[])
+    self._paired(item, slot, 0, decoded)
+    return decoded
+
+  def again(self, item: Prepared, slot: int, trial: int,
+            first: Decoded) -> None:
+    """A repeated trial: checks outputs, appends the times to ``first``."""
+    if self.reference is None:
+      tokens, stats, seconds = timed_decode(self.program, self.cell, item)
+      _check_same(self.cell, item, first, tokens, stats)
+      first.times_s.append(seconds)
+    else:
+      self._paired(item, slot, trial, first)
+
+  def _paired(self, item: Prepared, slot: int, trial: int,
+              decoded: Decoded) -> None:
+    ref_cell, ref_program = self.reference
+    ref_first = (slot + trial) % 2 == 0
+    runs = [(ref_cell, ref_program), (self.cell, self.program)]
+    outs = [timed_decode(p, c, item) for c, p in (
+        runs if ref_first else runs[::-1])]
+    ref, own = outs if ref_first else outs[::-1]
+    if trial == 0:
+      decoded.tokens, decoded.stats = own[0], own[1]
+      decoded.ref_tokens, decoded.ref_stats = ref[0], ref[1]
+    else:
+      _check_same(self.cell, item, decoded, own[0], own[1])
+      _check_same(ref_cell, item, Decoded(decoded.ref_tokens,
+                                          decoded.ref_stats, []),
+                  ref[0], ref[1])
+    decoded.times_s.append(own[2])
+    decoded.ref_times_s.append(ref[2])
+    decoded.ref_first.append(ref_first)
+
+
+def run_trials(timer: Timer, prepared: list[Prepared],
                on_example: Callable[[], None] = lambda: None
                ) -> list[Decoded]:
   """Trial 1 on every example, then the extra trials on the latency subset."""
+  cell = timer.cell
+  num_timed = cell.task_run.latency_examples
   results = []
-  for item in prepared:
-    tokens, stats, seconds = timed_decode(cell, loaded, item)
-    results.append(Decoded(tokens, stats, [seconds]))
+  for slot, item in enumerate(prepared):
+    results.append(timer.first(item, slot if slot < num_timed else None))
     on_example()
-  timed = prepared[:cell.task_run.latency_examples]
-  for _ in range(cell.num_trials - 1):
-    for item in timed:
-      tokens, stats, seconds = timed_decode(cell, loaded, item)
-      _check_same(cell, item, results[item.index], tokens, stats)
-      results[item.index].times_s.append(seconds)
+  for trial in range(1, cell.num_trials):
+    for slot, item in enumerate(prepared[:num_timed]):
+      timer.again(item, slot, trial, results[slot])
       on_example()
   return results
 
@@ -137,7 +239,11 @@ def _check_same(cell, item, first: Decoded, tokens, stats) -> None:
 
 
 def num_decodes(cell: cells_lib.Cell) -> int:
-  """Timed decodes of a cell: every example once plus the extra trials."""
+  """Timed decodes of a cell: every example once plus the extra trials.
+
+  (Progress counts these; the paired protocol adds as many reference
+  decodes as the latency subset has timed decodes.)
+  """
   run = cell.task_run
   return run.num_examples + (cell.num_trials - 1) * run.latency_examples
 
@@ -167,6 +273,11 @@ def to_record(cell: cells_lib.Cell, loaded: pairs.LoadedPair, item: Prepared,
       num_tokens=len(decoded.tokens), times_s=decoded.times_s,
       stats=decoded.stats,
       modeled_s=cal.modeled_seconds(decoded.stats, calibration))
+  if decoded.ref_times_s is not None:
+    record["ref_times_s"] = decoded.ref_times_s
+    record["ref_first"] = decoded.ref_first
+    record["ref_modeled_s"] = cal.modeled_seconds(decoded.ref_stats,
+                                                  calibration)
   extra = _extra(item.example)
   if extra is not None:
     record["extra"] = extra

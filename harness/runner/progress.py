@@ -7,7 +7,7 @@ from typing import TextIO
 
 import tqdm
 
-from harness.runner import schema
+from harness.results import schema
 
 
 def _fmt(value: float | None, spec: str = ".3g") -> str:

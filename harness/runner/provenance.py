@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import glob
 import importlib.metadata
 import os
+import re
 import subprocess
+from typing import Any
 
-from harness.runner import schema
+from harness.results import schema
 
 # Distributions whose versions are recorded (key in the results: dist name).
 PACKAGES = ("jax", "jaxlib", "flax", "numpy", "sacrebleu", "rouge_score",
@@ -58,6 +61,47 @@ def device_info() -> dict:
   return {"platform": devices[0].platform,
           "device_kind": devices[0].device_kind,
           "num_devices": len(devices)}
+
+
+_SYS_FREQ = "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"
+_CPUINFO = "/proc/cpuinfo"
+_CPUINFO_MHZ = re.compile(r"^cpu MHz\s*:\s*([0-9.]+)", re.MULTILINE)
+
+
+def cpu_mhz() -> list[float] | None:
+  """Current frequency of each CPU in MHz, where the OS exposes it.
+
+  Reads cpufreq's ``scaling_cur_freq`` (kHz), else ``cpu MHz`` lines of
+  /proc/cpuinfo; None when neither exists (many VMs hide both).
+  """
+  values = []
+  for path in sorted(glob.glob(_SYS_FREQ)):
+    try:
+      with open(path, encoding="ascii") as f:
+        values.append(int(f.read().strip()) / 1000.0)
+    except (OSError, ValueError):
+      continue
+  if values:
+    return values
+  try:
+    with open(_CPUINFO, encoding="utf-8") as f:
+      found = [float(x) for x in _CPUINFO_MHZ.findall(f.read())]
+  except OSError:
+    return None
+  return found or None
+
+
+def host_state() -> dict[str, Any]:
+  """The host's load and clock now: ``{"time", "loadavg", "cpu_mhz"}``.
+
+  ``loadavg`` is the 1, 5 and 15 minute load average (None where the OS has
+  none); ``cpu_mhz`` as in :func:`cpu_mhz`.
+  """
+  try:
+    load = [round(x, 3) for x in os.getloadavg()]
+  except OSError:
+    load = None
+  return {"time": now_iso(), "loadavg": load, "cpu_mhz": cpu_mhz()}
 
 
 def now_iso() -> str:

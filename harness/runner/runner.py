@@ -2,16 +2,21 @@
 
 Each step is a small function; ``run_experiment`` only strings them
 together. Resuming is rerunning: cells whose summary exists are skipped, a
-cell interrupted half-way is rerun from scratch (``store``).
+cell interrupted half-way is rerun from scratch, and so is a finished cell
+whose records fail the checksum in its summary (``store.check_cell``; the
+runner prints which cell it redid and why).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import tempfile
 from typing import TextIO
 
+from harness import decoding
+from harness.results import latency as latency_lib
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
@@ -20,8 +25,8 @@ from harness.runner import execute
 from harness.runner import pairs
 from harness.runner import progress as progress_lib
 from harness.runner import provenance as provenance_lib
-from harness.runner import schema
-from harness.runner import store as store_lib
+from harness.results import schema
+from harness.results import store as store_lib
 from harness.runner import summary as summary_lib
 
 
@@ -80,16 +85,71 @@ def print_plan(exp: cfg.Experiment, cells: list[cells_lib.Cell],
   print(f"results: {store.dir}", file=out)
 
 
+def group_drift(store: store_lib.ResultsStore, cells: list[cells_lib.Cell]
+                ) -> dict[str, dict[str, float | None]]:
+  """{reference cell id: {"start_s", "end_s", "ratio"}} per done group.
+
+  ``start_s`` is the reference cell's own first-trial time over the first
+  half of the latency subset; ``end_s`` the reference times measured beside
+  the group's last done cell over the second half of its last trial (paired
+  protocol); ``ratio`` = end / start (1 = no drift).
+  """
+  groups: dict[tuple, list[schema.CellSummary]] = {}
+  for cell in cells:
+    summary = store.read_summary(cell.cell_id)
+    if summary is not None:
+      groups.setdefault(cell.reference_key, []).append(summary)
+  drift = {}
+  for summaries in groups.values():
+    start = next((s for s in summaries if s["cell"]["role"]
+                  == schema.Role.REFERENCE_LARGE.value), None)
+    if start is None:
+      continue
+    start_s = start["latency"].get("reference_first_s")
+    end_s = summaries[-1]["latency"].get("reference_last_s")
+    drift[start["cell_id"]] = {
+        "start_s": start_s, "end_s": end_s,
+        "ratio": end_s / start_s if start_s and end_s else None}
+  return drift
+
+
+def compile_totals(store: store_lib.ResultsStore,
+                   ran: list[cells_lib.Cell]) -> dict[str, object]:
+  """``{"programs", "seconds", "source"}`` of this session's compilation.
+
+  From ``harness.decoding.compile_stats()`` where it exists (a mapping or an
+  object with ``programs`` and ``seconds``); otherwise the cells' warm-ups:
+  the number of cells run and the sum of their ``compile_s`` (an upper
+  bound: a warm-up also executes once, and cells sharing a program count it
+  once each).
+  """
+  stats_fn = getattr(decoding, "compile_stats", None)
+  if stats_fn is not None:
+    stats = stats_fn()
+    get = stats.get if isinstance(stats, dict) else (
+        lambda k: getattr(stats, k))
+    return {"programs": int(get("programs")),
+            "seconds": float(get("seconds")),
+            "source": "harness.decoding.compile_stats()"}
+  summaries = [store.read_summary(c.cell_id) for c in ran]
+  seconds = [s["latency"]["compile_s"] for s in summaries if s]
+  return {"programs": len(seconds), "seconds": float(sum(seconds)),
+          "source": "cells' warm-up compile_s (one per cell)"}
+
+
 def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
               options: RunOptions,
               calibrations: dict[str, schema.Calibration],
-              provenance: schema.Provenance) -> schema.Manifest:
+              provenance: schema.Provenance,
+              store: store_lib.ResultsStore) -> schema.Manifest:
   return schema.Manifest(
       experiment=exp.name, schema_version=schema.SCHEMA_VERSION,
       cell_ids=[c.cell_id for c in cells],
       shard={"index": options.shard.index, "count": options.shard.count},
       calibration=list(calibrations.values())[-1] if calibrations else None,
-      calibrations=dict(calibrations), provenance=provenance)
+      calibrations=dict(calibrations), provenance=provenance,
+      latency_protocol=exp.latency_protocol,
+      drift=group_drift(store, cells))
 
 
 def _examples(session: Session,
@@ -101,32 +161,91 @@ def _examples(session: Session,
   return session.examples[run]
 
 
+def _median_prompt(prepared: list[execute.Prepared],
+                   num_timed: int) -> execute.Prepared:
+  """The latency subset's example of median prompt length."""
+  timed = sorted(prepared[:num_timed], key=lambda p: p.prompt.size)
+  return timed[(len(timed) - 1) // 2]
+
+
+def _calibrate_cell(session: Session, cell: cells_lib.Cell,
+                    prepared: list[execute.Prepared]) -> schema.Calibration:
+  """The cell's cost-model constants: measured now (paired protocol), at
+  the task's median prompt length, or the pair's start-of-run ones."""
+  exp = session.experiment
+  if exp.latency_protocol != latency_lib.PAIRED:
+    return session.calibration
+  item = _median_prompt(prepared, cell.task_run.latency_examples)
+  session.calibration = cal.calibrate(
+      session.loaded.drafter, session.loaded.verifier,
+      cal.widths_for(exp.gammas), exp.calibration_calls, cell.pair.name,
+      prompt=item.prompt, max_decode_len=cell.max_decode_len)
+  return session.calibration
+
+
+def _timer(session: Session, cell: cells_lib.Cell,
+           prepared: list[execute.Prepared]
+           ) -> tuple[execute.Timer, dict[str, float]]:
+  """The cell's timer and its warm-up seconds (own, and reference's)."""
+  program = execute.program_for(cell, session.loaded)
+  warmup = {"compile_s": execute.warm_up(program, cell, prepared)}
+  if not execute.is_paired(cell, session.experiment.latency_protocol):
+    return execute.Timer(cell, program), warmup
+  ref_cell = cells_lib.reference_for(cell)
+  ref_program = execute.program_for(ref_cell, session.loaded)
+  warmup["reference_warmup_s"] = execute.warm_up(ref_program, ref_cell,
+                                                 prepared)
+  return execute.Timer(cell, program, (ref_cell, ref_program)), warmup
+
+
+def _reference_records(session: Session, cell: cells_lib.Cell
+                       ) -> list[schema.ExampleRecord] | None:
+  """The reference_large cell's records when it is done (else None)."""
+  reference_id = cells_lib.reference_for(cell).cell_id
+  if not session.store.is_done(reference_id):
+    return None
+  return session.store.read_records(reference_id)
+
+
 def run_cell(session: Session, cell: cells_lib.Cell) -> schema.CellSummary:
   """Decodes, times, scores and writes one cell; returns its summary."""
   prepared = _examples(session, cell)
+  host_before = provenance_lib.host_state()
   session.progress.start_cell(cell.cell_id, execute.num_decodes(cell))
-  compile_s = execute.warm_up(cell, session.loaded, prepared)
-  decoded = execute.run_trials(cell, session.loaded, prepared,
-                               session.progress.example_done)
+  timer, warmup = _timer(session, cell, prepared)
+  calibration = _calibrate_cell(session, cell, prepared)
+  decoded = execute.run_trials(timer, prepared, session.progress.example_done)
   records = [execute.to_record(cell, session.loaded, item, result,
-                               session.calibration)
+                               calibration)
              for item, result in zip(prepared, decoded)]
-  session.store.write_records(cell.cell_id, records)
-  reference = session.store.read_summary(
-      cells_lib.reference_for(cell).cell_id)
+  digest = session.store.write_records(cell.cell_id, records)
+  protocol = session.experiment.latency_protocol
+  extra = {"protocol": protocol,
+           "reference_warmup_s": warmup.get("reference_warmup_s")}
+  if protocol == latency_lib.PAIRED:
+    own = cell.role is schema.Role.REFERENCE_LARGE
+    extra.update(summary_lib.reference_drift(
+        records, cell.task_run.latency_examples,
+        latency_lib.TIMES if own else latency_lib.REF_TIMES))
+  provenance = dict(session.provenance, host={
+      "before": host_before, "after": provenance_lib.host_state()})
   summary = summary_lib.summarize(
-      session.experiment.name, cell, records, compile_s, session.calibration,
-      reference, session.provenance)
+      session.experiment.name, cell, records, warmup["compile_s"],
+      calibration, None if timer.reference else _reference_records(
+          session, cell), provenance, extra)
+  summary["records"] = digest
   session.store.write_summary(summary)
   session.progress.cell_done(summary)
   return summary
 
 
 def _load(pair: cfg.ModelPair, exp: cfg.Experiment) -> tuple[
-    pairs.LoadedPair, schema.Calibration]:
-  """Loads a pair and calibrates its cost model on this device."""
+    pairs.LoadedPair, schema.Calibration | None]:
+  """Loads a pair; calibrates its cost model now (unpaired protocol)."""
   with tempfile.TemporaryDirectory(prefix="harness-pair-") as work_dir:
     loaded = pairs.load_pair(pair, work_dir)
+  if exp.latency_protocol == latency_lib.PAIRED:
+    return loaded, None  # Each cell calibrates in its own window.
   calibration = cal.calibrate(
       loaded.drafter, loaded.verifier, cal.widths_for(exp.gammas),
       exp.calibration_calls, pair.name)
@@ -150,7 +269,7 @@ def _run_pair(exp: cfg.Experiment, pair: cfg.ModelPair,
   session = Session(exp, store, loaded, calibration, provenance, progress)
   for cell in todo:
     run_cell(session, cell)
-  return calibration
+  return session.calibration
 
 
 def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
@@ -163,6 +282,11 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
     print_plan(exp, cells, store, out)
     return store.dir
   store.clean_partial()
+  for cell in cells:
+    problem = store.is_done(cell.cell_id) and store.check_cell(cell.cell_id)
+    if problem:
+      print(f"redoing cell {cell.cell_id}: {problem}", file=out)
+      os.remove(store.summary_path(cell.cell_id))
   todo = [c for c in cells if not store.is_done(c.cell_id)]
   print(f"{exp.name}: {len(cells)} cells, {len(cells) - len(todo)} already "
         f"done, results in {store.dir}", file=out)
@@ -173,13 +297,19 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
   progress = progress_lib.Progress(len(todo), enabled=options.progress)
   calibrations = {}
   store.write_manifest(_manifest(exp, cells, options, calibrations,
-                                 provenance))
+                                 provenance, store))
   try:
     for pair, group in _by_pair(todo).items():
       calibrations[pair.name] = _run_pair(exp, pair, group, store, provenance,
                                           progress)
       store.write_manifest(_manifest(exp, cells, options, calibrations,
-                                     provenance))
+                                     provenance, store))
   finally:
     progress.close()
+  manifest = _manifest(exp, cells, options, calibrations, provenance, store)
+  manifest["compile"] = compile_totals(store, todo)
+  store.write_manifest(manifest)
+  c = manifest["compile"]
+  print(f"compiled programs: {c['programs']}, compile seconds: "
+        f"{c['seconds']:.1f} (from {c['source']})", file=out)
   return store.dir

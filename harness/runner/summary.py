@@ -1,8 +1,8 @@
 """Per-cell summaries: quality, latency, cost model and rates.
 
 Every quantity is defined in ``schema``'s module docstring; this module only
-computes them from the per-example records, so a summary can be rebuilt
-from its ``.jsonl`` (``fill_relative``, used after merging shards).
+computes them from the per-example records. Relative latency comes from
+``harness.results.latency`` (also used by the merge and the report).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import numpy as np
 
 from harness import metrics
 from harness import tasks
+from harness.results import latency as latency_lib
+from harness.results import merge
+from harness.results import schema
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
-from harness.runner import schema
 
 NO_REFERENCES_NOTE = "no references in this data source: latency only"
 
@@ -46,6 +48,36 @@ def latency(records: Sequence[schema.ExampleRecord], num_timed: int,
   return schema.Latency(mean_s=float(np.mean([np.mean(t) for t in timed])),
                         per_trial_mean_s=per_trial, compile_s=compile_s,
                         num_timed_examples=len(timed))
+
+
+def _half_mean(values: list[float]) -> float | None:
+  return float(np.mean(values)) if values else None
+
+
+def reference_drift(records: Sequence[schema.ExampleRecord], num_timed: int,
+                    key: str) -> dict[str, float | None]:
+  """Where the reference's time stood at the start and end of a cell.
+
+  Args:
+    records: the cell's records.
+    num_timed: the latency subset size.
+    key: ``"ref_times_s"`` (paired records) or ``"times_s"`` (the reference
+      cell itself).
+
+  Returns:
+    ``reference_mean_s`` (mean over the subset of the mean over trials),
+    ``reference_first_s`` (mean of the first trial's times over the first
+    half of the subset) and ``reference_last_s`` (the last trial's over the
+    second half); None where the records have no such times.
+  """
+  timed = [r[key] for r in records[:num_timed] if r.get(key)]
+  if not timed:
+    return {"reference_mean_s": None, "reference_first_s": None,
+            "reference_last_s": None}
+  half = (len(timed) + 1) // 2
+  return {"reference_mean_s": float(np.mean([np.mean(t) for t in timed])),
+          "reference_first_s": _half_mean([t[0] for t in timed[:half]]),
+          "reference_last_s": _half_mean([t[-1] for t in timed[-half:]])}
 
 
 def totals(records: Sequence[schema.ExampleRecord]) -> dict[str, Any]:
@@ -111,56 +143,43 @@ def modeled_latency(records: Sequence[schema.ExampleRecord],
   return float(np.mean([r["modeled_s"] for r in records[:num_timed]]))
 
 
-def relative_latencies(summary: schema.CellSummary,
-                       reference: schema.CellSummary | None
-                       ) -> tuple[float | None, float | None]:
-  """(measured, modeled) latency relative to a reference_large summary."""
-  if reference is None:
-    return None, None
-  return (_ratio(summary["latency"]["mean_s"],
-                 reference["latency"]["mean_s"]),
-          _ratio(summary["cost_model"]["latency"],
-                 reference["cost_model"]["latency"]))
-
-
 def summarize(experiment: str, cell: cells_lib.Cell,
               records: Sequence[schema.ExampleRecord], compile_s: float,
               calibration: schema.Calibration,
-              reference: schema.CellSummary | None,
-              provenance: schema.Provenance) -> schema.CellSummary:
-  """The ``schema.CellSummary`` of a finished cell."""
+              reference: Sequence[schema.ExampleRecord] | None,
+              provenance: schema.Provenance,
+              extra_latency: dict[str, Any] | None = None
+              ) -> schema.CellSummary:
+  """The ``schema.CellSummary`` of a finished cell.
+
+  Args:
+    experiment: the experiment name.
+    cell: the cell.
+    records: its per-example records.
+    compile_s: wall time of its warm-up calls.
+    calibration: the cost-model constants its records were priced with.
+    reference: the reference_large cell's records (unpaired protocol), or
+      None (paired records carry their own reference times).
+    provenance: the run's provenance (with the cell's host state).
+    extra_latency: more ``schema.Latency`` fields (protocol, drift).
+  """
   num_timed = cell.task_run.latency_examples
   values, note = quality(cell.task, records)
+  cost_model = schema.CostModel(
+      c_q=calibration["c_q"], c_p=dict(calibration["c_p"]),
+      latency=modeled_latency(records, num_timed), relative_latency=None)
+  if "prompt_len" in calibration:
+    cost_model["prompt_len"] = calibration["prompt_len"]
   summary = schema.CellSummary(
       cell_id=cell.cell_id, experiment=experiment, cell=cell.to_json(),
       quality=values, headline_metric=tasks.get_task(cell.task).headline_metric,
-      quality_note=note, latency=latency(records, num_timed, compile_s),
-      relative_latency=None,
-      cost_model=schema.CostModel(
-          c_q=calibration["c_q"], c_p=dict(calibration["c_p"]),
-          latency=modeled_latency(records, num_timed), relative_latency=None),
-      stats=None, provenance=provenance)
+      quality_note=note,
+      latency=dict(latency(records, num_timed, compile_s),
+                   **(extra_latency or {})),
+      relative_latency=None, cost_model=cost_model,
+      stats=cell_stats(cell.to_json(), records, calibration, None),
+      provenance=provenance)
   if cell.role is schema.Role.REFERENCE_LARGE:
-    reference = summary
-  return with_relative(summary, reference, records)
-
-
-def with_relative(summary: schema.CellSummary,
-                  reference: schema.CellSummary | None,
-                  records: Sequence[schema.ExampleRecord]
-                  ) -> schema.CellSummary:
-  """Fills relative latencies and the rates (which use them).
-
-  Args:
-    summary: a summary, possibly without relative latency or stats.
-    reference: the matching reference_large summary, or None.
-    records: the cell's per-example records.
-  """
-  measured, modeled = relative_latencies(summary, reference)
-  summary = dict(summary, relative_latency=measured,
-                 cost_model=dict(summary["cost_model"],
-                                 relative_latency=modeled))
-  summary["stats"] = cell_stats(summary["cell"], records,
-                                summary["cost_model"], measured)
-  return summary
-
+    reference = records
+  measured, modeled = latency_lib.from_records(records, reference, num_timed)
+  return merge.with_relative(summary, measured, modeled)

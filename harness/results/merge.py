@@ -13,10 +13,9 @@ from __future__ import annotations
 import glob
 import os
 
-from harness.runner import cells as cells_lib
-from harness.runner import schema
-from harness.runner import store as store_lib
-from harness.runner import summary as summary_lib
+from harness.results import latency as latency_lib
+from harness.results import schema
+from harness.results import store as store_lib
 
 
 def _shard_manifests(store: store_lib.ResultsStore) -> list[schema.Manifest]:
@@ -46,6 +45,17 @@ def merge_manifests(store: store_lib.ResultsStore) -> str | None:
   return path
 
 
+def with_relative(summary: schema.CellSummary,
+                  measured: float | None,
+                  modeled: float | None) -> schema.CellSummary:
+  """The summary with its relative latencies (and measured speed-up) set."""
+  stats = dict(summary["stats"], measured_speedup=(
+      1.0 / measured if measured else None))
+  return dict(summary, relative_latency=measured, stats=stats,
+              cost_model=dict(summary["cost_model"],
+                              relative_latency=modeled))
+
+
 def fill_relative(store: store_lib.ResultsStore) -> list[str]:
   """Fills null relative latencies whose reference now exists.
 
@@ -53,21 +63,44 @@ def fill_relative(store: store_lib.ResultsStore) -> list[str]:
     The cell ids whose summaries were rewritten.
   """
   summaries = store.summaries()
-  references = {cells_lib.reference_key(s["cell"]): s for s in summaries
+  references = {schema.reference_key(s["cell"]): s for s in summaries
                 if s["cell"]["role"] == schema.Role.REFERENCE_LARGE.value}
   updated = []
   for s in summaries:
-    reference = references.get(cells_lib.reference_key(s["cell"]))
+    reference = references.get(schema.reference_key(s["cell"]))
     if s["relative_latency"] is not None or reference is None:
       continue
-    records = store.read_records(s["cell_id"])
-    store.write_summary(summary_lib.with_relative(s, reference, records))
+    measured, modeled = latency_lib.from_records(
+        store.read_records(s["cell_id"]),
+        store.read_records(reference["cell_id"]),
+        s["cell"]["num_latency_examples"])
+    store.write_summary(with_relative(s, measured, modeled))
     updated.append(s["cell_id"])
   return updated
 
 
+class DamagedCellError(ValueError):
+  """A finished cell's records do not match its summary's checksum."""
+
+
+def check_cells(store: store_lib.ResultsStore) -> None:
+  """Raises ``DamagedCellError`` (one line) for the first damaged cell."""
+  for summary in store.summaries():
+    problem = store.check_cell(summary["cell_id"])
+    if problem is not None:
+      raise DamagedCellError(
+          f"cell {summary['cell_id']} is damaged ({problem}); rerun its "
+          "shard's sweep to redo it, then merge again")
+
+
 def merge(results_dir: str) -> tuple[str | None, list[str]]:
-  """Merges shard manifests and fills relative latencies in ``results_dir``."""
+  """Merges shard manifests and fills relative latencies in ``results_dir``.
+
+  Raises:
+    DamagedCellError: a cell's records fail their checksum (nothing is
+      written).
+  """
   root, name = os.path.split(os.path.normpath(results_dir))
   store = store_lib.ResultsStore(root, name)
+  check_cells(store)
   return merge_manifests(store), fill_relative(store)

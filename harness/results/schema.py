@@ -38,29 +38,43 @@ counters themselves are documented in ``harness.decoding.STAT_DOCS``):
   (a = 1 uses the limit (γ + 1) / (γ c + 1)). Null without an acceptance rate.
 * ``measured_speedup`` = 1 / relative_latency.
 
-Latency (PAPER.md timing protocol): batch size 1, one example per timed call,
+Latency (``docs/timing.md``): batch size 1, one example per timed call,
 ``jax.block_until_ready`` around it, compilation excluded by a warm-up call
 per compiled program (its time is ``compile_s``). Trial 1 times every
 example; trials 2…num_trials re-run the first ``num_latency_examples``
 examples with the same per-example PRNG key (outputs asserted identical).
 ``latency.mean_s`` is the mean over the timed examples of their mean over
-trials; ``relative_latency`` divides it by the same quantity of the
-``reference_large`` cell (verifier-only autoregressive) with the same task,
-pair, T, top-P and max_decode_len — the same examples and keys.
+trials. Under the ``paired`` protocol each timed decode of a cell is
+accompanied by a decode of the verifier-only reference on the same example
+and key, right before or after it (the order alternates per example and
+trial), stored in the record's ``ref_times_s``; ``relative_latency`` is the
+geometric mean over timed examples of the per-example ratio. Under the
+``unpaired`` protocol (files written before the paired one) it is
+``latency.mean_s`` divided by the same quantity of the ``reference_large``
+cell with the same task, pair, T, top-P and max_decode_len.
+``harness.results.latency`` holds the one definition.
 
-Cost model (ALGORITHMS.md §3.12): modeled time of an example =
+Cost model (the paper's cost model of speculative decoding): modeled time of an example =
 drafter_steps · c_q + verifier_calls · c_p(w̄), with w̄ = verifier_positions /
 verifier_calls the mean call width and c_p linearly interpolated between the
 calibrated widths (clamped at the ends). This ignores prefill and the
 per-call width variation within an example; it is hardware-independent
-given (c_q, c_p), which are measured at the start of the run (median of
-timed jitted ``score`` calls after warm-up) and recorded.
+given (c_q, c_p), which are measured (median of timed jitted ``score`` calls
+after warm-up) just before the cell they price, at the task's prompt length
+(paired protocol), or once at the start of the run on an 8-token prompt
+(unpaired), and recorded in the summary. The paired protocol also prices the
+reference decodes with the cell's constants (``ref_modeled_s``), so the
+cost-model ratio uses one calibration.
+
+Integrity: each summary records its ``.jsonl``'s line count and sha256
+(``records``); resume and merge verify them (``store.check_cell``).
+
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any, Optional, TypedDict
+from typing import Any, NotRequired, Optional, TypedDict
 
 SCHEMA_VERSION = 1
 
@@ -140,6 +154,11 @@ class ExampleRecord(TypedDict):
     stats: decoding counters (``harness.decoding.STAT_DOCS``); per-position
       counters are lists of length γ.
     modeled_s: cost-model time of this example (module docstring).
+    ref_times_s: paired protocol, timed examples only: the reference's wall
+      time per trial, measured beside ``times_s[k]``.
+    ref_first: paired protocol: per trial, whether the reference ran first.
+    ref_modeled_s: paired protocol: the reference decode's cost-model time
+      under this cell's calibration.
   """
   cell_id: str
   example_id: str
@@ -155,6 +174,9 @@ class ExampleRecord(TypedDict):
   times_s: list[float]
   stats: dict[str, Any]
   modeled_s: float
+  ref_times_s: NotRequired[list[float]]
+  ref_first: NotRequired[list[bool]]
+  ref_modeled_s: NotRequired[float]
 
 
 MAX_EXTRA_BYTES = 65536
@@ -169,11 +191,25 @@ class Latency(TypedDict):
     compile_s: wall time of the warm-up calls (compile + one execution; about
       one execution when an earlier cell already compiled the program).
     num_timed_examples: size of the latency subset.
+    protocol: "paired" or "unpaired" (absent in files written before the
+      paired protocol: unpaired).
+    reference_mean_s: paired: mean over the latency subset of the
+      reference's times measured in this cell's window (else null).
+    reference_first_s: paired: the reference's mean time over the first
+      trial's first half of the latency subset (drift, with
+      ``reference_last_s``; else null).
+    reference_last_s: paired: the same over the last trial's second half.
+    reference_warmup_s: paired: wall time of the reference's warm-up calls.
   """
   mean_s: float
   per_trial_mean_s: list[float]
   compile_s: float
   num_timed_examples: int
+  protocol: NotRequired[str]
+  reference_mean_s: NotRequired[Optional[float]]
+  reference_first_s: NotRequired[Optional[float]]
+  reference_last_s: NotRequired[Optional[float]]
+  reference_warmup_s: NotRequired[Optional[float]]
 
 
 class CostModel(TypedDict):
@@ -184,11 +220,14 @@ class CostModel(TypedDict):
     c_p: seconds per verifier call by width, keys are widths as strings.
     latency: mean modeled seconds over the latency subset.
     relative_latency: latency / the reference_large cell's (null until known).
+    prompt_len: the prompt length the constants were measured at (absent:
+      the 8-token calibration prompt of the unpaired protocol).
   """
   c_q: float
   c_p: dict[str, float]
   latency: float
   relative_latency: Optional[float]
+  prompt_len: NotRequired[int]
 
 
 class CellStats(TypedDict):
@@ -233,6 +272,9 @@ class Provenance(TypedDict):
     created: ISO-8601 UTC time.
     task_version: ``harness.tasks.TASK_VERSION``.
     schema_version: ``SCHEMA_VERSION``.
+    host: in a cell summary, the host's state around the cell:
+      ``{"before": HostState, "after": HostState}`` (``provenance.host_state``:
+      load average, CPU frequency where the OS exposes it).
   """
   git_commit: Optional[str]
   git_dirty: Optional[bool]
@@ -243,6 +285,7 @@ class Provenance(TypedDict):
   created: str
   task_version: int
   schema_version: int
+  host: NotRequired[dict[str, Any]]
 
 
 class CellSummary(TypedDict):
@@ -261,7 +304,9 @@ class CellSummary(TypedDict):
       it from the per-example files).
     cost_model: the ``CostModel`` numbers.
     stats: ``CellStats``.
-    provenance: ``Provenance``.
+    provenance: ``Provenance`` (with ``host``).
+    records: {"count": lines, "sha256": hex digest} of ``cells/<id>.jsonl``
+      as written (absent in older files, which are then not verified).
   """
   cell_id: str
   experiment: str
@@ -274,6 +319,7 @@ class CellSummary(TypedDict):
   cost_model: CostModel
   stats: CellStats
   provenance: Provenance
+  records: NotRequired[dict[str, Any]]
 
 
 class Calibration(TypedDict):
@@ -284,11 +330,13 @@ class Calibration(TypedDict):
     c_p: {width: seconds per verifier ``score`` call on that many tokens}.
     num_calls: timed calls per measurement (after warm-up).
     pair: the model pair.
+    prompt_len: prompt length of the measurement (absent: 8 tokens).
   """
   c_q: float
   c_p: dict[str, float]
   num_calls: int
   pair: str
+  prompt_len: NotRequired[int]
 
 
 class Manifest(TypedDict):
@@ -304,6 +352,13 @@ class Manifest(TypedDict):
       session (each summary carries the constants it was modeled with).
     calibrations: {pair name: ``Calibration``} of the latest session.
     provenance: ``Provenance``.
+    latency_protocol: "paired" or "unpaired" (absent: unpaired).
+    drift: {group label: {"start_s", "end_s", "ratio"}}: the reference's mean
+      time at the start of each (task, T, top-P) group (its own cell) and at
+      its end (the last cell's paired reference times); paired only.
+    compile: {"programs", "seconds", "source"}: compiled programs and total
+      compile seconds of the latest session; source says whether they come
+      from ``harness.decoding.compile_stats()`` or from the cells' warm-ups.
   """
   experiment: str
   schema_version: int
@@ -312,3 +367,16 @@ class Manifest(TypedDict):
   calibration: Optional[Calibration]
   calibrations: dict[str, Calibration]
   provenance: Provenance
+  latency_protocol: NotRequired[str]
+  drift: NotRequired[dict[str, dict[str, Optional[float]]]]
+  compile: NotRequired[dict[str, Any]]
+
+
+def reference_key(cell: CellConfig) -> tuple:
+  """The key a cell shares with its reference cells.
+
+  Task, pair, T, top-P, length limit and examples (seed, sample sizes).
+  """
+  return (cell["task"], cell["pair"], cell["temperature"], cell["top_p"],
+          cell["max_decode_len"], cell["seed"], cell["num_examples"],
+          cell["num_latency_examples"])

@@ -1,7 +1,9 @@
 """The results directory: atomic writes, completion markers, resume.
 
 A cell is *done* when its summary ``cells/<cell_id>.json`` exists; it is
-written (atomically) only after the cell's ``.jsonl`` is complete, so an
+written (atomically) only after the cell's ``.jsonl`` is complete, and it
+records that file's line count and sha256 (:meth:`ResultsStore.check_cell`
+verifies them on resume and merge: a damaged cell is redone), so an
 interrupted run leaves at most a stale temporary file, which
 :meth:`ResultsStore.clean_partial` removes. A cell without a summary is rerun
 from scratch: per-example PRNG keys depend only on (seed, example index), so
@@ -11,12 +13,13 @@ the rerun reproduces what an uninterrupted run would have written.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import tempfile
 from typing import Any, Iterable
 
-from harness.runner import schema
+from harness.results import schema
 
 TMP_PREFIX = ".tmp-"
 
@@ -65,6 +68,12 @@ def read_json(path: str) -> Any:
     return json.load(f)
 
 
+def records_digest(data: bytes) -> dict[str, Any]:
+  """``{"count": non-empty lines, "sha256": hex digest}`` of a records file."""
+  count = sum(1 for line in data.splitlines() if line.strip())
+  return {"count": count, "sha256": hashlib.sha256(data).hexdigest()}
+
+
 class ResultsStore:
   """Files of one experiment under ``<root>/<experiment>/``.
 
@@ -92,6 +101,30 @@ class ResultsStore:
   def is_done(self, cell_id: str) -> bool:
     return os.path.exists(self.summary_path(cell_id))
 
+  def check_cell(self, cell_id: str) -> str | None:
+    """Why a finished cell's records are damaged, or None if they are intact.
+
+    Compares the ``.jsonl`` with the summary's ``records`` entry (line count
+    and sha256). Summaries written before that entry existed are not
+    verified.
+    """
+    summary = self.read_summary(cell_id)
+    expected = (summary or {}).get("records")
+    if not expected:
+      return None
+    path = self.records_path(cell_id)
+    try:
+      with open(path, "rb") as f:
+        found = records_digest(f.read())
+    except OSError:
+      return f"{path}: records file missing"
+    if found["count"] != expected["count"]:
+      return (f"{path}: {found['count']} records, the summary says "
+              f"{expected['count']}")
+    if found["sha256"] != expected["sha256"]:
+      return f"{path}: sha256 differs from the summary's"
+    return None
+
   def clean_partial(self) -> list[str]:
     """Removes temporary files left by an interrupted run; returns them."""
     stale = glob.glob(os.path.join(self.cells_dir, TMP_PREFIX + "*"))
@@ -100,13 +133,18 @@ class ResultsStore:
     return stale
 
   def write_records(self, cell_id: str,
-                    records: Iterable[schema.ExampleRecord]) -> str:
-    """Writes the cell's per-example records (one JSON line each)."""
+                    records: Iterable[schema.ExampleRecord]
+                    ) -> dict[str, Any]:
+    """Writes the cell's per-example records (one JSON line each).
+
+    Returns:
+      Their integrity entry ``{"count", "sha256"}`` for the summary.
+    """
     lines = [json.dumps(r, sort_keys=True, ensure_ascii=False)
              for r in records]
-    path = self.records_path(cell_id)
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
-    return path
+    text = "".join(line + "\n" for line in lines)
+    atomic_write_text(self.records_path(cell_id), text)
+    return records_digest(text.encode("utf-8"))
 
   def write_summary(self, summary: schema.CellSummary) -> str:
     """Writes the summary; call only after :meth:`write_records`."""

@@ -165,7 +165,7 @@ def _hf_gemma_config(c: GemmaConfig) -> dict:
   }
 
 
-# --- tensor sources -------------------------------------------------------------
+# --- tensor sources ---------------------------------------------------------
 def _require(path: str, what: str) -> str:
   if not os.path.exists(path):
     raise FileNotFoundError(f"missing {what}: {path}")

@@ -53,12 +53,14 @@ class WeightSpec:
 
 
 # --- layouts ------------------------------------------------------------------
-def to_ours(x: np.ndarray, layout: Layout, shape: tuple[int, ...]) -> np.ndarray:
+def to_ours(x: np.ndarray, layout: Layout,
+            shape: tuple[int, ...]) -> np.ndarray:
   """Converts a torch-layout array to our layout of the given shape."""
   if layout == Layout.COPY:
     return x
   # SPLIT_OUT: [H*K, D] -> [D, H*K] -> [D, H, K];
-  # SPLIT_IN: [D, H*K] -> [H*K, D] -> [H, K, D]; TRANSPOSE: [out, in] -> [in, out]
+  # SPLIT_IN: [D, H*K] -> [H*K, D] -> [H, K, D];
+  # TRANSPOSE: [out, in] -> [in, out]
   return x.T.reshape(shape)
 
 

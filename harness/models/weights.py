@@ -269,13 +269,18 @@ def device_bytes(arrays=None) -> dict[Any, int]:
   """Bytes held per device by `arrays` (default: every live jax array).
 
   Counted from each array's addressable shards, so a sharded array counts
-  only its slice on each device.
+  only its slice on each device; a buffer seen through several arrays (a
+  global array and its per-device pieces) counts once.
   """
   arrays = jax.live_arrays() if arrays is None else arrays
   held: dict[Any, int] = {}
+  seen: set[tuple[Any, int]] = set()
   for array in arrays:
     for shard in array.addressable_shards:
-      held[shard.device] = held.get(shard.device, 0) + shard.data.nbytes
+      buffer = (shard.device, shard.data.unsafe_buffer_pointer())
+      if buffer not in seen:
+        seen.add(buffer)
+        held[shard.device] = held.get(shard.device, 0) + shard.data.nbytes
   return held
 
 

@@ -19,7 +19,7 @@ from harness.models import (AttentionType, GemmaConfig, Tokenizer,
                             load_pretrained, random_gemma, save_pretrained,
                             testing)
 from harness.models import gguf as hgguf
-from harness.models import loading
+from harness.models import weights
 
 gguf = pytest.importorskip("gguf")
 
@@ -98,9 +98,9 @@ def write_gguf(path, model, proto: bytes, quantized=("token_embd.weight",),
   writer.add_unk_token_id(sp.unk_id())
   writer.add_pad_token_id(sp.pad_id())
   writer.add_add_space_prefix(False)
-  for spec in loading.weight_specs(c):
-    x = np.asarray(loading._get_path(model.params, spec.path), np.float32)  # pylint: disable=protected-access
-    x = np.ascontiguousarray(loading.to_hf(x, spec.layout))
+  for spec in weights.weight_specs(c):
+    x = np.asarray(weights.get_path(model.params, spec.path), np.float32)
+    x = np.ascontiguousarray(weights.to_hf(x, spec.layout))
     name = _gguf_name(spec.hf_name)
     if hgguf.is_norm(name):
       x = x + 1.0
@@ -133,7 +133,7 @@ def gguf_file(tmp_path_factory, model, proto):
 
 
 def test_tensor_names_round_trip():
-  for spec in loading.weight_specs(TINY):
+  for spec in weights.weight_specs(TINY):
     assert hgguf.hf_tensor_name(_gguf_name(spec.hf_name)) == spec.hf_name
   with pytest.raises(KeyError, match="blk.0.attn_qkv.weight"):
     hgguf.hf_tensor_name("blk.0.attn_qkv.weight")

@@ -1,8 +1,10 @@
 """load_pretrained / save_pretrained round trips, sharded indexes and errors."""
 
+import dataclasses
 import json
 import os
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +12,10 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from harness.models import (Tokenizer, check_same_tokenizer, load_pretrained,
-                            random_gemma, random_t5, save_pretrained, testing)
+from harness.models import (Tokenizer, check_same_tokenizer,
+                            check_same_vocabulary, load_pretrained,
+                            open_checkpoint, random_gemma, random_t5,
+                            save_pretrained, testing)
 
 
 @pytest.fixture(scope="module")
@@ -149,3 +153,135 @@ def test_tokenizer_mismatch_is_rejected(saved, spm_file, tmp_path):
     decoding.decode("spec_decode", loaded.replace(tokenizer_id=other.id),
                     loaded, np.array([3, 4, 5]), temperature=0.0)
   del model, spm_file
+
+
+# --- other weight formats ---------------------------------------------------
+def _logits(model):
+  """[1, 4, V] logits of a fixed prompt and continuation."""
+  prompt = jnp.array([3, 4, 5, 6, 7, 0, 0, 0], jnp.int32)
+  cache = model.prefill(prompt, jnp.int32(5), 16)
+  logits, _ = model.score(jnp.array([[7, 8, 9, 10]]), cache)
+  return np.asarray(logits)
+
+
+def _rewrite(directory, tmp_path, write):
+  """A copy of `directory` whose model.safetensors is replaced by `write`'s
+  files (given the tensors in the torch layout and the target folder)."""
+  _copy(directory, tmp_path, skip={"model.safetensors"})
+  write(safetensors.numpy.load_file(
+      os.path.join(directory, "model.safetensors")), tmp_path)
+  return tmp_path
+
+
+def _write_torch(tensors, folder, shards=1):
+  torch = pytest.importorskip("torch")
+  names = sorted(tensors)
+  if shards == 1:
+    torch.save({n: torch.from_numpy(tensors[n]) for n in names},
+               folder / "pytorch_model.bin")
+    return
+  weight_map = {}
+  for i in range(shards):
+    file = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+    part = names[i::shards]
+    torch.save({n: torch.from_numpy(tensors[n]) for n in part}, folder / file)
+    weight_map.update({n: file for n in part})
+  (folder / "pytorch_model.bin.index.json").write_text(
+      json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+def _write_flax(tensors, folder):
+  """The Hugging Face Flax layout: Dense `kernel` [in, out], `embedding`
+  tables, norm `weight`s, nested by the dotted name."""
+  serialization = pytest.importorskip("flax.serialization")
+  tree = {}
+  for name, x in tensors.items():
+    *path, _ = name.split(".")
+    if any(k in name for k in ("shared", "embed_tokens",
+                               "relative_attention_bias")):
+      leaf, value = "embedding", x
+    elif x.ndim == 2:
+      leaf, value = "kernel", np.ascontiguousarray(x.T)
+    else:
+      leaf, value = "weight", x
+    node = tree
+    for key in path:
+      node = node.setdefault(key, {})
+    node[leaf] = value
+  (folder / "flax_model.msgpack").write_bytes(
+      serialization.msgpack_serialize(tree))
+
+
+@pytest.mark.parametrize("fmt", ["torch", "torch_index", "flax",
+                                 "safetensors_index"])
+def test_formats_give_the_same_logits(saved, tmp_path, fmt):
+  model, directory = saved
+  writers = {
+      "torch": _write_torch,
+      "torch_index": lambda t, f: _write_torch(t, f, shards=3),
+      "flax": _write_flax,
+  }
+  if fmt == "safetensors_index":
+    save_pretrained(model, tmp_path, max_shard_bytes=4096)
+    assert not (tmp_path / "model.safetensors").exists()
+    assert len(list(tmp_path.glob("model-*-of-*.safetensors"))) > 2
+    folder = tmp_path
+  else:
+    folder = _rewrite(directory, tmp_path, writers[fmt])
+  for name in ("spiece.model", "tokenizer.model"):
+    if os.path.exists(os.path.join(directory, name)):
+      (folder / name).write_bytes(open(os.path.join(directory, name),
+                                       "rb").read())
+  reference = load_pretrained(directory).model
+  loaded = load_pretrained(folder).model
+  assert loaded.config == reference.config
+  _assert_same_params(loaded.params, reference.params)
+  np.testing.assert_array_equal(_logits(loaded), _logits(reference))
+
+
+def test_torch_bfloat16_keeps_dtype(saved, tmp_path):
+  torch = pytest.importorskip("torch")
+  _, directory = saved
+  reference = load_pretrained(directory, dtype=jnp.bfloat16).model
+
+  def write(tensors, folder):
+    torch.save({n: torch.from_numpy(x).bfloat16()
+                for n, x in tensors.items()}, folder / "pytorch_model.bin")
+  folder = _rewrite(directory, tmp_path, write)
+  loaded = load_pretrained(folder).model  # dtype None: the stored bfloat16
+  assert {x.dtype for x in jax.tree.leaves(loaded.params)} == {
+      jnp.dtype("bfloat16")}
+  _assert_same_params(loaded.params, reference.params)
+
+
+def test_torch_missing_is_one_line(saved, tmp_path, monkeypatch):
+  _, directory = saved
+  folder = _rewrite(directory, tmp_path, _write_torch)
+  monkeypatch.setitem(sys.modules, "torch", None)  # import torch fails
+  with pytest.raises(ImportError, match="pytorch_model.bin needs torch"):
+    load_pretrained(folder)
+
+
+def test_no_weights_names_every_format(saved, tmp_path):
+  _, directory = saved
+  _copy(directory, tmp_path, skip={"model.safetensors"})
+  with pytest.raises(FileNotFoundError,
+                     match="pytorch_model.bin.*flax_model.msgpack"):
+    load_pretrained(tmp_path)
+
+
+def test_vocabulary_mismatch_names_both(saved, tmp_path):
+  model, directory = saved
+  loaded = load_pretrained(directory).model
+  check_same_vocabulary(loaded, loaded, "a", "b")
+  cfg = dataclasses.replace(loaded.config, vocab_size=loaded.vocab_size + 4)
+  other = type(loaded)(cfg, loaded.params, loaded.tokenizer_id)
+  with pytest.raises(ValueError) as err:
+    check_same_vocabulary(open_checkpoint(directory), other, "small/",
+                          "large/")
+  message = str(err.value)
+  assert "\n" not in message
+  assert "small/" in message and "large/" in message
+  assert f"vocab_size {loaded.vocab_size} vs {loaded.vocab_size + 4}" in (
+      message)
+  del model

@@ -4,13 +4,18 @@ Public API:
   T5, Gemma: model classes (pytrees implementing `DecodingModel`).
   T5Config, GemmaConfig, get_config: architecture configs and real sizes.
   random_t5, random_gemma: tiny random models for tests and benchmarks.
-  load_pretrained, save_pretrained: Hugging-Face-format directories.
-  Tokenizer, check_same_tokenizer: SentencePiece wrapper and pair check.
+  load_pretrained, save_pretrained: checkpoints (Hugging Face formats,
+    GGUF), loaded straight into a mesh; open_checkpoint reads no weights.
+  Tokenizer, check_same_tokenizer, check_same_vocabulary: SentencePiece
+    wrapper and pair checks.
 """
 
 from harness.models.configs import (AttentionType, GemmaConfig, T5Config,
                                     get_config)
 from harness.models.gemma import Gemma, GemmaCache, random_gemma
 from harness.models.t5 import T5, T5Cache, random_t5
-from harness.models.loading import Pretrained, load_pretrained, save_pretrained
-from harness.models.tokenizer import Tokenizer, check_same_tokenizer
+from harness.models.loading import (load_pretrained, open_checkpoint,
+                                    save_pretrained)
+from harness.models.tokenizer import (Tokenizer, check_same_tokenizer,
+                                      check_same_vocabulary)
+from harness.models.weights import Checkpoint, Pretrained

@@ -2,9 +2,10 @@
 
 A GGUF file carries the architecture hyper-parameters as metadata, every
 tensor (float or block-quantised, e.g. Q4_K_M) and the tokenizer's pieces,
-scores and piece types. :func:`load_gguf` dequantises every tensor to float32
-with the optional `gguf` package, maps llama.cpp tensor names onto the
-Hugging Face names of :func:`harness.models.loading.weight_specs` (so the one
+scores and piece types. :func:`open_gguf` memory-maps the file with the optional
+`gguf` package and dequantises each tensor to float32 only when it is read
+(so host memory peaks at about one tensor), maps llama.cpp tensor names onto the
+Hugging Face names of :func:`harness.models.weights.weight_specs` (so the one
 layout table serves both formats), undoes llama.cpp's `1 + w` storage of the
 RMSNorm weights, and rebuilds a SentencePiece model from the pieces.
 
@@ -14,18 +15,17 @@ only when a GGUF file is read.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import tempfile
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 from harness.models.configs import (AttentionType, GemmaConfig,
                                     default_attention_types)
 from harness.models.tokenizer import Tokenizer
+from harness.models.weights import Checkpoint, Pretrained, load_checkpoint
 
 GGUF_SUFFIX = ".gguf"
 # The optional package (extra `model`) shipping Gemma 3 270M as Q4_K_M GGUF.
@@ -139,21 +139,6 @@ def hf_tensor_name(gguf_name: str) -> str:
 def is_norm(gguf_name: str) -> bool:
   """True for RMSNorm weights, which llama.cpp stores as 1 + w."""
   return gguf_name.endswith("norm.weight")
-
-
-@dataclasses.dataclass(frozen=True)
-class GGUFContents:
-  """Everything `load_gguf` reads from one file.
-
-  Attributes:
-    config: the Gemma architecture.
-    tensors: Hugging Face name -> float32 array in the torch layout (norm
-      weights already converted to the `(1 + w)` convention's w).
-    tokenizer_proto: the serialized SentencePiece model.
-  """
-  config: GemmaConfig
-  tensors: dict[str, np.ndarray]
-  tokenizer_proto: bytes
 
 
 class _Metadata:
@@ -285,34 +270,6 @@ def sentencepiece_proto(meta: _Metadata, path: str) -> bytes:
   return proto.SerializeToString()
 
 
-def read_gguf(path: str | os.PathLike) -> GGUFContents:
-  """Reads and dequantises a Gemma 3 GGUF file (see `GGUFContents`).
-
-  Raises:
-    FileNotFoundError: no such file.
-    ValueError: an unsupported architecture or tokenizer.
-    KeyError: a missing metadata field or an unknown tensor name.
-  """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"missing GGUF file: {path}")
-  gguf = _import_gguf()
-  reader = gguf.GGUFReader(path)
-  meta = _Metadata(reader, path)
-  tensors = {}
-  for tensor in reader.tensors:
-    x = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-    x = np.asarray(x, np.float32)
-    if is_norm(tensor.name):
-      x = x - 1.0
-    tensors[hf_tensor_name(tensor.name)] = x
-  embed = tensors.get("model.embed_tokens.weight")
-  if embed is None:
-    raise KeyError(f"{path}: missing GGUF tensor 'token_embd.weight'")
-  config = _config(meta, embed.shape[0], path)
-  return GGUFContents(config, tensors, sentencepiece_proto(meta, path))
-
-
 def tokenizer_from_proto(proto: bytes) -> Tokenizer:
   """A `Tokenizer` of a serialized SentencePiece model (via a temp file)."""
   with tempfile.TemporaryDirectory() as tmp:
@@ -322,41 +279,72 @@ def tokenizer_from_proto(proto: bytes) -> Tokenizer:
     return Tokenizer(file)
 
 
-class _DictTensors:
-  """The `get`/`names` interface of `loading._Tensors` over a dict."""
+class GGUFTensors:
+  """The tensors of a GGUF file by Hugging Face name (`weights.TensorSource`).
 
-  def __init__(self, tensors: dict[str, np.ndarray], path: str):
-    self._tensors = tensors
+  The file is memory-mapped; each tensor is dequantised to float32 only when
+  asked for, and norm weights are converted from llama.cpp's `1 + w`.
+  """
+
+  def __init__(self, reader, path: str):
+    self._gguf = _import_gguf()
     self._path = path
+    self._tensors = {hf_tensor_name(t.name): t for t in reader.tensors}
 
   def names(self) -> set[str]:
     return set(self._tensors)
 
-  def get(self, name: str) -> np.ndarray:
+  def shape(self, name: str) -> tuple[int, ...]:
+    """A tensor's shape in the torch layout (nothing is dequantised)."""
+    return tuple(int(n) for n in reversed(self._require(name).shape))
+
+  def _require(self, name: str):
     if name not in self._tensors:
       raise KeyError(f"GGUF file {self._path} has no tensor for {name!r}")
     return self._tensors[name]
 
+  def get(self, name: str) -> np.ndarray:
+    tensor = self._require(name)
+    x = np.asarray(self._gguf.quants.dequantize(tensor.data,
+                                                tensor.tensor_type),
+                   np.float32)
+    return x - 1.0 if is_norm(tensor.name) else x
 
-def load_gguf(path: str | os.PathLike, dtype=jnp.float32):
+
+def open_gguf(path: str | os.PathLike) -> Checkpoint:
+  """Opens a Gemma 3 GGUF file (metadata, tokenizer, tensor index).
+
+  Args:
+    path: the `.gguf` file, or a directory holding exactly one.
+
+  Returns:
+    A `weights.Checkpoint` whose tensors are read on demand; the tokenizer
+    is always present.
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: an unsupported architecture or tokenizer.
+    KeyError: a missing metadata field or an unknown tensor name.
+  """
+  file = find_gguf(path)
+  if file is None:
+    raise FileNotFoundError(f"missing GGUF file: {os.fspath(path)}")
+  reader = _import_gguf().GGUFReader(file)
+  meta = _Metadata(reader, file)
+  tensors = GGUFTensors(reader, file)
+  if "model.embed_tokens.weight" not in tensors.names():
+    raise KeyError(f"{file}: missing GGUF tensor 'token_embd.weight'")
+  config = _config(meta, tensors.shape("model.embed_tokens.weight")[0], file)
+  tokenizer = tokenizer_from_proto(sentencepiece_proto(meta, file))
+  return Checkpoint(file, config, tensors, tokenizer)
+
+
+def load_gguf(path: str | os.PathLike, dtype=None, **kwargs) -> Pretrained:
   """Loads a Gemma 3 GGUF file as `Pretrained(model, params, tokenizer)`.
 
   Args:
     path: the `.gguf` file, or a directory holding exactly one.
-    dtype: parameter dtype (weights are dequantised to float32 first).
-
-  Returns:
-    `harness.models.loading.Pretrained`; the tokenizer is always present.
+    dtype: parameter dtype; None: float32 (weights are dequantised).
+    **kwargs: `mesh`, `replicate`, `on_tensor` of `weights.load_checkpoint`.
   """
-  # Imported here: loading.py dispatches to this module.
-  from harness.models import loading  # pylint: disable=import-outside-toplevel
-  from harness.models.gemma import Gemma  # pylint: disable=import-outside-toplevel
-  file = find_gguf(path)
-  if file is None:
-    raise FileNotFoundError(f"no {GGUF_SUFFIX} file at {os.fspath(path)}")
-  contents = read_gguf(file)
-  params = loading._load_params(  # pylint: disable=protected-access
-      _DictTensors(contents.tensors, file), contents.config, dtype)
-  tokenizer = tokenizer_from_proto(contents.tokenizer_proto)
-  model = Gemma(contents.config, params, tokenizer.id)
-  return loading.Pretrained(model, params, tokenizer)
+  return load_checkpoint(open_gguf(path), dtype, **kwargs)

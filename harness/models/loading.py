@@ -1,195 +1,55 @@
 """Reads and writes Hugging-Face-format checkpoint directories.
 
-A directory holds `config.json`, the weights as `model.safetensors` or as
-shards listed by `model.safetensors.index.json`, and the SentencePiece model
-(`spiece.model` for T5, `tokenizer.model` for Gemma). Supported
-`model_type`s: "t5" (v1.1 gated-GELU, or v1.0 ReLU), "gemma2", "gemma3_text".
+A directory holds `config.json`, the SentencePiece model (`spiece.model` for
+T5, `tokenizer.model` for Gemma) and the weights in one of the forms Hugging
+Face publishes, tried in this order:
 
-One table per architecture (:func:`weight_specs`) maps each Hugging Face
-tensor name to a path in our param tree and a layout conversion; loading and
-saving both read it, so they cannot drift apart.
+* `model.safetensors.index.json` and the safetensors shards it lists;
+* `model.safetensors`;
+* `pytorch_model.bin.index.json` and its shards, or `pytorch_model.bin`
+  (read through torch, memory-mapped, when torch is installed);
+* `flax_model.msgpack` (`flax.serialization`; the format has no index, so
+  the file is read whole).
+
+A `.gguf` file (or a directory holding one) is read by
+`harness.models.gguf`. Supported `model_type`s: "t5" (v1.1 gated-GELU, or
+v1.0 ReLU), "gemma2", "gemma3_text". Tensor names and layouts come from the
+one table of `harness.models.weights`, for every format.
+
+Weights go straight to their target devices, tensor by tensor
+(`weights.load_params`): pass a mesh to `load_pretrained` and no device ever
+holds more than its share.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import os
-from typing import Any, NamedTuple
+from typing import Any
 
-import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import numpy as np
 import safetensors
 import safetensors.numpy
 
+from harness.models import gguf
 from harness.models.configs import AttentionType, GemmaConfig, T5Config
-from harness.models.gemma import Gemma, init_gemma_params
-from harness.models.t5 import T5, init_t5_params
+from harness.models.gemma import Gemma
+from harness.models.t5 import T5
 from harness.models.tokenizer import Tokenizer
+from harness.models.weights import (Checkpoint, Pretrained, TensorHook,
+                                    get_path, load_checkpoint, to_hf,
+                                    weight_specs)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+TORCH_FILE = "pytorch_model.bin"
+TORCH_INDEX_FILE = "pytorch_model.bin.index.json"
+FLAX_FILE = "flax_model.msgpack"
 TOKENIZER_FILES = {"t5": "spiece.model", "gemma": "tokenizer.model"}
 GEMMA_TYPES = {"gemma2": 2, "gemma3_text": 3}
-
-
-class Layout(enum.Enum):
-  """How a torch tensor maps to ours (torch `Linear.weight` is [out, in])."""
-  COPY = "copy"  # same shape
-  TRANSPOSE = "transpose"  # [out, in] <-> [in, out]
-  SPLIT_OUT = "split_out"  # [H*K, D] <-> [D, H, K] (q, k, v projections)
-  SPLIT_IN = "split_in"  # [D, H*K] <-> [H, K, D] (output projection)
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightSpec:
-  """One checkpoint tensor.
-
-  Attributes:
-    hf_name: tensor name in the safetensors files.
-    path: keys (str) and list indices (int) into our param tree.
-    layout: conversion between the two layouts.
-  """
-  hf_name: str
-  path: tuple[str | int, ...]
-  layout: Layout
-
-
-class Pretrained(NamedTuple):
-  """What `load_pretrained` returns.
-
-  Attributes:
-    model: the model (a pytree that already carries `params`).
-    params: the same param tree as `model.params`, for convenience.
-    tokenizer: the SentencePiece tokenizer, or None if not required and
-      absent.
-  """
-  model: T5 | Gemma
-  params: Any
-  tokenizer: Tokenizer | None
-
-
-# --- layouts ------------------------------------------------------------------
-def to_ours(x: np.ndarray, layout: Layout, shape: tuple[int, ...]) -> np.ndarray:
-  """Converts a torch-layout array to our layout of the given shape."""
-  if layout == Layout.COPY:
-    return x
-  # SPLIT_OUT: [H*K, D] -> [D, H*K] -> [D, H, K];
-  # SPLIT_IN: [D, H*K] -> [H*K, D] -> [H, K, D]; TRANSPOSE: [out, in] -> [in, out]
-  return x.T.reshape(shape)
-
-
-def to_hf(x: np.ndarray, layout: Layout) -> np.ndarray:
-  """Converts one of our arrays to the torch layout."""
-  if layout == Layout.COPY:
-    return x
-  if layout == Layout.SPLIT_OUT:
-    # [D, H, K] -> [D, H*K] -> [H*K, D]
-    return x.reshape(x.shape[0], -1).T
-  if layout == Layout.SPLIT_IN:
-    # [H, K, D] -> [H*K, D] -> [D, H*K]
-    return x.reshape(-1, x.shape[-1]).T
-  return x.T
-
-
-def hf_shape(shape: tuple[int, ...], layout: Layout) -> tuple[int, ...]:
-  """The torch-layout shape of one of our shapes."""
-  if layout == Layout.COPY:
-    return shape
-  if layout == Layout.SPLIT_OUT:
-    return (shape[1] * shape[2], shape[0])
-  if layout == Layout.SPLIT_IN:
-    return (shape[2], shape[0] * shape[1])
-  return shape[::-1]
-
-
-# --- name tables --------------------------------------------------------------
-def _t5_attention(prefix: str, path: tuple, name: str) -> list[WeightSpec]:
-  return [WeightSpec(f"{prefix}.{name}.{w}.weight", path + (w,),
-                     Layout.SPLIT_IN if w == "o" else Layout.SPLIT_OUT)
-          for w in ("q", "k", "v", "o")]
-
-
-def _t5_mlp(prefix: str, path: tuple, c: T5Config) -> list[WeightSpec]:
-  names = ("wi_0", "wi_1", "wo") if c.gated_act == "gelu_tanh" else ("wi", "wo")
-  return [WeightSpec(f"{prefix}.DenseReluDense.{w}.weight", path + (w,),
-                     Layout.TRANSPOSE) for w in names]
-
-
-def _t5_stack(stack: str, c: T5Config, num_layers: int) -> list[WeightSpec]:
-  """Specs of the encoder or decoder stack."""
-  specs = [
-      WeightSpec(f"{stack}.block.0.layer.0.SelfAttention."
-                 "relative_attention_bias.weight", (stack, "rel_bias"),
-                 Layout.COPY),
-      WeightSpec(f"{stack}.final_layer_norm.weight", (stack, "final_norm"),
-                 Layout.COPY),
-  ]
-  for i in range(num_layers):
-    blk, path = f"{stack}.block.{i}", (stack, "layers", i)
-    specs.append(WeightSpec(f"{blk}.layer.0.layer_norm.weight",
-                            path + ("self_attn_norm",), Layout.COPY))
-    specs += _t5_attention(f"{blk}.layer.0", path + ("self_attn",),
-                           "SelfAttention")
-    mlp_index = 1
-    if stack == "decoder":
-      specs.append(WeightSpec(f"{blk}.layer.1.layer_norm.weight",
-                              path + ("cross_attn_norm",), Layout.COPY))
-      specs += _t5_attention(f"{blk}.layer.1", path + ("cross_attn",),
-                             "EncDecAttention")
-      mlp_index = 2
-    specs.append(WeightSpec(f"{blk}.layer.{mlp_index}.layer_norm.weight",
-                            path + ("mlp_norm",), Layout.COPY))
-    specs += _t5_mlp(f"{blk}.layer.{mlp_index}", path + ("mlp",), c)
-  return specs
-
-
-def _t5_specs(c: T5Config) -> list[WeightSpec]:
-  specs = [WeightSpec("shared.weight", ("embed",), Layout.COPY)]
-  if not c.tie_embeddings:
-    specs.append(WeightSpec("lm_head.weight", ("lm_head",), Layout.TRANSPOSE))
-  return (specs + _t5_stack("encoder", c, c.num_encoder_layers)
-          + _t5_stack("decoder", c, c.num_decoder_layers))
-
-
-def _gemma_layer(i: int, c: GemmaConfig) -> list[WeightSpec]:
-  pre, path = f"model.layers.{i}", ("layers", i)
-  norms = {"input_layernorm": "pre_attn_norm",
-           "post_attention_layernorm": "post_attn_norm",
-           "pre_feedforward_layernorm": "pre_mlp_norm",
-           "post_feedforward_layernorm": "post_mlp_norm"}
-  specs = [WeightSpec(f"{pre}.{hf}.weight", path + (ours,), Layout.COPY)
-           for hf, ours in norms.items()]
-  for w in ("q", "k", "v", "o"):
-    specs.append(WeightSpec(f"{pre}.self_attn.{w}_proj.weight",
-                            path + ("attn", w),
-                            Layout.SPLIT_IN if w == "o" else Layout.SPLIT_OUT))
-  if c.use_qk_norm:
-    for w in ("q_norm", "k_norm"):
-      specs.append(WeightSpec(f"{pre}.self_attn.{w}.weight",
-                              path + ("attn", w), Layout.COPY))
-  for w in ("gate", "up", "down"):
-    specs.append(WeightSpec(f"{pre}.mlp.{w}_proj.weight", path + ("mlp", w),
-                            Layout.TRANSPOSE))
-  return specs
-
-
-def _gemma_specs(c: GemmaConfig) -> list[WeightSpec]:
-  specs = [WeightSpec("model.embed_tokens.weight", ("embed",), Layout.COPY),
-           WeightSpec("model.norm.weight", ("final_norm",), Layout.COPY)]
-  for i in range(c.num_layers):
-    specs += _gemma_layer(i, c)
-  return specs
-
-
-def weight_specs(config: T5Config | GemmaConfig) -> list[WeightSpec]:
-  """Every checkpoint tensor of an architecture."""
-  if isinstance(config, T5Config):
-    return _t5_specs(config)
-  return _gemma_specs(config)
 
 
 # --- configs ------------------------------------------------------------------
@@ -305,69 +165,165 @@ def _hf_gemma_config(c: GemmaConfig) -> dict:
   }
 
 
-# --- files --------------------------------------------------------------------
+# --- tensor sources ---------------------------------------------------------
 def _require(path: str, what: str) -> str:
   if not os.path.exists(path):
     raise FileNotFoundError(f"missing {what}: {path}")
   return path
 
 
-class _Tensors:
-  """Lazy access to the tensors of one or more safetensors files."""
+class _ShardedFiles:
+  """Tensors spread over files: a weight map (name -> file) and an opener.
 
-  def __init__(self, directory: str):
-    index = os.path.join(directory, WEIGHTS_INDEX_FILE)
-    if os.path.exists(index):
-      weight_map = _read_json(index)["weight_map"]
-    else:
-      _require(os.path.join(directory, WEIGHTS_FILE),
-               f"weights ({WEIGHTS_FILE} or {WEIGHTS_INDEX_FILE})")
-      with _safe_open(os.path.join(directory, WEIGHTS_FILE)) as f:
-        weight_map = {k: WEIGHTS_FILE for k in f.keys()}
+  Files are opened on first use; each subclass reads one tensor at a time.
+  """
+
+  def __init__(self, directory: str, weight_map: dict[str, str]):
     self._dir = directory
     self._map = weight_map
-    self._open = {}
+    self._open: dict[str, Any] = {}
 
   def names(self) -> set[str]:
     return set(self._map)
 
-  def get(self, name: str) -> np.ndarray:
+  def _file(self, name: str):
     if name not in self._map:
       raise KeyError(f"checkpoint {self._dir} has no tensor {name!r}")
     file = self._map[name]
     if file not in self._open:
-      self._open[file] = _safe_open(
+      self._open[file] = self._open_file(
           _require(os.path.join(self._dir, file), "weights shard"))
-    return self._open[file].get_tensor(name)
+    return self._open[file]
+
+  def _open_file(self, path: str):
+    raise NotImplementedError
 
 
-def _set_path(tree, path: tuple, value) -> None:
-  for key in path[:-1]:
-    tree = tree[key]
-  tree[path[-1]] = value
+class SafetensorsTensors(_ShardedFiles):
+  """`model.safetensors`, or the shards of `model.safetensors.index.json`."""
+
+  def __init__(self, directory: str, index: str | None):
+    if index is None:
+      with _safe_open(os.path.join(directory, WEIGHTS_FILE)) as f:
+        weight_map = {k: WEIGHTS_FILE for k in f.keys()}
+    else:
+      weight_map = _weight_map(os.path.join(directory, index))
+    super().__init__(directory, weight_map)
+
+  def _open_file(self, path: str):
+    return _safe_open(path)
+
+  def get(self, name: str) -> np.ndarray:
+    return self._file(name).get_tensor(name)
 
 
-def _get_path(tree, path: tuple):
-  for key in path:
-    tree = tree[key]
-  return tree
+def _import_torch():
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise ImportError(f"reading {TORCH_FILE} needs torch (pip install torch), "
+                      "or convert the checkpoint to safetensors") from None
+  return torch
 
 
-def _load_params(tensors: _Tensors, config, dtype) -> Any:
-  """Fills a param tree of `config`'s shapes from checkpoint tensors."""
-  init = init_t5_params if isinstance(config, T5Config) else init_gemma_params
-  shapes = jax.eval_shape(lambda: init(jax.random.PRNGKey(0), config))
-  params = jax.tree.map(lambda _: None, shapes)
-  for spec in weight_specs(config):
-    shape = tuple(_get_path(shapes, spec.path).shape)
-    x = tensors.get(spec.hf_name)
-    want = hf_shape(shape, spec.layout)
-    if tuple(x.shape) != want:
-      raise ValueError(f"tensor {spec.hf_name} has shape {tuple(x.shape)}, "
-                       f"expected {want}")
-    x = to_ours(x, spec.layout, shape)
-    _set_path(params, spec.path, jnp.asarray(x, dtype))
-  return params
+class TorchTensors(_ShardedFiles):
+  """`pytorch_model.bin`, or the shards of `pytorch_model.bin.index.json`.
+
+  Each file is memory-mapped (`torch.load(mmap=True)`), so a tensor's bytes
+  are read only when it is converted.
+  """
+
+  def __init__(self, directory: str, index: str | None):
+    self._torch = _import_torch()
+    if index is not None:
+      super().__init__(directory, _weight_map(os.path.join(directory, index)))
+      return
+    state = self._open_file(os.path.join(directory, TORCH_FILE))
+    super().__init__(directory, {k: TORCH_FILE for k in state})
+    self._open[TORCH_FILE] = state
+
+  def _open_file(self, path: str):
+    try:
+      return self._torch.load(path, map_location="cpu", mmap=True,
+                              weights_only=True)
+    except Exception as err:  # pylint: disable=broad-except
+      raise ValueError(f"{path}: unreadable torch checkpoint ({err})") from None
+
+  def get(self, name: str) -> np.ndarray:
+    tensor = self._file(name)[name].detach()
+    if tensor.dtype == self._torch.bfloat16:
+      # numpy has no bfloat16; reinterpret the bits as ml_dtypes' bfloat16.
+      return tensor.view(self._torch.int16).numpy().view(jnp.bfloat16)
+    return tensor.numpy()
+
+
+class FlaxTensors:
+  """`flax_model.msgpack` (the Hugging Face Flax format).
+
+  Flax names a Dense weight `kernel` ([in, out], the transpose of torch's
+  `weight`), an embedding table `embedding` and a norm scale `weight`; this
+  maps them back to the torch names and layout of `weights.weight_specs`.
+  The msgpack format has no index, so the whole file is read at once.
+  """
+
+  def __init__(self, file: str):
+    from flax import serialization  # pylint: disable=import-outside-toplevel
+    with open(file, "rb") as f:
+      try:
+        tree = serialization.msgpack_restore(f.read())
+      except Exception as err:  # pylint: disable=broad-except
+        raise ValueError(f"{file}: unreadable Flax msgpack ({err})") from None
+    self._file = file
+    self._tensors: dict[str, tuple[np.ndarray, bool]] = {}
+    self._collect(tree, ())
+
+  def _collect(self, tree, path: tuple[str, ...]) -> None:
+    if isinstance(tree, dict):
+      for key, value in tree.items():
+        self._collect(value, path + (str(key),))
+      return
+    *prefix, leaf = path
+    name = ".".join(prefix + ["weight"])
+    self._tensors[name] = (np.asarray(tree), leaf == "kernel")
+
+  def names(self) -> set[str]:
+    return set(self._tensors)
+
+  def get(self, name: str) -> np.ndarray:
+    if name not in self._tensors:
+      raise KeyError(f"checkpoint {self._file} has no tensor {name!r}")
+    x, kernel = self._tensors[name]
+    return x.T if kernel else x
+
+
+def _weight_map(index_file: str) -> dict[str, str]:
+  weight_map = _read_json(index_file).get("weight_map")
+  if not isinstance(weight_map, dict):
+    raise ValueError(f"{index_file}: no 'weight_map' object")
+  return weight_map
+
+
+def tensor_source(directory: str):
+  """The weights of a Hugging Face directory (module docstring's order).
+
+  Raises:
+    FileNotFoundError: none of the known weight files is present.
+  """
+  def has(name):
+    return os.path.exists(os.path.join(directory, name))
+  if has(WEIGHTS_INDEX_FILE):
+    return SafetensorsTensors(directory, WEIGHTS_INDEX_FILE)
+  if has(WEIGHTS_FILE):
+    return SafetensorsTensors(directory, None)
+  if has(TORCH_INDEX_FILE):
+    return TorchTensors(directory, TORCH_INDEX_FILE)
+  if has(TORCH_FILE):
+    return TorchTensors(directory, None)
+  if has(FLAX_FILE):
+    return FlaxTensors(os.path.join(directory, FLAX_FILE))
+  raise FileNotFoundError(
+      f"missing weights ({WEIGHTS_FILE}, {WEIGHTS_INDEX_FILE}, {TORCH_FILE}, "
+      f"{TORCH_INDEX_FILE} or {FLAX_FILE}): {directory}")
 
 
 def _read_config(directory: str) -> dict:
@@ -394,19 +350,59 @@ def _safe_open(path: str):
     raise ValueError(f"{path}: corrupt safetensors file ({err})") from None
 
 
-def load_pretrained(path: str | os.PathLike, dtype=jnp.float32,
-                    require_tokenizer: bool = True) -> Pretrained:
-  """Loads a Hugging-Face-format T5 v1.1 / Gemma 2 / Gemma 3 directory.
+# --- loading ------------------------------------------------------------------
+def open_checkpoint(path: str | os.PathLike,
+                    require_tokenizer: bool = True) -> Checkpoint:
+  """Opens a checkpoint (config, tokenizer, tensor index) without reading
+  any weight; `weights.load_checkpoint` reads them.
 
-  A `.gguf` file, or a directory without `config.json` that holds one, is
-  read as a Gemma 3 GGUF file instead (`harness.models.gguf`; needs the
-  optional `gguf` package).
+  Args:
+    path: a Hugging Face directory, or a GGUF file or a directory holding
+      one; a leading ~ is expanded.
+    require_tokenizer: raise if the SentencePiece file is missing.
+
+  Raises:
+    FileNotFoundError: a missing directory, config, weights or tokenizer.
+    ValueError: an unknown architecture.
+  """
+  path = os.path.expanduser(os.fspath(path))
+  if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+    if gguf.find_gguf(path) is not None:
+      return gguf.open_gguf(path)
+  cfg = _read_config(path)
+  model_type = cfg.get("model_type")
+  if model_type not in ("t5", *GEMMA_TYPES):
+    raise ValueError(f"unknown architecture {model_type!r} in {path}/"
+                     f"{CONFIG_FILE}; supported: t5, gemma2, gemma3_text")
+  tensors = tensor_source(path)
+  if model_type == "t5":
+    config, family = _t5_config(cfg, tensors.names()), "t5"
+  else:
+    config, family = _gemma_config(cfg, GEMMA_TYPES[model_type]), "gemma"
+  tok_file = os.path.join(path, TOKENIZER_FILES[family])
+  tokenizer = None
+  if require_tokenizer or os.path.exists(tok_file):
+    tokenizer = Tokenizer(_require(tok_file, "tokenizer"))
+  return Checkpoint(path, config, tensors, tokenizer)
+
+
+def load_pretrained(path: str | os.PathLike, dtype=None,
+                    require_tokenizer: bool = True, *,
+                    mesh: Mesh | None = None, replicate: bool = False,
+                    on_tensor: TensorHook | None = None) -> Pretrained:
+  """Loads a T5 v1.1 / Gemma 2 / Gemma 3 checkpoint (module docstring).
 
   Args:
     path: the checkpoint directory (or GGUF file); a leading ~ is expanded.
-    dtype: parameter dtype (jnp.float32 or jnp.bfloat16).
+    dtype: parameter dtype (e.g. jnp.bfloat16); None keeps the stored dtype
+      (float32 for GGUF, whose weights are dequantised).
     require_tokenizer: raise if the SentencePiece file is missing (else the
       tokenizer is None and the model's tokenizer id is "untokenized").
+    mesh: load each tensor straight onto this mesh: split over its model
+      axis (the model carries the mesh), or copied to every device with
+      `replicate`. None: the default device.
+    replicate: see `mesh`.
+    on_tensor: called after each tensor is placed (`weights.load_params`).
 
   Returns:
     `Pretrained(model, params, tokenizer)`; `model.params is params`.
@@ -416,37 +412,26 @@ def load_pretrained(path: str | os.PathLike, dtype=jnp.float32,
     ValueError: an unknown architecture or a tensor of the wrong shape.
     KeyError: a tensor missing from the checkpoint.
   """
-  path = os.path.expanduser(os.fspath(path))
-  if not os.path.exists(os.path.join(path, CONFIG_FILE)):
-    from harness.models import gguf  # pylint: disable=import-outside-toplevel
-    if gguf.find_gguf(path) is not None:
-      return gguf.load_gguf(path, dtype)
-  cfg = _read_config(path)
-  model_type = cfg.get("model_type")
-  if model_type not in ("t5", *GEMMA_TYPES):
-    raise ValueError(f"unknown architecture {model_type!r} in {path}/"
-                     f"{CONFIG_FILE}; supported: t5, gemma2, gemma3_text")
-  tensors = _Tensors(path)
-  if model_type == "t5":
-    config, cls, family = _t5_config(cfg, tensors.names()), T5, "t5"
-  else:
-    config = _gemma_config(cfg, GEMMA_TYPES[model_type])
-    cls, family = Gemma, "gemma"
-  params = _load_params(tensors, config, dtype)
-  tok_file = os.path.join(path, TOKENIZER_FILES[family])
-  tokenizer = None
-  if require_tokenizer or os.path.exists(tok_file):
-    tokenizer = Tokenizer(_require(tok_file, "tokenizer"))
-  model = cls(config, params, tokenizer.id if tokenizer else "untokenized")
-  return Pretrained(model, params, tokenizer)
+  return load_checkpoint(open_checkpoint(path, require_tokenizer), dtype,
+                         mesh, replicate, on_tensor)
 
 
 def save_pretrained(model: T5 | Gemma, path: str | os.PathLike,
-                    tokenizer: Tokenizer | None = None) -> None:
+                    tokenizer: Tokenizer | None = None,
+                    max_shard_bytes: int | None = None) -> None:
   """Writes `model` as a Hugging-Face-format directory `load_pretrained` reads.
 
   Weights are saved in their current dtype; transformers can load the result
   too (T5ForConditionalGeneration, Gemma2ForCausalLM, Gemma3ForCausalLM).
+
+  Args:
+    model: the model.
+    path: the directory (created if needed).
+    tokenizer: saved beside the weights when given.
+    max_shard_bytes: None: one `model.safetensors`. Else shards of at most
+      this many bytes (a larger tensor gets a shard of its own) named
+      `model-0000i-of-0000n.safetensors`, listed by
+      `model.safetensors.index.json`, as transformers writes them.
   """
   path = os.fspath(path)
   os.makedirs(path, exist_ok=True)
@@ -457,11 +442,37 @@ def save_pretrained(model: T5 | Gemma, path: str | os.PathLike,
     json.dump(cfg, f, indent=2)
   tensors = {
       spec.hf_name: np.ascontiguousarray(to_hf(
-          np.asarray(_get_path(model.params, spec.path)), spec.layout))
+          np.asarray(get_path(model.params, spec.path)), spec.layout))
       for spec in weight_specs(model.config)}
-  safetensors.numpy.save_file(tensors, os.path.join(path, WEIGHTS_FILE),
-                              metadata={"format": "pt"})
+  if max_shard_bytes is None:
+    safetensors.numpy.save_file(tensors, os.path.join(path, WEIGHTS_FILE),
+                                metadata={"format": "pt"})
+  else:
+    _save_shards(tensors, path, max_shard_bytes)
   if tokenizer is not None:
     name = TOKENIZER_FILES["t5" if is_t5 else "gemma"]
     with open(os.path.join(path, name), "wb") as f:
       f.write(tokenizer.serialized)
+
+
+def _save_shards(tensors: dict[str, np.ndarray], path: str,
+                 max_shard_bytes: int) -> None:
+  """Greedy shards of at most `max_shard_bytes`, plus their index."""
+  shards: list[dict[str, np.ndarray]] = [{}]
+  size = 0
+  for name, x in tensors.items():
+    if shards[-1] and size + x.nbytes > max_shard_bytes:
+      shards.append({})
+      size = 0
+    shards[-1][name] = x
+    size += x.nbytes
+  weight_map = {}
+  for i, shard in enumerate(shards):
+    file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+    safetensors.numpy.save_file(shard, os.path.join(path, file),
+                                metadata={"format": "pt"})
+    weight_map.update({name: file for name in shard})
+  total = sum(x.nbytes for x in tensors.values())
+  with open(os.path.join(path, WEIGHTS_INDEX_FILE), "w") as f:
+    json.dump({"metadata": {"total_size": total}, "weight_map": weight_map},
+              f, indent=2)

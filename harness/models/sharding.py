@@ -48,13 +48,18 @@ def _spec(name: str, shape: tuple[int, ...], axis_size: int) -> PartitionSpec:
   return PartitionSpec(*spec)
 
 
+def partition_specs(params, axis_size: int):
+  """A pytree of `PartitionSpec`s matching `params` (T5 or Gemma layout;
+  arrays or `jax.ShapeDtypeStruct`s) for a model axis of `axis_size`."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: _spec(_leaf_name(path), x.shape, axis_size), params)
+
+
 def param_partition_specs(params, mesh: Mesh):
-  """A pytree of `PartitionSpec`s matching `params` (T5 or Gemma layout)."""
+  """`partition_specs` for `mesh`'s model axis."""
   if M not in mesh.axis_names:
     raise ValueError(f"mesh axes {mesh.axis_names} lack {M!r}")
-  size = mesh.shape[M]
-  return jax.tree_util.tree_map_with_path(
-      lambda path, x: _spec(_leaf_name(path), x.shape, size), params)
+  return partition_specs(params, mesh.shape[M])
 
 
 def auto_mesh(mesh: Mesh) -> Mesh:

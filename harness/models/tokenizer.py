@@ -69,3 +69,15 @@ def check_same_tokenizer(drafter, verifier) -> None:
   if a != b:
     raise ValueError(
         f"drafter and verifier tokenizers differ: {a!r} vs {b!r}")
+
+
+def check_same_vocabulary(drafter, verifier, drafter_name: str = "drafter",
+                          verifier_name: str = "verifier") -> None:
+  """Raises ValueError, in one line naming both, unless two models (or
+  opened checkpoints) agree on vocabulary size and tokenizer identity."""
+  a = (drafter.vocab_size, drafter.tokenizer_id)
+  b = (verifier.vocab_size, verifier.tokenizer_id)
+  if a != b:
+    raise ValueError(
+        f"drafter {drafter_name} and verifier {verifier_name} do not share a "
+        f"vocabulary: vocab_size {a[0]} vs {b[0]}, tokenizer {a[1]} vs {b[1]}")

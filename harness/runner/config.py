@@ -95,15 +95,16 @@ class ModelPair:
   dtype: DType = DType.FLOAT32
   drafter_size: Optional[str] = None
   verifier_size: Optional[str] = None
-  model_parallel: int = 1
+  model_parallel: int | str = "auto"
   model_seed: int = 0
   extra_drafters: tuple[str, ...] = ()
   bigram_table: Optional[str] = None
 
   def __post_init__(self):
     object.__setattr__(self, "extra_drafters", tuple(self.extra_drafters))
-    _check(self.model_parallel >= 1, "model_parallel", self.model_parallel,
-           "must be ≥ 1")
+    _check(self.model_parallel == "auto" or (
+        isinstance(self.model_parallel, int) and self.model_parallel >= 1),
+           "model_parallel", self.model_parallel, 'must be ≥ 1 or "auto"')
     for name in ("drafter", "verifier"):
       _check(bool(getattr(self, name)), name, getattr(self, name),
              "must be a non-empty path or size name")
@@ -290,8 +291,12 @@ def _coerce(hint: Any, value: Any, field: str) -> Any:
 def _coerce_union(args: tuple, value: Any, field: str) -> Any:
   if value is None and type(None) in args:
     return None
-  (inner,) = [a for a in args if a is not type(None)]
-  return _coerce(inner, value, field)
+  inner = [a for a in args if a is not type(None)]
+  if len(inner) > 1:  # e.g. int | str: __post_init__ checks the value
+    _check(isinstance(value, tuple(inner)), field, value,
+           f"expected one of {[a.__name__ for a in inner]}")
+    return value
+  return _coerce(inner[0], value, field)
 
 
 def _coerce_tuple(args: tuple, value: Any, field: str) -> Any:

@@ -4,7 +4,11 @@ Random pairs (``PairKind.RANDOM``) are built in memory from a size name in
 :data:`RANDOM_SIZES` (or any ``harness.models.get_config`` name) with a tiny
 SentencePiece vocabulary trained, single-threaded and so deterministically,
 on the first lines of the bundled Multi30k training text. Checkpoint pairs
-are Hugging-Face-format directories (``harness.models.load_pretrained``).
+are Hugging-Face-format directories or GGUF files
+(``harness.models.open_checkpoint``): their vocabularies are checked before
+any weight is read, then every tensor is loaded straight into its place on
+the mesh (``ModelPair.model_parallel``, "auto" by default:
+``harness.models.devices.choose_model_parallel``).
 
 Prompts (``encode_prompt``):
 
@@ -28,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from harness import models
+from harness.models import devices, sharding, weights
 from harness.models import testing as model_testing
 from harness.runner import config as cfg
 
@@ -165,32 +170,44 @@ def resolve(path: str) -> str:
   return candidate if os.path.exists(candidate) else path
 
 
-def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
-  dtype = _DTYPES[pair.dtype]
-  small = models.load_pretrained(resolve(pair.drafter), dtype)
-  large = models.load_pretrained(resolve(pair.verifier), dtype)
-  models.check_same_tokenizer(small.model, large.model)
-  extra = tuple(models.load_pretrained(resolve(path), dtype).model
-                for path in pair.extra_drafters)
-  for model in extra:
-    models.check_same_tokenizer(model, large.model)
-  return LoadedPair(drafter=small.model, verifier=large.model,
-                    tokenizer=large.tokenizer,
-                    encoder_decoder=isinstance(large.model, models.T5),
-                    extra_drafters=extra, bigram_table=pair.bigram_table)
-
-
-def _place(loaded: LoadedPair, model_parallel: int) -> LoadedPair:
-  """Splits the verifier over ``model_parallel`` chips, replicates drafter."""
+def _mesh(model_parallel: int) -> jax.sharding.Mesh | None:
+  """A ("data", "model") mesh over every device, or None for one chip."""
   if model_parallel == 1:
-    return loaded
-  from harness.models import sharding  # pylint: disable=g-import-not-at-top
-  num = jax.device_count()
-  if num % model_parallel:
-    raise ValueError(f"model_parallel={model_parallel} does not divide the "
-                     f"{num} devices")
-  mesh = jax.make_mesh((num // model_parallel, model_parallel),
+    return None
+  return jax.make_mesh((jax.device_count() // model_parallel, model_parallel),
                        ("data", sharding.MODEL_AXIS))
+
+
+def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
+  """Opens every checkpoint and checks the vocabularies before reading any
+  weight, then loads each tensor straight onto its devices: the verifier
+  split over the model axis, the drafters replicated."""
+  dtype = _DTYPES[pair.dtype]
+  paths = [resolve(p) for p in (pair.drafter, *pair.extra_drafters)]
+  drafters = [models.open_checkpoint(p) for p in paths]
+  large = models.open_checkpoint(resolve(pair.verifier))
+  for path, small in zip(paths, drafters):
+    models.check_same_vocabulary(small, large, path, large.path)
+  mesh = _mesh(devices.present_model_parallel(
+      pair.model_parallel, large.config, [d.config for d in drafters], dtype))
+  verifier = weights.load_checkpoint(large, dtype, mesh)
+  small, *extra = [weights.load_checkpoint(d, dtype, mesh, replicate=True)
+                   for d in drafters]
+  return LoadedPair(drafter=small.model, verifier=verifier.model,
+                    tokenizer=verifier.tokenizer,
+                    encoder_decoder=isinstance(verifier.model, models.T5),
+                    extra_drafters=tuple(p.model for p in extra),
+                    bigram_table=pair.bigram_table)
+
+
+def _place(loaded: LoadedPair, model_parallel: int | str) -> LoadedPair:
+  """Splits a random pair's verifier over chips, replicates its drafters."""
+  mesh = _mesh(devices.present_model_parallel(
+      model_parallel, loaded.verifier.config,
+      [m.config for m in (loaded.drafter, *loaded.extra_drafters)],
+      loaded.verifier.dtype))
+  if mesh is None:
+    return loaded
   return dataclasses.replace(
       loaded, verifier=sharding.shard_model(loaded.verifier, mesh),
       drafter=sharding.replicate_model(loaded.drafter, mesh),
@@ -201,13 +218,13 @@ def _place(loaded: LoadedPair, model_parallel: int) -> LoadedPair:
 def load_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
   """Loads (or builds) the pair; ``work_dir`` holds a random pair's vocab."""
   if pair.kind is cfg.PairKind.RANDOM:
-    loaded = _random_pair(pair, work_dir)
+    loaded = _place(_random_pair(pair, work_dir), pair.model_parallel)
   else:
     loaded = _checkpoint_pair(pair)
   if loaded.bigram_table:
     loaded = dataclasses.replace(loaded,
                                  bigram_table=resolve(loaded.bigram_table))
-  return _place(loaded, pair.model_parallel)
+  return loaded
 
 
 def encode_prompt(tokenizer: models.Tokenizer, text: str, max_input_len: int,

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 
 
-class AttentionType(enum.Enum):
+class AttentionType(enum.StrEnum):
   """Which keys a Gemma attention layer sees."""
   GLOBAL = "full_attention"  # every earlier position
   LOCAL = "sliding_attention"  # the last `sliding_window` positions only

@@ -36,7 +36,7 @@ TOKENIZER_FILES = {"t5": "spiece.model", "gemma": "tokenizer.model"}
 GEMMA_TYPES = {"gemma2": 2, "gemma3_text": 3}
 
 
-class Layout(enum.Enum):
+class Layout(enum.StrEnum):
   """How a torch tensor maps to ours (torch `Linear.weight` is [out, in])."""
   COPY = "copy"  # same shape
   TRANSPOSE = "transpose"  # [out, in] <-> [in, out]

@@ -24,7 +24,7 @@ XAxis = figures.XAxis
 MIN_SWEEP_VALUES = 2
 
 
-class SweepParam(enum.Enum):
+class SweepParam(enum.StrEnum):
   """Swept settings with an appendix figure (values are cell columns)."""
   TEMPERATURE = "temperature"
   TOP_P = "top_p"

@@ -48,7 +48,7 @@ METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "rouge1": "ROUGE-1",
                  "pass@1": "pass@1"}
 
 
-class XAxis(enum.Enum):
+class XAxis(enum.StrEnum):
   """Cost axes of the trade-off figures (values are cell columns)."""
   RELATIVE_LATENCY = "relative_latency"
   COST_RELATIVE_LATENCY = "cost_relative_latency"

@@ -38,7 +38,7 @@ STAT_COLUMNS = ("acceptance_rate", "mean_accepted_length", "rejection_rate",
                 "deferral_rate", "predicted_speedup", "measured_speedup")
 
 
-class Role(enum.Enum):
+class Role(enum.StrEnum):
   """What a cell is for."""
   METHOD = "method"
   REFERENCE_LARGE = "reference_large"

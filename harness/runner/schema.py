@@ -71,7 +71,7 @@ RECORDS_SUFFIX = ".jsonl"
 SUMMARY_SUFFIX = ".json"
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
   """Why a cell is in the sweep."""
   METHOD = "method"  # A method at one (α, γ, T, top-P).
   REFERENCE_LARGE = "reference_large"  # Verifier-only autoregressive.

@@ -1,4 +1,6 @@
-"""Table 2 extraction: pure functions on a method's α-sweep curve.
+"""Operating-point selection: picks Table 2 entries from a method's α sweep.
+
+Pure functions on one α-sweep curve.
 
 A curve is a DataFrame with one row per evaluated α and the columns
 ``alpha``, ``relative_latency`` and ``quality`` (rows with a NaN latency or

@@ -81,7 +81,8 @@ def test_nan_points_are_ignored():
 
 
 def test_fraction_variants():
-  # Published shape (PAPER.md, WMT P=0.1 Lossy): 1.55× to 95%, 2.07× at 50%.
+  # Published shape (docs/algorithms.md#published-figures, WMT P=0.1
+  # Lossy): 1.55× to 95%, 2.07× at 50%.
   points = curve([(0.0, 1 / 1.55, 27.4), (0.5, 1 / 1.80, 20.0),
                   (1.0, 1 / 2.07, 14.0)])
   entries = operating_points.extract_entries(points, LARGE)

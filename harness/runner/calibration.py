@@ -1,4 +1,6 @@
-"""Cost-model calibration and the modeled latency (ALGORITHMS.md §3.12).
+"""Cost-model calibration and the modeled latency.
+
+See docs/algorithms.md#cost-model.
 
 At the start of a run the drafter's jitted ``score`` on 1 token (c_q) and the
 verifier's on K tokens (c_p(K)) are timed: ``WARMUP_CALLS`` untimed calls,

@@ -38,17 +38,19 @@ counters themselves are documented in ``harness.decoding.STAT_DOCS``):
   (a = 1 uses the limit (γ + 1) / (γ c + 1)). Null without an acceptance rate.
 * ``measured_speedup`` = 1 / relative_latency.
 
-Latency (PAPER.md timing protocol): batch size 1, one example per timed call,
-``jax.block_until_ready`` around it, compilation excluded by a warm-up call
-per compiled program (its time is ``compile_s``). Trial 1 times every
-example; trials 2…num_trials re-run the first ``num_latency_examples``
-examples with the same per-example PRNG key (outputs asserted identical).
+Latency (the paper's timing protocol,
+docs/algorithms.md#experimental-protocol): batch size 1, one example per
+timed call, ``jax.block_until_ready`` around it, compilation excluded by a
+warm-up call per compiled program (its time is ``compile_s``). Trial 1
+times every example; trials 2…num_trials re-run the first
+``num_latency_examples`` examples with the same per-example PRNG key
+(outputs asserted identical).
 ``latency.mean_s`` is the mean over the timed examples of their mean over
 trials; ``relative_latency`` divides it by the same quantity of the
 ``reference_large`` cell (verifier-only autoregressive) with the same task,
 pair, T, top-P and max_decode_len — the same examples and keys.
 
-Cost model (ALGORITHMS.md §3.12): modeled time of an example =
+Cost model (docs/algorithms.md#cost-model): modeled time of an example =
 drafter_steps · c_q + verifier_calls · c_p(w̄), with w̄ = verifier_positions /
 verifier_calls the mean call width and c_p linearly interpolated between the
 calibrated widths (clamped at the ends). This ignores prefill and the

@@ -13,4 +13,5 @@ from harness.models.configs import (AttentionType, GemmaConfig, T5Config,
 from harness.models.gemma import Gemma, GemmaCache, random_gemma
 from harness.models.t5 import T5, T5Cache, random_t5
 from harness.models.loading import Pretrained, load_pretrained, save_pretrained
-from harness.models.tokenizer import Tokenizer, check_same_tokenizer
+from harness.models.tokenizer import (Tokenizer, check_same_tokenizer,
+                                      encode_prompt)

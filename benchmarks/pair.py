@@ -10,7 +10,7 @@ import numpy as np
 
 from harness import decoding
 from harness import tasks
-from harness.models import Tokenizer, load_pretrained, random_t5
+from harness.models import Tokenizer, encode_prompt, load_pretrained, random_t5
 from harness.models import save_pretrained
 from harness.training.presets import make_config
 
@@ -84,11 +84,9 @@ def task_prompts(tokenizer: Tokenizer, task: str, num: int,
   Prompts longer than ``max_len`` tokens are cut (keeping the EOS).
   """
   examples = tasks.load_examples(task, split="test", num_examples=num, seed=0)
-  prompts = []
-  for ex in examples:
-    ids = tokenizer.encode(ex.inputs, add_eos=True)
-    prompts.append(np.asarray(ids[:max_len - 1] + ids[-1:], np.int32))
-  return pad_prompts(prompts)
+  return pad_prompts([np.asarray(encode_prompt(tokenizer, ex.inputs, True,
+                                               max_len), np.int32)
+                      for ex in examples])
 
 
 def save_random_pair(directory: str, tokenizer_file: str, vocab_size: int,

@@ -1,6 +1,6 @@
 """Per-call cost of `score` for K = 1 and K = 6 on tiny random T5 and Gemma.
 
-Builds the embedded-default sizes (`harness.models.testing`), jits `score`
+Builds the embedded-default sizes (`pairs.SHIPPED_SIZES`), jits `score`
 with the cache at a mid-decode length, and prints the median wall time per
 call over many calls after warm-up, and the K=6 / K=1 ratio.
 
@@ -14,7 +14,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from harness.models import random_gemma, random_t5, testing
+from harness.models import random_gemma, random_t5
+from harness.runner import pairs
 
 PROMPT_LEN = 32
 CACHE_SIZE = 128
@@ -48,10 +49,8 @@ def main():
   args = parser.parse_args()
   key = jax.random.PRNGKey(0)
   models = {
-      "t5_small (d128, 2+2)": random_t5(key, testing.SMALL_T5),
-      "t5_large (d288, 4+4)": random_t5(key, testing.LARGE_T5),
-      "gemma_small (d128, 2L)": random_gemma(key, testing.SMALL_GEMMA),
-      "gemma_large (d288, 6L)": random_gemma(key, testing.LARGE_GEMMA),
+      name: (random_t5 if "t5" in name else random_gemma)(
+          key, pairs.size_config(name)) for name in pairs.SHIPPED_SIZES
   }
   print(f"devices: {jax.devices()}; cache {CACHE_SIZE}, filled to {FILL}")
   print(f"{'model':26s} {'K=1 ms':>8s} {'K=6 ms':>8s} {'K6/K1':>6s}")

@@ -10,7 +10,8 @@ import pytest
 
 from benchmarks import BenchConfig, analysis, hf, memory, report, run_bench
 from benchmarks.pair import pad_prompts
-from harness.models import Tokenizer, random_t5, save_pretrained, testing
+from harness.models import Tokenizer, configs, random_t5, save_pretrained
+from harness.testing import tokenizers
 
 TINY_GAMMA = 2
 
@@ -18,10 +19,10 @@ TINY_GAMMA = 2
 @pytest.fixture(scope="module")
 def tiny_pair(tmp_path_factory):
   root = tmp_path_factory.mktemp("pair")
-  tok = Tokenizer(testing.train_tiny_sentencepiece(root / "spm.model"))
+  tok = Tokenizer(tokenizers.train_tiny_sentencepiece(root / "spm.model"))
   dirs = []
   for seed, name in ((1, "small"), (2, "large")):
-    model = random_t5(jax.random.key(seed), testing.TINY_T5,
+    model = random_t5(jax.random.key(seed), configs.TINY_T5,
                       tokenizer_id=tok.id)
     save_pretrained(model, root / name, tok)
     dirs.append(str(root / name))
@@ -56,7 +57,7 @@ def test_bench_json_has_the_required_keys(bench):
   assert written["peak_rss_mb"] > 0
   assert written["kv_cache"]["verifier"]["bytes_per_token"] == (
       # self-attention keys and values: 2 layers x 2 x heads x d_kv x 4 bytes
-      2 * 2 * testing.TINY_T5.num_heads * testing.TINY_T5.d_kv * 4)
+      2 * 2 * configs.TINY_T5.num_heads * configs.TINY_T5.d_kv * 4)
   assert set(written["targets"]) >= {"efficiency", "loop_overhead"}
   assert result["device"]["backend"] == jax.default_backend()
   assert set(written["loop_only_us_per_iteration"]) == set(written["runs"])

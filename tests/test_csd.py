@@ -8,7 +8,7 @@ import pytest
 from harness import decoding
 from harness.decoding import csd, maxgram
 from harness.models.toy import BigramLM
-from tests import toy_utils as tu
+from harness.testing import bigram as tu
 
 METHODS = ["cs_drafting", "cs_drafting_vertical", "cs_drafting_horizontal"]
 

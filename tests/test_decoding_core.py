@@ -8,9 +8,9 @@ import pytest
 from harness import decoding
 from harness.decoding import gen_spec, sampling, targets
 from harness.models.toy import BigramLM
-from tests import toy_utils as tu
+from harness.testing import bigram as tu
 
-# ALGORITHMS.md §7b worked example (T = 1, α = 0.3).
+# docs/algorithms.md#worked-example (T = 1, α = 0.3).
 Q = jnp.array([0.50, 0.30, 0.15, 0.05])
 P = jnp.array([0.20, 0.60, 0.10, 0.10])
 ALPHA = 0.3

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness import decoding
-from tests import toy_utils as tu
+from harness.testing import bigram as tu
 
 N_SAMPLES = 20_000
 LENGTH = 3

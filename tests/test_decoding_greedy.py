@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from harness import decoding
-from tests import toy_utils as tu
+from harness.testing import bigram as tu
 
 MAX_LEN = 24
 PROMPTS = [np.array([1]), np.array([2, 3, 0]), np.array([4, 4, 1, 2, 3])]

@@ -9,7 +9,7 @@ from harness import decoding
 from harness.decoding import registry
 from harness.models import random_gemma, random_t5, testing
 from harness.models.toy import BigramLM
-from tests import toy_utils as tu
+from harness.testing import bigram as tu
 
 # Every rule-based method that runs the speculative loop, with its options.
 RULE_BASED = (

@@ -11,7 +11,8 @@ import jax
 import pytest
 
 from harness import models
-from harness.models import testing as model_testing
+from harness.models import configs
+from harness.testing import tokenizers
 from harness.runner import cli
 from harness.runner import gin_config
 from harness.tasks import datasets
@@ -62,9 +63,9 @@ def test_read_lines_keeps_text_mode_semantics(tmp_path):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
   path = tmp_path_factory.mktemp("ckpt") / "model"
-  tok = model_testing.train_tiny_sentencepiece(path.parent / "spiece.model")
+  tok = tokenizers.train_tiny_sentencepiece(path.parent / "spiece.model")
   tokenizer = models.Tokenizer(tok)
-  model = models.random_t5(jax.random.key(0), model_testing.TINY_T5,
+  model = models.random_t5(jax.random.key(0), configs.TINY_T5,
                            tokenizer_id=tokenizer.id)
   models.save_pretrained(model, path, tokenizer)
   return path

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from harness.models import Gemma, random_gemma, random_t5, testing
+from harness.models import Gemma, configs, random_gemma, random_t5
 from harness.models.configs import GEMMA_SIZES, T5_SIZES
 from harness.models.gemma import init_gemma_params
 from harness.decoding.protocol import DecodingModel
@@ -35,9 +35,9 @@ def test_real_size_param_count(name):
 
 def _models():
   key = jax.random.PRNGKey(0)
-  return {"t5": random_t5(key, testing.TINY_T5),
-          "gemma2": random_gemma(key, testing.TINY_GEMMA2),
-          "gemma3": random_gemma(key, testing.TINY_GEMMA3)}
+  return {"t5": random_t5(key, configs.TINY_T5),
+          "gemma2": random_gemma(key, configs.TINY_GEMMA2),
+          "gemma3": random_gemma(key, configs.TINY_GEMMA3)}
 
 
 MODELS = _models()

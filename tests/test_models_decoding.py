@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from harness.models import random_gemma, random_t5, testing
+from harness.models import configs, random_gemma, random_t5
 
 decoding = pytest.importorskip("harness.decoding")
 
@@ -16,14 +16,14 @@ PROMPT = np.array([5, 9, 17, 33, 2, 70])
 
 
 def _pairs():
-  t5_small = dataclasses.replace(testing.TINY_T5, num_encoder_layers=1,
+  t5_small = dataclasses.replace(configs.TINY_T5, num_encoder_layers=1,
                                  num_decoder_layers=1)
   return {
       "t5": (random_t5(jax.random.PRNGKey(1), t5_small),
-             random_t5(jax.random.PRNGKey(2), testing.TINY_T5)),
+             random_t5(jax.random.PRNGKey(2), configs.TINY_T5)),
       # Different generations may pair: only the vocabulary must agree.
-      "gemma": (random_gemma(jax.random.PRNGKey(1), testing.TINY_GEMMA3),
-                random_gemma(jax.random.PRNGKey(2), testing.TINY_GEMMA2)),
+      "gemma": (random_gemma(jax.random.PRNGKey(1), configs.TINY_GEMMA3),
+                random_gemma(jax.random.PRNGKey(2), configs.TINY_GEMMA2)),
   }
 
 

@@ -19,7 +19,7 @@ from safetensors import safe_open  # pylint: disable=g-import-not-at-top
 from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
 
 from harness.models import load_pretrained, save_pretrained  # pylint: disable=g-import-not-at-top
-from harness.models import testing  # pylint: disable=g-import-not-at-top
+from harness.testing import tokenizers  # pylint: disable=g-import-not-at-top
 
 ATOL = 1e-4
 VOCAB = 128
@@ -45,7 +45,7 @@ def _save(model, directory, tokenizer_name: str, with_bos: bool) -> dict:
              for k, v in model.state_dict().items()}
   save_file(tensors, os.path.join(directory, "model.safetensors"),
             metadata={"format": "pt"})
-  testing.train_tiny_sentencepiece(os.path.join(directory, tokenizer_name),
+  tokenizers.train_tiny_sentencepiece(os.path.join(directory, tokenizer_name),
                                    with_bos=with_bos)
   return tensors
 

@@ -7,7 +7,7 @@ from harness import metrics
 from harness.report import analysis
 from harness.report import bootstrap
 from harness.report import load
-from harness.report import testing
+from harness.testing import results as synthetic
 
 TARGETS = [("Das Haus ist sehr klein.",), ("Ich bin Berliner, „ja“.",),
            ("Er geht heute heim.",), ("Die Katze schläft auf dem Sofa.",),
@@ -62,7 +62,7 @@ def test_percentile_interval():
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-  res = load.load_results(testing.write_synthetic_results(
+  res = load.load_results(synthetic.write_synthetic_results(
       tmp_path_factory.mktemp("boot") / "exp", num_examples=6))
   return res, analysis.fill_relative_latency(res.cells, res.examples)
 
@@ -88,8 +88,8 @@ def test_same_resamples_for_every_cell_of_a_task(loaded):
   # Two cells with identical predictions get identical intervals only if
   # they see the same resamples.
   res, cells = loaded
-  lossy = testing.method_cell("wmt_ende", "spec_decode_lossy", 0.5).cell_id
-  token = testing.method_cell("wmt_ende", "spec_cascade_token", 0.5).cell_id
+  lossy = synthetic.method_cell("wmt_ende", "spec_decode_lossy", 0.5).cell_id
+  token = synthetic.method_cell("wmt_ende", "spec_cascade_token", 0.5).cell_id
   pred = res.examples.set_index("cell_id")["prediction"]
   assert list(pred[lossy]) == list(pred[token])
   out, _ = analysis.add_intervals(cells, res.examples, num_resamples=200)

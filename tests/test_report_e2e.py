@@ -11,16 +11,17 @@ import pytest
 from harness.report import load
 from harness.report import render
 from harness.report import report
-from harness.report import testing
+from harness.testing import results as synthetic
 from harness import report as report_api
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
   root = tmp_path_factory.mktemp("e2e") / "exp"
-  specs = testing.default_cells() + [
-      testing.method_cell(t, "spec_decode", 0.0) for t in testing.DEFAULT_TASKS]
-  testing.write_synthetic_results(root, specs)
+  specs = synthetic.default_cells() + [
+      synthetic.method_cell(t, "spec_decode", 0.0)
+      for t in synthetic.DEFAULT_TASKS]
+  synthetic.write_synthetic_results(root, specs)
   paths = report_api.write_report(root, bootstrap=200, seed=0)
   return root, paths
 
@@ -42,8 +43,8 @@ def test_table2_csv_known_answers(written):
   root, _ = written
   table = pd.read_csv(root / "table2.csv")
   points = pd.read_csv(root / "points.csv").set_index("cell_id")
-  assert sorted(table["task"].unique()) == sorted(testing.DEFAULT_TASKS)
-  for task in testing.DEFAULT_TASKS:
+  assert sorted(table["task"].unique()) == sorted(synthetic.DEFAULT_TASKS)
+  for task in synthetic.DEFAULT_TASKS:
     rows = table[table["task"] == task].set_index("method")
     # Paper rows in Table 2 order, then other methods below the rule.
     assert list(rows.index) == ["spec_decode_lossy", "bild_star",
@@ -51,14 +52,14 @@ def test_table2_csv_known_answers(written):
     assert list(rows["group"]) == ["paper"] * 3 + ["other"]
     # SpecCascade [Token] at α=0 reproduces the large model's predictions.
     token = rows.loc["spec_cascade_token"]
-    cell = testing.method_cell(task, "spec_cascade_token", 0.0).cell_id
+    cell = synthetic.method_cell(task, "spec_cascade_token", 0.0).cell_id
     assert token["speedup@1_cell"] == cell and token["speedup@1_alpha"] == 0
     assert token["speedup@1"] == pytest.approx(
         1 / points.loc[cell, "relative_latency"])
     assert token["speedup@1_low"] <= token["speedup@1"] <= token[
         "speedup@1_high"]
     assert token["cost_speedup@1"] == pytest.approx(
-        1 / testing.method_cell(task, "spec_cascade_token", 0.0).cost)
+        1 / synthetic.method_cell(task, "spec_cascade_token", 0.0).cost)
     # BiLD* is always one word worse than the large model: "–".
     assert math.isnan(rows.loc["bild_star", "speedup@1"])
     assert rows.loc["bild_star", "best_quality"] < token["large_quality"]
@@ -105,7 +106,7 @@ def test_shards_and_out_dir(written, tmp_path):
 
 
 def test_malformed_summary_fails_with_one_line(tmp_path):
-  root = testing.write_synthetic_results(tmp_path / "exp")
+  root = synthetic.write_synthetic_results(tmp_path / "exp")
   path = next((root / "cells").glob("*reference_large*.json"))
   summary = json.loads(path.read_text())
   summary["latency"]["mean_s"] = "slow"
@@ -117,7 +118,7 @@ def test_malformed_summary_fails_with_one_line(tmp_path):
 
 
 def test_write_and_print(tmp_path):
-  root = testing.write_synthetic_results(tmp_path / "exp")
+  root = synthetic.write_synthetic_results(tmp_path / "exp")
   stream = io.StringIO()
   paths = report_api.write_and_print(root, tmp_path / "out", bootstrap=0,
                                      stream=stream)

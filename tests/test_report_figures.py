@@ -8,9 +8,9 @@ from harness.report import appendix
 from harness.report import figures
 from harness.report import load
 from harness.report import style
-from harness.report import testing
+from harness.testing import results as synthetic
 
-TASKS = testing.DEFAULT_TASKS
+TASKS = synthetic.DEFAULT_TASKS
 MAIN = ("spec_decode_lossy", "spec_cascade_token", "bild_star")
 DEFERRAL = ("token_cascade_chow", "oracle_cascade_diff")
 ALPHAS = (0.0, 0.5, 1.0)
@@ -21,23 +21,23 @@ REFERENCE_LINES = 3
 def _specs():
   specs = []
   for task in TASKS:
-    specs += testing.reference_cells(task)
-    specs += [testing.method_cell(task, m, a) for m in MAIN + DEFERRAL
+    specs += synthetic.reference_cells(task)
+    specs += [synthetic.method_cell(task, m, a) for m in MAIN + DEFERRAL
               for a in ALPHAS]
-    specs.append(testing.method_cell(task, "spec_decode", 0.0))
+    specs.append(synthetic.method_cell(task, "spec_decode", 0.0))
     # A temperature sweep (own references) and a γ sweep, on wmt_ende only.
     if task == "wmt_ende":
-      specs += testing.reference_cells(task, temperature=0.5)
-      specs += [testing.method_cell(task, m, a, temperature=0.5)
+      specs += synthetic.reference_cells(task, temperature=0.5)
+      specs += [synthetic.method_cell(task, m, a, temperature=0.5)
                 for m in MAIN[:2] for a in ALPHAS]
-      specs += [testing.method_cell(task, "spec_cascade_token", a, gamma=3)
+      specs += [synthetic.method_cell(task, "spec_cascade_token", a, gamma=3)
                 for a in ALPHAS]
   return specs
 
 
 @pytest.fixture(scope="module")
 def cells(tmp_path_factory):
-  root = testing.write_synthetic_results(
+  root = synthetic.write_synthetic_results(
       tmp_path_factory.mktemp("fig") / "exp", _specs())
   res = load.load_results(root)
   return analysis.fill_relative_latency(res.cells, res.examples)

@@ -8,12 +8,12 @@ import pytest
 
 from harness.report import analysis
 from harness.report import load
-from harness.report import testing
+from harness.testing import results as synthetic
 
 
 @pytest.fixture(scope="module")
 def results_dir(tmp_path_factory):
-  return testing.write_synthetic_results(
+  return synthetic.write_synthetic_results(
       tmp_path_factory.mktemp("res") / "exp")
 
 
@@ -27,7 +27,7 @@ def _copy(src: pathlib.Path, dst: pathlib.Path, names) -> None:
 
 def test_loads_cells_examples_and_references(results_dir):
   res = load.load_results(results_dir)
-  specs = testing.default_cells()
+  specs = synthetic.default_cells()
   assert len(res.cells) == len(specs)
   assert len(res.examples) == 4 * len(specs)
   methods = res.cells[res.cells["role"] == "method"]
@@ -75,7 +75,7 @@ def test_conflicting_duplicate_names_both_files(results_dir, tmp_path):
 ])
 def test_malformed_summary_one_line_error(results_dir, tmp_path, mutate,
                                           field):
-  cell_id = testing.method_cell("wmt_ende", "spec_cascade_token", 0.5).cell_id
+  cell_id = synthetic.method_cell("wmt_ende", "spec_cascade_token", 0.5).cell_id
   _copy(results_dir, tmp_path, [cell_id])
   path = tmp_path / "cells" / f"{cell_id}.json"
   summary = json.loads(path.read_text())
@@ -89,7 +89,7 @@ def test_malformed_summary_one_line_error(results_dir, tmp_path, mutate,
 
 
 def test_malformed_record_names_file_line_and_field(results_dir, tmp_path):
-  cell_id = testing.method_cell("wmt_ende", "bild_star", 0.0).cell_id
+  cell_id = synthetic.method_cell("wmt_ende", "bild_star", 0.0).cell_id
   _copy(results_dir, tmp_path, [cell_id])
   path = tmp_path / "cells" / f"{cell_id}.jsonl"
   lines = path.read_text().splitlines()
@@ -123,11 +123,11 @@ def test_null_relative_latency_is_computed_from_times(results_dir):
 
 
 def test_summary_relative_latency_is_kept(tmp_path):
-  root = testing.write_synthetic_results(tmp_path / "exp",
+  root = synthetic.write_synthetic_results(tmp_path / "exp",
                                          null_latency=False)
   res = load.load_results(root)
   cells = analysis.fill_relative_latency(res.cells, res.examples)
-  spec = testing.method_cell("cnn_dm", "spec_decode_lossy", 1.0)
+  spec = synthetic.method_cell("cnn_dm", "spec_decode_lossy", 1.0)
   row = cells.set_index("cell_id").loc[spec.cell_id]
   assert row["relative_latency"] == pytest.approx(spec.cost)
 

@@ -12,14 +12,14 @@ import textwrap
 import jax
 from jax.sharding import PartitionSpec as P
 
-from harness.models import random_gemma, random_t5, testing
+from harness.models import configs, random_gemma, random_t5
 from harness.models.sharding import param_partition_specs
 
 _SCRIPT = textwrap.dedent("""
     import dataclasses
     import jax, jax.numpy as jnp, numpy as np
     from harness import decoding
-    from harness.models import random_gemma, random_t5, testing
+    from harness.models import configs, random_gemma, random_t5
     from harness.models.sharding import replicate_model, shard_model
 
     assert jax.device_count() == 8, jax.devices()
@@ -27,14 +27,14 @@ _SCRIPT = textwrap.dedent("""
     key = jax.random.PRNGKey(0)
     # Verifiers with 8 query heads and 4 KV heads: every weight splits by 4.
     verifiers = {
-        "t5": random_t5(key, dataclasses.replace(testing.TINY_T5,
+        "t5": random_t5(key, dataclasses.replace(configs.TINY_T5,
                                                  num_heads=8)),
         "gemma": random_gemma(key, dataclasses.replace(
-            testing.TINY_GEMMA2, num_heads=8, num_kv_heads=4)),
+            configs.TINY_GEMMA2, num_heads=8, num_kv_heads=4)),
     }
-    drafters = {"t5": random_t5(jax.random.PRNGKey(1), testing.TINY_T5),
+    drafters = {"t5": random_t5(jax.random.PRNGKey(1), configs.TINY_T5),
                 "gemma": random_gemma(jax.random.PRNGKey(1),
-                                      testing.TINY_GEMMA2)}
+                                      configs.TINY_GEMMA2)}
     prompt = jnp.array([3, 4, 5, 6, 7, 0, 0, 0], jnp.int32)
 
     @jax.jit
@@ -76,7 +76,7 @@ _SCRIPT = textwrap.dedent("""
 def test_partition_specs_split_heads_and_hidden_units():
   mesh = jax.sharding.Mesh(jax.devices()[:1], ("model",))
   t5 = param_partition_specs(
-      random_t5(jax.random.PRNGKey(0), testing.TINY_T5).params, mesh)
+      random_t5(jax.random.PRNGKey(0), configs.TINY_T5).params, mesh)
   layer = t5["decoder"]["layers"][0]
   assert layer["self_attn"]["q"] == P(None, "model", None)
   assert layer["cross_attn"]["o"] == P("model", None, None)
@@ -86,7 +86,7 @@ def test_partition_specs_split_heads_and_hidden_units():
   assert t5["decoder"]["rel_bias"] == P()
   assert t5["lm_head"] == P(None, "model")
   gemma = param_partition_specs(
-      random_gemma(jax.random.PRNGKey(0), testing.TINY_GEMMA3).params, mesh)
+      random_gemma(jax.random.PRNGKey(0), configs.TINY_GEMMA3).params, mesh)
   assert gemma["layers"][0]["attn"]["k"] == P(None, "model", None)
   assert gemma["layers"][0]["attn"]["q_norm"] == P()
   assert gemma["embed"] == P("model", None)

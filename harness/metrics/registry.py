@@ -27,7 +27,7 @@ Targets = Sequence["str | Sequence[str]"]
 MetricFn = Callable[..., dict[str, float]]
 
 
-class Aggregation(enum.Enum):
+class Aggregation(enum.StrEnum):
   """How a metric combines examples."""
   CORPUS = "corpus"  # Computed on the whole corpus at once (BLEU, chrF).
   MEAN = "mean"  # Mean of a per-example score (ROUGE, EM, F1, pass@1).

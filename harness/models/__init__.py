@@ -17,5 +17,5 @@ from harness.models.t5 import T5, T5Cache, random_t5
 from harness.models.loading import (load_pretrained, open_checkpoint,
                                     save_pretrained)
 from harness.models.tokenizer import (Tokenizer, check_same_tokenizer,
-                                      check_same_vocabulary)
+                                      check_same_vocabulary, encode_prompt)
 from harness.models.weights import Checkpoint, Pretrained

@@ -12,7 +12,7 @@ import dataclasses
 import enum
 
 
-class AttentionType(enum.Enum):
+class AttentionType(enum.StrEnum):
   """Which keys a Gemma attention layer sees."""
   GLOBAL = "full_attention"  # every earlier position
   LOCAL = "sliding_attention"  # the last `sliding_window` positions only
@@ -190,3 +190,22 @@ def get_config(name: str) -> T5Config | GemmaConfig:
   if name not in sizes:
     raise KeyError(f"unknown model size {name!r}; known: {sorted(sizes)}")
   return sizes[name][0]
+
+
+# Tiny sizes (vocabulary 128, a few thousand parameters): the unit tests and
+# the random smoke-run pairs (`harness.runner.pairs.RANDOM_SIZES`).
+TINY_T5 = T5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_heads=4,
+                   num_encoder_layers=2, num_decoder_layers=2)
+TINY_GEMMA2 = GemmaConfig(
+    version=2, vocab_size=128, d_model=32, num_layers=2, num_heads=4,
+    num_kv_heads=2, head_dim=8, d_ff=64, query_pre_attn_scalar=12.0,
+    sliding_window=4, attn_logit_softcap=2.0, final_logit_softcap=5.0)
+TINY_GEMMA3 = GemmaConfig(
+    version=3, vocab_size=128, d_model=32, num_layers=3, num_heads=4,
+    num_kv_heads=1, head_dim=8, d_ff=64, query_pre_attn_scalar=8.0,
+    sliding_window=4,
+    attention_types=(AttentionType.LOCAL, AttentionType.GLOBAL,
+                     AttentionType.LOCAL),
+    attn_logit_softcap=None, final_logit_softcap=None,
+    rope_base_global=1_000_000.0, rope_base_local=10_000.0,
+    rope_scale_global=2.0, use_qk_norm=True)

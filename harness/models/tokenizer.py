@@ -62,6 +62,34 @@ class Tokenizer:
     return self._sp.decode(ids)
 
 
+def encode_prompt(tokenizer: Tokenizer, text: str, encoder_decoder: bool,
+                  max_input_len: int | None = None) -> list[int]:
+  """Prompt text -> the [P] ids given to the model; the one encoding of
+  prompts (runner, training, benchmarks).
+
+  * encoder-decoder (T5): ``ids[:max_input_len - 1] + [EOS]`` (T5
+    convention: the encoder input ends in EOS; the decoder starts from its
+    start token).
+  * decoder-only (Gemma): ``[BOS] + ids[-(max_input_len - 1):]``: a too-long
+    few-shot prompt loses its *oldest* text, keeping the question.
+
+  Args:
+    tokenizer: the pair's tokenizer.
+    text: the prompt text (a task's ``inputs``).
+    encoder_decoder: True for T5, False for Gemma.
+    max_input_len: the most ids returned (EOS / BOS included); None keeps
+      every id.
+
+  Returns:
+    The ids, e.g. T5 with max_input_len 4: "a b c d" -> [a, b, c, EOS].
+  """
+  ids = tokenizer.encode(text)
+  keep = len(ids) if max_input_len is None else max_input_len - 1
+  if encoder_decoder:
+    return ids[:keep] + [tokenizer.eos_id]
+  return [tokenizer.bos_id] + ids[max(len(ids) - keep, 0):]
+
+
 def check_same_tokenizer(drafter, verifier) -> None:
   """Raises ValueError if two models (or tokenizers) differ in vocabulary."""
   a = getattr(drafter, "tokenizer_id", getattr(drafter, "id", None))

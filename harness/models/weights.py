@@ -30,7 +30,7 @@ from harness.models.t5 import T5, init_t5_params
 from harness.models.tokenizer import Tokenizer
 
 
-class Layout(enum.Enum):
+class Layout(enum.StrEnum):
   """How a torch tensor maps to ours (torch `Linear.weight` is [out, in])."""
   COPY = "copy"  # same shape
   TRANSPOSE = "transpose"  # [out, in] <-> [in, out]

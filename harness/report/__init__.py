@@ -15,12 +15,12 @@ See ``docs/reports.md``.
 """
 
 from harness.report.load import ResultsError, Role, load_results
+from harness.report.operating_points import (Pick, best_within_latency,
+                                             extract_entries, fastest_matching)
 from harness.report.render import (format_table2_latex,
                                    format_table2_markdown, format_table2_text)
 from harness.report.report import (Report, build_report, write_and_print,
                                    write_report)
-from harness.report.table2 import (Pick, best_within_latency,
-                                   extract_entries, fastest_matching)
 
 __all__ = ["Pick", "Report", "ResultsError", "Role", "best_within_latency",
            "build_report", "extract_entries", "fastest_matching",

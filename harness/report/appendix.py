@@ -17,14 +17,14 @@ import pandas as pd
 from harness.report import figures
 from harness.report import load
 from harness.report import style
-from harness.report import tables
+from harness.report import table_builder
 
 XAxis = figures.XAxis
 # Sweeps need at least this many values of the swept parameter in one task.
 MIN_SWEEP_VALUES = 2
 
 
-class SweepParam(enum.Enum):
+class SweepParam(enum.StrEnum):
   """Swept settings with an appendix figure (values are cell columns)."""
   TEMPERATURE = "temperature"
   TOP_P = "top_p"
@@ -88,7 +88,7 @@ def _sweep_panels_for_task(cells, task_methods, param: SweepParam):
   for value in sorted(task_methods[param.value].unique()):
     same = task_methods[task_methods[param.value] == value]
     if param is not SweepParam.GAMMA:
-      same = tables.setting_cells(same)
+      same = table_builder.setting_cells(same)
     largest = same["setting"].value_counts().index[0]
     part = same[same["setting"] == largest]
     title = (f"{part['task'].iloc[0]}, "

@@ -30,7 +30,6 @@ import pandas as pd  # pylint: disable=g-import-not-at-top
 from harness.report import load  # pylint: disable=g-import-not-at-top
 from harness.report import style  # pylint: disable=g-import-not-at-top
 
-CSD_PREFIX = "cs_drafting"
 BASELINE = "spec_decode"
 PANEL_WIDTH_IN = 3.3
 FIGURE_HEIGHT_IN = 2.6
@@ -47,11 +46,20 @@ def _summaries(results: Sequence[pathlib.Path]) -> list[dict[str, Any]]:
   return out
 
 
+def is_multi_drafter(method: str) -> bool:
+  """Whether ``method`` is a CS Drafting method (its registry spec takes
+  several drafters, ``MethodSpec.multi_drafter``)."""
+  # The registry imports JAX; import it only when summaries are read.
+  from harness import decoding  # pylint: disable=g-import-not-at-top
+  spec = decoding.METHODS.get(method)
+  return spec is not None and spec.multi_drafter
+
+
 def _label(cell: dict[str, Any]) -> str:
   options = dict(cell.get("method_options") or {})
   name = style.label_for(cell["method"])
   k_matrix = options.get("k_matrix")
-  if cell["method"].startswith(CSD_PREFIX) and k_matrix:
+  if is_multi_drafter(cell["method"]) and k_matrix:
     rows = "/".join(",".join(str(k) for k in row) for row in k_matrix)
     name += f" K={rows}"
   if cell["method"] == BASELINE:
@@ -82,7 +90,7 @@ def csd_table(results: Sequence[pathlib.Path]) -> pd.DataFrame:
   rows = []
   for summary in _summaries(results):
     cell = summary["cell"]
-    if not (cell["method"].startswith(CSD_PREFIX)
+    if not (is_multi_drafter(cell["method"])
             or cell["method"] == BASELINE):
       continue
     rel = summary.get("relative_latency")
@@ -133,7 +141,7 @@ def write_csd_report(results: Sequence[pathlib.Path] | pathlib.Path,
   """Writes csd.md / csd.csv / csd.png / csd.pdf when CS Drafting cells exist."""
   roots = [results] if isinstance(results, (str, pathlib.Path)) else results
   table = csd_table([pathlib.Path(r) for r in roots])
-  if not table["method"].str.startswith(CSD_PREFIX).any():
+  if not table["method"].map(is_multi_drafter).any():
     return []
   out_dir = pathlib.Path(out_dir)
   paths = [out_dir / "csd.csv", out_dir / "csd.md"]

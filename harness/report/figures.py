@@ -25,7 +25,7 @@ import pandas as pd
 
 from harness.report import load
 from harness.report import style
-from harness.report import tables
+from harness.report import table_builder
 
 # Sized for a paper: one panel per column width (3.3 in), fonts ≥ 7 pt.
 PANEL_WIDTH_IN = 3.3
@@ -48,7 +48,7 @@ METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "rouge1": "ROUGE-1",
                  "pass@1": "pass@1"}
 
 
-class XAxis(enum.Enum):
+class XAxis(enum.StrEnum):
   """Cost axes of the trade-off figures (values are cell columns)."""
   RELATIVE_LATENCY = "relative_latency"
   COST_RELATIVE_LATENCY = "cost_relative_latency"
@@ -216,7 +216,7 @@ def primary_settings(cells: pd.DataFrame) -> dict[str, str]:
 
 def task_panels(cells: pd.DataFrame, methods=None) -> list[Panel]:
   """One panel per task: its primary setting at the primary γ."""
-  chosen = tables.setting_cells(cells)
+  chosen = table_builder.setting_cells(cells)
   panels = []
   for task, setting in primary_settings(cells).items():
     part = chosen[chosen["setting"] == setting]

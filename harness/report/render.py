@@ -1,4 +1,4 @@
-"""Renders the long Table 2 frame (:func:`tables.build_table2`) as text.
+"""Renders the long Table 2 frame (:func:`table_builder.build_table2`) as text.
 
 * :func:`format_table2_markdown` (and :func:`format_table2_text`, the same
   text for a terminal): one section per setting, all columns.
@@ -15,8 +15,8 @@ from typing import Callable
 
 import pandas as pd
 
-from harness.report import tables
-from harness.report import table2
+from harness.report import operating_points
+from harness.report import table_builder
 
 LATEX_EMPTY = "--"
 WALL_TITLE = "wall-clock relative latency"
@@ -30,18 +30,18 @@ def _finite(*values) -> bool:
 def fmt_speedup(value, low=math.nan, high=math.nan, *, latex=False) -> str:
   """'1.74×', with ' [1.61, 1.88]' when the CI is known; '–' for none."""
   if not _finite(value):
-    return LATEX_EMPTY if latex else tables.EMPTY
+    return LATEX_EMPTY if latex else table_builder.EMPTY
   times = r"$\times$" if latex else "×"
-  text = f"{value:.{tables.SPEEDUP_DIGITS}f}{times}"
-  return text + _fmt_ci(low, high, tables.SPEEDUP_DIGITS, latex)
+  text = f"{value:.{table_builder.SPEEDUP_DIGITS}f}{times}"
+  return text + _fmt_ci(low, high, table_builder.SPEEDUP_DIGITS, latex)
 
 
 def fmt_quality(value, low=math.nan, high=math.nan, *, latex=False) -> str:
   """'27.49', with ' [27.10, 27.90]' when the CI is known; '–' for none."""
   if not _finite(value):
-    return LATEX_EMPTY if latex else tables.EMPTY
-  text = f"{value:.{tables.QUALITY_DIGITS}f}"
-  return text + _fmt_ci(low, high, tables.QUALITY_DIGITS, latex)
+    return LATEX_EMPTY if latex else table_builder.EMPTY
+  text = f"{value:.{table_builder.QUALITY_DIGITS}f}"
+  return text + _fmt_ci(low, high, table_builder.QUALITY_DIGITS, latex)
 
 
 def _fmt_ci(low, high, digits: int, latex: bool) -> str:
@@ -53,7 +53,8 @@ def _fmt_ci(low, high, digits: int, latex: bool) -> str:
 
 def _entry(row: pd.Series, key: str, *, latex=False, ci=True) -> str:
   """One formatted Table 2 entry (``key`` = a column prefix)."""
-  fmt = fmt_quality if key.endswith(table2.BEST_QUALITY) else fmt_speedup
+  best = key.endswith(operating_points.BEST_QUALITY)
+  fmt = fmt_quality if best else fmt_speedup
   if not ci or f"{key}_low" not in row:
     return fmt(row[key], latex=latex)
   return fmt(row[key], row[f"{key}_low"], row[f"{key}_high"], latex=latex)
@@ -70,14 +71,15 @@ def setting_title(row: pd.Series) -> str:
 
 # Markdown columns: header -> (entry key, with CI).
 MARKDOWN_COLUMNS = {
-    "Speed-up at large quality (wall)": (tables.SPEEDUP_MAIN, True),
-    "Best quality, rel. latency ≤ 1 (wall)": (table2.BEST_QUALITY, True),
-    **{f"Speed-up at {f:.0%} (wall)": (table2.speedup_key(f), False)
-       for f in tables.VARIANT_FRACTIONS},
+    "Speed-up at large quality (wall)": (table_builder.SPEEDUP_MAIN, True),
+    "Best quality, rel. latency ≤ 1 (wall)": (
+        operating_points.BEST_QUALITY, True),
+    **{f"Speed-up at {f:.0%} (wall)": (operating_points.speedup_key(f), False)
+       for f in table_builder.VARIANT_FRACTIONS},
     "Speed-up at large quality (cost model)": (
-        "cost_" + tables.SPEEDUP_MAIN, False),
+        "cost_" + table_builder.SPEEDUP_MAIN, False),
     "Best quality, rel. latency ≤ 1 (cost model)": (
-        "cost_" + table2.BEST_QUALITY, False),
+        "cost_" + operating_points.BEST_QUALITY, False),
 }
 
 
@@ -92,7 +94,7 @@ def _markdown_block(block: pd.DataFrame) -> str:
            ""]
   rows = []
   for group, part in block.groupby("group", sort=False):
-    if group == tables.OTHER_GROUP:
+    if group == table_builder.OTHER_GROUP:
       rows.append({"Method": "*other methods*"})
     for _, row in part.iterrows():
       rows.append({"Method": row["label"]} | {
@@ -192,18 +194,20 @@ def format_table2_latex(table: pd.DataFrame) -> str:
   """Three booktabs tables: wall-clock (with CIs), cost model, variants."""
   if table.empty:
     return "% Table 2: no method cells with references were found.\n"
-  others = table[table["group"] == tables.OTHER_GROUP]["label"]
+  others = table[table["group"] == table_builder.OTHER_GROUP]["label"]
   first_other = latex_escape(others.iloc[0]) if not others.empty else None
-  wall = {"Speed-up": lambda r: _entry(r, tables.SPEEDUP_MAIN, latex=True),
-          "Best quality": lambda r: _entry(r, table2.BEST_QUALITY,
+  wall = {"Speed-up": lambda r: _entry(r, table_builder.SPEEDUP_MAIN,
+                                       latex=True),
+          "Best quality": lambda r: _entry(r, operating_points.BEST_QUALITY,
                                            latex=True)}
-  cost = {"Speed-up": lambda r: _entry(r, "cost_" + tables.SPEEDUP_MAIN,
+  cost = {"Speed-up": lambda r: _entry(r, "cost_" + table_builder.SPEEDUP_MAIN,
                                        latex=True),
           "Best quality": lambda r: _entry(
-              r, "cost_" + table2.BEST_QUALITY, latex=True)}
+              r, "cost_" + operating_points.BEST_QUALITY, latex=True)}
   variants = {f"{f:.0%}".replace("%", r"\%"): (
-      lambda r, f=f: _entry(r, table2.speedup_key(f), latex=True, ci=False))
-              for f in tables.VARIANT_FRACTIONS}
+      lambda r, f=f: _entry(r, operating_points.speedup_key(f), latex=True,
+                            ci=False))
+              for f in table_builder.VARIANT_FRACTIONS}
   return "\n".join([
       _to_latex(_wide(table, wall), first_other,
                 "Latency reduction when matching the large model's quality "

@@ -22,7 +22,7 @@ from harness.report import csd
 from harness.report import figures
 from harness.report import load
 from harness.report import render
-from harness.report import tables
+from harness.report import table_builder
 from harness.results.latency import PAIRED
 
 # The report's two sentences on the paired protocol (docs/timing.md).
@@ -66,7 +66,7 @@ class Report:
 
   Attributes:
     cells: Cells with filled relative latencies and CI columns.
-    table: The long Table 2 (:func:`tables.build_table2`).
+    table: The long Table 2 (:func:`table_builder.build_table2`).
     bootstrap: What the bootstrap did.
   """
   cells: pd.DataFrame
@@ -93,7 +93,7 @@ def build_report(results, *, bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
   cells = analysis.fill_relative_latency(loaded.cells, loaded.examples)
   cells, info = analysis.add_intervals(cells, loaded.examples,
                                        num_resamples=bootstrap, seed=seed)
-  return Report(cells=cells, table=tables.build_table2(cells),
+  return Report(cells=cells, table=table_builder.build_table2(cells),
                 bootstrap=info)
 
 

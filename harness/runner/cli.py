@@ -51,12 +51,6 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="show tracebacks")
 
 
-def _split_gin_args(argv: list[str]) -> tuple[list[str], list[str]]:
-  """Separates ``--gin.X=Y`` (free-form names) from the other arguments."""
-  gin_args = [a for a in argv if a.startswith("--gin.")]
-  return [a for a in argv if not a.startswith("--gin.")], gin_args
-
-
 def _fail(err: BaseException, code: int, debug: bool) -> int:
   if debug:
     traceback.print_exception(err)

@@ -46,19 +46,19 @@ class FieldError(ValueError):
     self.field, self.value, self.reason = field, value, reason
 
 
-class PairKind(str, enum.Enum):
+class PairKind(enum.StrEnum):
   """Where a model pair's weights come from."""
   RANDOM = "random"  # Random weights of a named size, built in memory.
   CHECKPOINT = "checkpoint"  # Hugging-Face-format directories.
 
 
-class DType(str, enum.Enum):
+class DType(enum.StrEnum):
   """Parameter dtype of loaded models."""
   FLOAT32 = "float32"
   BFLOAT16 = "bfloat16"
 
 
-class DataSource(str, enum.Enum):
+class DataSource(enum.StrEnum):
   """Where task examples come from (``harness.tasks.Source``)."""
   OFFLINE = "offline"
   TFDS = "tfds"

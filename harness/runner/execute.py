@@ -36,6 +36,7 @@ import jax
 import numpy as np
 
 from harness import decoding
+from harness import models
 from harness import tasks
 from harness.results import latency as latency_lib
 from harness.results import schema
@@ -98,8 +99,9 @@ def prepare_examples(task_run: cfg.TaskRun, seed: int,
   examples = tasks.load_examples(
       task_run.task, num_examples=task_run.num_examples, seed=seed,
       source=task_run.source.value, data_dir=task_run.data_dir)
-  return [Prepared(i, ex, pairs.encode_prompt(
-      loaded.tokenizer, ex.inputs, spec.max_input_len, loaded.encoder_decoder))
+  return [Prepared(i, ex, np.asarray(
+      models.encode_prompt(loaded.tokenizer, ex.inputs, loaded.encoder_decoder,
+                           spec.max_input_len), np.int32))
           for i, ex in enumerate(examples)]
 
 

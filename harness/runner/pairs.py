@@ -1,4 +1,4 @@
-"""Loading a drafter/verifier pair and turning task inputs into prompts.
+"""Loading a drafter/verifier pair, and the sizes of random pairs.
 
 Random pairs (``PairKind.RANDOM``) are built in memory from a size name in
 :data:`RANDOM_SIZES` (or any ``harness.models.get_config`` name) with a tiny
@@ -10,12 +10,10 @@ any weight is read, then every tensor is loaded straight into its place on
 the mesh (``ModelPair.model_parallel``, "auto" by default:
 ``harness.models.devices.choose_model_parallel``).
 
-Prompts (``encode_prompt``):
-
-* encoder–decoder (T5): ``ids[:max_input_len - 1] + [EOS]`` (T5 convention:
-  the encoder input ends in EOS; the decoder starts from its start token).
-* decoder-only (Gemma): ``[BOS] + ids[-(max_input_len - 1):]``: a too-long
-  few-shot prompt loses its *oldest* text, keeping the question.
+Size names: the tiny smoke-run sizes of :data:`RANDOM_SIZES`, the embedded
+default's sizes (:data:`SHIPPED_SIZES`, read from the shipped checkpoints'
+``config.json``, the one source of those sizes), or any
+``harness.models.get_config`` name.
 """
 
 from __future__ import annotations
@@ -29,28 +27,29 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from harness import decoding
 from harness import models
-from harness.models import devices, sharding, weights
-from harness.models import testing as model_testing
+from harness.models import configs, devices, sharding, weights
 from harness.runner import config as cfg
 
 # Tiny random sizes for smoke tests (vocabulary 128; SentencePiece uses 100).
 RANDOM_SIZES: dict[str, Any] = {
-    "tiny_t5": model_testing.TINY_T5,
-    "tiny_t5_large": dataclasses.replace(model_testing.TINY_T5, d_model=48,
+    "tiny_t5": configs.TINY_T5,
+    "tiny_t5_large": dataclasses.replace(configs.TINY_T5, d_model=48,
                                          d_ff=96, num_decoder_layers=3),
-    "tiny_gemma2": model_testing.TINY_GEMMA2,
-    "tiny_gemma2_large": dataclasses.replace(model_testing.TINY_GEMMA2,
+    "tiny_gemma2": configs.TINY_GEMMA2,
+    "tiny_gemma2_large": dataclasses.replace(configs.TINY_GEMMA2,
                                              d_model=48, d_ff=96),
-    # The embedded-default sizes (checkpoints/multi30k_*).
-    "multi30k_t5_small": model_testing.SMALL_T5,
-    "multi30k_t5_large": model_testing.LARGE_T5,
-    "multi30k_gemma_small": model_testing.SMALL_GEMMA,
-    "multi30k_gemma_large": model_testing.LARGE_GEMMA,
 }
-CSD_PREFIX = "cs_drafting"
+# The embedded default's sizes: the shipped checkpoints (relative to the
+# repository root) whose config.json defines them.
+SHIPPED_SIZES: dict[str, str] = {
+    "multi30k_t5_small": "checkpoints/multi30k_t5/small",
+    "multi30k_t5_large": "checkpoints/multi30k_t5/large",
+    "multi30k_gemma_small": "checkpoints/multi30k_gemma/small",
+    "multi30k_gemma_large": "checkpoints/multi30k_gemma/large",
+}
 RANDOM_VOCAB_SIZE = 100  # SentencePiece pieces of random pairs (< 128).
 _TOKENIZER_LINES = 400  # Multi30k lines per language to train it on.
 _DTYPES = {cfg.DType.FLOAT32: jnp.float32, cfg.DType.BFLOAT16: jnp.bfloat16}
@@ -80,18 +79,29 @@ class LoadedPair:
                                  self.verifier.vocab_size)
 
   def drafter_for(self, method: str):
-    """The ``drafter`` argument of a method: CS Drafting gets every drafter
-    level (largest first) and Max-Gram; other methods the small model."""
-    if method.startswith(CSD_PREFIX):
+    """The ``drafter`` argument of a method: a multi-drafter method (CS
+    Drafting, ``MethodSpec.multi_drafter``) gets every drafter level
+    (largest first) and Max-Gram; other methods the small model."""
+    spec = decoding.METHODS.get(method)
+    if spec is not None and spec.multi_drafter:
       return (self.drafter, *self.extra_drafters, self.maxgram)
     return self.drafter
 
 
 def size_config(name: str):
-  """Architecture config of a size name (``RANDOM_SIZES`` or published)."""
+  """Architecture config of a size name (module docstring)."""
   if name in RANDOM_SIZES:
     return RANDOM_SIZES[name]
+  if name in SHIPPED_SIZES:
+    return _shipped_config(SHIPPED_SIZES[name])
   return models.get_config(name)
+
+
+@functools.cache
+def _shipped_config(path: str):
+  """The architecture in a shipped checkpoint's config.json."""
+  return models.load_pretrained(resolve(path),
+                                require_tokenizer=False).model.config
 
 
 def _training_lines(limit: int | None = _TOKENIZER_LINES) -> list[str]:
@@ -125,17 +135,28 @@ def load_or_build_maxgram(path: str | None, tokenizer: models.Tokenizer,
   return mag
 
 
-def train_tokenizer(path: str, with_bos: bool) -> models.Tokenizer:
-  """A tiny deterministic SentencePiece model (ids: pad 0, eos 1, ...)."""
+def train_sentencepiece(lines: list[str], path: str | os.PathLike,
+                        vocab_size: int, with_bos: bool) -> None:
+  """Trains a small unigram SentencePiece model, single-threaded (so
+  deterministically), and writes it to ``path``.
+
+  Ids: pad 0, eos 1, then (``with_bos``, Gemma style) bos 2, unk 3;
+  otherwise (T5 style) unk 2 and no BOS.
+  """
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   buf = io.BytesIO()
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(_training_lines()), model_writer=buf,
-      vocab_size=RANDOM_VOCAB_SIZE, model_type="unigram", pad_id=0, eos_id=1,
+      sentence_iterator=iter(lines), model_writer=buf, vocab_size=vocab_size,
+      model_type="unigram", pad_id=0, eos_id=1,
       bos_id=2 if with_bos else -1, unk_id=3 if with_bos else 2,
       hard_vocab_limit=False, num_threads=1, minloglevel=2)
   with open(path, "wb") as f:
     f.write(buf.getvalue())
+
+
+def train_tokenizer(path: str, with_bos: bool) -> models.Tokenizer:
+  """A tiny deterministic SentencePiece model on Multi30k text."""
+  train_sentencepiece(_training_lines(), path, RANDOM_VOCAB_SIZE, with_bos)
   return models.Tokenizer(path)
 
 
@@ -225,14 +246,3 @@ def load_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
     loaded = dataclasses.replace(loaded,
                                  bigram_table=resolve(loaded.bigram_table))
   return loaded
-
-
-def encode_prompt(tokenizer: models.Tokenizer, text: str, max_input_len: int,
-                  encoder_decoder: bool) -> np.ndarray:
-  """Input text -> [P] int32 prompt ids (module docstring)."""
-  ids = tokenizer.encode(text)
-  if encoder_decoder:
-    ids = ids[:max_input_len - 1] + [tokenizer.eos_id]
-  else:
-    ids = [tokenizer.bos_id] + ids[-(max_input_len - 1):]
-  return np.asarray(ids, np.int32)

@@ -1,7 +1,8 @@
 """The task registry (``TASKS``) and ``load_examples``.
 
-Limits follow PAPER.md: T5 tasks WMT 80/80, XSum 1,024/64, CNN/DM 2,048/128
-tokens; Gemma max output 80 (WMT), 128 (CNN/DM), 320 (GSM8K, MBPP), 5 (QA).
+Limits follow the paper (docs/algorithms.md#experimental-protocol): T5
+tasks WMT 80/80, XSum 1,024/64, CNN/DM 2,048/128 tokens; Gemma max output 80
+(WMT), 128 (CNN/DM), 320 (GSM8K, MBPP), 5 (QA).
 The paper gives no Gemma input limits; ``GEMMA_MAX_INPUT_LEN`` is a harness
 choice that fits the longest few-shot prompts here (8-shot GSM8K ≈ 1k tokens).
 
@@ -26,7 +27,7 @@ from harness.tasks.spec import (DataError, Example, OfflineSource,
                                 frozen_mapping)
 
 GEMMA_MAX_INPUT_LEN = 2048
-QA_MAX_OUTPUT_LEN = 5  # PAPER.md: output 5 tokens for the QA sets.
+QA_MAX_OUTPUT_LEN = 5  # The paper's output length for the QA sets.
 _SHOT_STREAM = 1  # Seeds exemplar choice apart from example sampling.
 _CNN_NOTE = ("offline CNN/DailyMail has 1,000 truncated test articles without "
              "reference highlights: use it for latency/acceptance only; ROUGE "

@@ -18,13 +18,13 @@ class DataError(ValueError):
   """Malformed or missing data; the message names the file, line and field."""
 
 
-class Source(enum.Enum):
+class Source(enum.StrEnum):
   """Where examples come from."""
   OFFLINE = "offline"  # Files bundled under <repo>/data (or $HARNESS_DATA_DIR).
   TFDS = "tfds"  # Prepared TFDS datasets under a caller-given data_dir.
 
 
-class PromptFormat(enum.Enum):
+class PromptFormat(enum.StrEnum):
   """How a record becomes model input text (see ``prompts.py``)."""
   T5_TRANSLATE = "t5_translate"
   T5_SUMMARIZE = "t5_summarize"

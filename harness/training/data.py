@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from harness import tasks
-from harness.models import Tokenizer
+from harness.models import Tokenizer, encode_prompt
 from harness.tasks import prompts
 
 GEMMA_PROMPT = prompts.PromptFormat.FEWSHOT_TRANSLATE
@@ -72,8 +72,10 @@ def gemma_prompt(src: str) -> str:
   return prompts.build_inputs(GEMMA_PROMPT, {"src": src}, [])
 
 
-def prompt_ids(tokenizer: Tokenizer, text: str, arch: str) -> list[int]:
-  """Token ids of one prompt as the harness feeds it to `decode`.
+def prompt_ids(tokenizer: Tokenizer, text: str, arch: str,
+               max_input_len: int | None = None) -> list[int]:
+  """Token ids of one prompt as the harness feeds it to `decode`
+  (`harness.models.encode_prompt`).
 
   Args:
     tokenizer: the shared SentencePiece tokenizer.
@@ -81,11 +83,12 @@ def prompt_ids(tokenizer: Tokenizer, text: str, arch: str) -> list[int]:
       Gemma: the English sentence, wrapped in the "English: … German:" prompt
       here.
     arch: "t5" or "gemma".
+    max_input_len: the most ids (None: no limit).
   """
   if arch == "t5":
-    return tokenizer.encode(text, add_eos=True)
+    return encode_prompt(tokenizer, text, True, max_input_len)
   if arch == "gemma":
-    return tokenizer.encode(gemma_prompt(text), add_bos=True)
+    return encode_prompt(tokenizer, gemma_prompt(text), False, max_input_len)
   raise ValueError(f"unknown architecture {arch!r}; expected t5 or gemma")
 
 
@@ -131,13 +134,12 @@ class Encoded:
 
 def encode_pairs(pairs: Sequence[tuple[str, str]], tokenizer: Tokenizer,
                  arch: str, max_len: int = 64) -> Encoded:
-  """Tokenizes (English, German) pairs, truncating each side to max_len."""
+  """Tokenizes (English, German) pairs, truncating targets and T5 sources to
+  max_len (Gemma prompts are kept whole)."""
   sources, targets = [], []
   for src, tgt in pairs:
-    s = prompt_ids(tokenizer, src, arch)
+    s = prompt_ids(tokenizer, src, arch, max_len if arch == "t5" else None)
     t = tokenizer.encode(tgt, add_eos=True)
-    if arch == "t5" and len(s) > max_len:
-      s = s[:max_len - 1] + [tokenizer.eos_id]
     if len(t) > max_len:
       t = t[:max_len - 1] + [tokenizer.eos_id]
     sources.append(tuple(s))

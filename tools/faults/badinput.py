@@ -192,8 +192,8 @@ def _truncate(model_dir: pathlib.Path) -> None:
 
 
 def _other_tokenizer(model_dir: pathlib.Path) -> None:
-  from harness.models import testing  # pylint: disable=g-import-not-at-top
-  testing.train_tiny_sentencepiece(model_dir / "spiece.model", seed=1)
+  from harness.testing import tokenizers  # pylint: disable=g-import-not-at-top
+  tokenizers.train_tiny_sentencepiece(model_dir / "spiece.model", seed=1)
 
 
 def _delete(name: str):

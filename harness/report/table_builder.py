@@ -1,10 +1,10 @@
-"""Table 2 from the cells DataFrame: a long frame, then Markdown, CSV, LaTeX.
+"""Builds Table 2 from the cells DataFrame (a long frame; see ``render``).
 
 One Table 2 block per *setting* (task, model pair, temperature, top-P, max
 decode length; see :data:`load.SETTING_COLUMNS`). Within a setting, the
 block uses the most common block size γ among its method cells (cells with
 no γ, e.g. SeqCascade, always count); other γ values go to the γ-sweep
-figure. Each method's α sweep is reduced with :mod:`table2`.
+figure. Each method's α sweep is reduced with :mod:`operating_points`.
 
 Two latency notions are reported side by side:
   * wall-clock: the measured ``relative_latency`` (with bootstrap CIs);
@@ -23,13 +23,14 @@ import pandas as pd
 from harness import metrics
 from harness.report import load
 from harness.report import style
-from harness.report import table2
+from harness.report import operating_points
 
 PAPER_GROUP = "paper"
 OTHER_GROUP = "other"
 EMPTY = "–"
-SPEEDUP_MAIN = table2.speedup_key(1.0)
-VARIANT_FRACTIONS = tuple(f for f in table2.QUALITY_FRACTIONS if f != 1.0)
+SPEEDUP_MAIN = operating_points.speedup_key(1.0)
+VARIANT_FRACTIONS = tuple(
+    f for f in operating_points.QUALITY_FRACTIONS if f != 1.0)
 # Decimal places of speed-ups and qualities in the rendered tables.
 SPEEDUP_DIGITS = 2
 QUALITY_DIGITS = 2
@@ -72,7 +73,7 @@ def _get(row: pd.Series | None, column: str) -> float:
   return math.nan if row is None else float(row[column])
 
 
-def _pick_columns(prefix: str, pick: table2.Pick | None, cells_by_id,
+def _pick_columns(prefix: str, pick: operating_points.Pick | None, cells_by_id,
                   speedup: bool, with_ci: bool) -> dict[str, float]:
   """Value, CI and chosen α/cell of one Table 2 entry."""
   out = {prefix: math.nan, f"{prefix}_alpha": math.nan,
@@ -108,11 +109,11 @@ def method_row(method_cells: pd.DataFrame, large_quality: float,
   row: dict[str, Any] = {}
   for kind, column, with_ci in (("", "relative_latency", True),
                                 ("cost_", "cost_relative_latency", False)):
-    entries = table2.extract_entries(
+    entries = operating_points.extract_entries(
         _curve(method_cells, column), large_quality, higher_is_better=better)
     for key, pick in entries.items():
       row.update(_pick_columns(kind + key, pick, by_id,
-                               key != table2.BEST_QUALITY, with_ci))
+                               key != operating_points.BEST_QUALITY, with_ci))
   return row
 
 

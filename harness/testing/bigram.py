@@ -1,4 +1,4 @@
-"""Helpers for decoding tests on bigram models: exact distributions by
+"""Bigram toy pairs for the decoding tests: exact distributions by
 enumeration and a chi-square goodness-of-fit check."""
 
 from __future__ import annotations

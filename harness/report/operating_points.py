@@ -1,10 +1,12 @@
-"""Table 2 extraction: pure functions on a method's α-sweep curve.
+"""Operating-point selection: picks Table 2 entries from a method's α sweep.
+
+Pure functions on one α-sweep curve.
 
 A curve is a DataFrame with one row per evaluated α and the columns
 ``alpha``, ``relative_latency`` and ``quality`` (rows with a NaN latency or
-quality are ignored). Following ALGORITHMS.md §4.5, only evaluated points
-count: no interpolation between sweep points, so non-monotone curves are
-handled point by point.
+quality are ignored). Following docs/algorithms.md#table-2, only evaluated
+points count: no interpolation between sweep points, so non-monotone curves
+are handled point by point.
 
 Column (1), latency reduction when matching the large model's quality::
 
@@ -38,7 +40,8 @@ import math
 
 import pandas as pd
 
-# Fractions of the large model's quality for the Table 2 variants (PAPER.md).
+# Fractions of the large model's quality for the Table 2 variants
+# (docs/algorithms.md#published-figures).
 QUALITY_FRACTIONS = (1.0, 0.99, 0.97, 0.95, 0.50)
 # The latency budget of column (2): the large model's own latency.
 MAX_RELATIVE_LATENCY = 1.0

@@ -37,7 +37,13 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
   parser.add_argument("--gin_binding", action="append", default=[],
                       metavar="X=Y", help="gin binding (same as --gin.X=Y)")
   parser.add_argument("--dry_run", action="store_true",
-                      help="print the cells, decodes and estimated time")
+                      help="check data, checkpoints, vocabularies, memory "
+                      "and devices; print the cells and estimated time; "
+                      "exit 3 listing every problem (loads no weights)")
+  parser.add_argument("--simulate_devices", default=None, metavar="TOPOLOGY",
+                      help="dry run against a topology instead of this "
+                      "machine's devices: v4-8, v4-16, v5e-8, v5p-8, "
+                      "8xH100, 4xA100, 1xH200, cpu")
   parser.add_argument("--only", action="append", default=[],
                       metavar="GLOB", help="run only cells whose id matches "
                       "(their reference cells come along)")
@@ -86,11 +92,42 @@ def _run(args: argparse.Namespace) -> int:
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
                               dry_run=args.dry_run,
                               progress=not args.no_progress, gin_config=text)
+  if args.dry_run:
+    return _dry_run(exp, options, getattr(args, "simulate_devices", None),
+                    args.debug)
   try:
+    exp = _gate(exp)
     runner.run_experiment(exp, options)
   except Exception as err:  # pylint: disable=broad-except
     return _fail(err, RUN_ERROR_EXIT, args.debug)
   return 0
+
+
+def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
+  """``--dry_run``: every check of ``harness.runner.dryrun``, one listing."""
+  from harness.runner import devices  # pylint: disable=g-import-not-at-top
+  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
+  from harness.runner import runner  # pylint: disable=g-import-not-at-top
+  from harness.runner import store as store_lib  # pylint: disable=g-import-not-at-top
+  try:
+    topo = devices.parse(simulate) if simulate else devices.detect()
+  except ValueError as err:
+    return _fail(err, CONFIG_ERROR_EXIT, debug)
+  store = store_lib.ResultsStore(exp.results_dir, exp.name)
+  return dryrun.dry_run(exp, lambda e: runner.plan(e, options), topo,
+                        store.is_done, store.dir, sys.stdout)
+
+
+def _gate(exp):
+  """Before the first cell: data and sample sizes (all tasks at once)."""
+  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
+  exp, found = dryrun.apply_sample_policy(exp)
+  for line in found.warnings:
+    print(f"warning: {line}", file=sys.stderr)
+  if found.problems:
+    raise ValueError("; ".join(f"{kind}: {line}"
+                               for kind, line in found.problems))
+  return exp
 
 
 def _configure_report(parser: argparse.ArgumentParser) -> None:

@@ -64,6 +64,12 @@ class DataSource(str, enum.Enum):
   TFDS = "tfds"
 
 
+class SamplePolicy(str, enum.Enum):
+  """What a sample size above what the data source holds does."""
+  REFUSE = "refuse"  # The dry run and the run refuse before any cell.
+  CAP = "cap"  # Lowered to what the source holds, with a warning.
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelPair:
   """A drafter (small) and verifier (large) sharing one vocabulary.
@@ -210,6 +216,9 @@ class Experiment:
     with_references: add the autoregressive verifier-only and drafter-only
       reference cells (needed for relative latency).
     calibration_calls: timed ``score`` calls per cost-model constant.
+    sample_policy: a ``SamplePolicy`` for ``TaskRun.num_examples`` above
+      what the task's source holds (checked before the first cell,
+      ``harness.runner.dryrun``).
   """
   name: str
   pair: ModelPair
@@ -223,6 +232,7 @@ class Experiment:
   results_dir: str = "results"
   with_references: bool = True
   calibration_calls: int = 20
+  sample_policy: SamplePolicy = SamplePolicy.REFUSE
 
   def __post_init__(self):
     _check(_safe_name(self.name), "name", self.name,

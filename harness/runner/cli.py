@@ -15,6 +15,7 @@ heavy (jax, gin, models) is imported inside the commands, so ``list`` and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import os
 import sys
@@ -49,7 +50,13 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       "(their reference cells come along)")
   if sweep:
     parser.add_argument("--shard", default="0/1", metavar="i/N",
-                        help="run cells k with k mod N == i (default 0/1)")
+                        help="run shard i of N: whole (task, T, top-P) "
+                        "groups, balanced (default 0/1)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="multi-host: jax.distributed.initialize(), "
+                        "shard = process index/count, results under "
+                        "RESULTS_DIR/hosts/host-i-of-N (also "
+                        "HARNESS_DISTRIBUTED=1); then `gather`")
   parser.add_argument("--no_progress", action="store_true",
                       help="no progress bars (cell lines still printed)")
   parser.add_argument("--debug", action="store_true",
@@ -89,6 +96,13 @@ def _run(args: argparse.Namespace) -> int:
   for binding in unused:
     print(f"warning: --gin.{binding}: no gin file defines or uses this "
           "macro (a typo?); it has no effect", file=sys.stderr)
+  from harness.runner import topology  # pylint: disable=g-import-not-at-top
+  if topology.wants_distributed(getattr(args, "distributed", False)):
+    shard = topology.host_shard()
+    exp = dataclasses.replace(exp, results_dir=topology.host_results_dir(
+        exp.results_dir, shard))
+    print(f"host {shard.index} of {shard.count}: results in "
+          f"{exp.results_dir}", file=sys.stderr)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
                               dry_run=args.dry_run,
                               progress=not args.no_progress, gin_config=text)
@@ -155,6 +169,25 @@ def _report(args: argparse.Namespace) -> int:
   return 0
 
 
+def _configure_gather(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("hosts", nargs="+",
+                      help="each host's results/<experiment> directory")
+  parser.add_argument("--into", required=True,
+                      help="merged results/<experiment> directory")
+  parser.add_argument("--debug", action="store_true")
+
+
+def _gather(args: argparse.Namespace) -> int:
+  from harness.runner import topology  # pylint: disable=g-import-not-at-top
+  try:
+    copied, filled = topology.gather(args.hosts, args.into)
+  except (OSError, ValueError) as err:
+    return _fail(err, RUN_ERROR_EXIT, args.debug)
+  print(f"gathered {copied} files from {len(args.hosts)} hosts into "
+        f"{args.into}; filled relative latency of {len(filled)} cells")
+  return 0
+
+
 def list_experiments() -> list[str]:
   """Shipped experiment files (relative to the repository root)."""
   from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
@@ -171,3 +204,5 @@ def register(add_command: Callable) -> None:
               lambda p: _configure_run(p, sweep=True))(_run)
   add_command("report", "merge shards, fill relative latency, write report",
               _configure_report)(_report)
+  add_command("gather", "copy hosts' results into one directory and merge",
+              _configure_gather)(_gather)

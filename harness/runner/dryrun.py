@@ -347,7 +347,7 @@ def check(exp: cfg.Experiment, topo: devices_lib.Topology
   """Every check of the module docstring; footprints per pair for timing."""
   exp, found = apply_sample_policy(exp)
   prints = {}
-  for pair in {run.pair or exp.pair for run in exp.tasks}:
+  for pair in dict.fromkeys(run.pair or exp.pair for run in exp.tasks):
     models = resolve_pair(pair, found)
     _check_devices(pair, topo, found)
     prints[pair] = _check_memory(pair, models, exp, topo, found)

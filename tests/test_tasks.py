@@ -9,9 +9,7 @@ from harness import __main__ as cli
 from harness import tasks
 from harness.tasks import datasets
 from harness.tasks import prompts
-
-_NO_REFERENCES = {"cnn_dailymail", "gemma_cnn_dailymail"}
-
+from harness.tasks import registry
 
 @pytest.mark.parametrize("name", sorted(tasks.TASKS))
 def test_every_offline_task_yields_examples(name):
@@ -20,9 +18,7 @@ def test_every_offline_task_yields_examples(name):
   assert len({e.id for e in examples}) == 5
   for e in examples:
     assert e.inputs.strip()
-    if name in _NO_REFERENCES:
-      assert e.targets == () and e.extra["has_reference"] is False
-    elif name != "gemma_squad_v2":  # SQuAD 2.0 may be unanswerable: ().
+    if name != "gemma_squad_v2":  # SQuAD 2.0 may be unanswerable: ().
       assert e.targets and all(isinstance(t, str) for t in e.targets)
 
 
@@ -72,6 +68,36 @@ def test_full_split_sizes():
   assert len(tasks.load_examples("gemma_gsm8k_8shot")) == 1319
   assert len(tasks.load_examples("multi30k_ende", split="test")) == 1000
   assert len(tasks.load_examples("gemma_triviaqa")) == 2999  # 1 held out.
+  assert len(tasks.load_examples("cnn_dailymail")) == 500
+
+
+def test_offline_cnn_dailymail_has_highlights_and_rouge2():
+  from harness.runner import summary  # pylint: disable=g-import-not-at-top
+  examples = tasks.load_examples("cnn_dailymail", num_examples=3, seed=0)
+  assert all(e.extra["has_reference"] and e.targets[0].count("\n") >= 1
+             for e in examples)
+  records = [{"targets": list(e.targets), "prediction": e.targets[0],
+              "inputs": e.inputs} for e in examples]
+  values, _ = summary.quality("cnn_dailymail", records)
+  assert values["rouge2"] is not None and values["rouge2"] > 0.99
+
+
+def test_tfds_shot_pool_is_a_bounded_seeded_slice(monkeypatch):
+  reads = []
+  monkeypatch.setattr(datasets, "tfds_split_size", lambda *a: 4_508_785)
+  monkeypatch.setattr(datasets, "tfds_records", lambda name, dataset, split,
+                      data_dir: reads.append(split) or tuple(
+                          {"id": str(i), "src": f"s{i}", "tgt": f"t{i}"}
+                          for i in range(tasks.SHOT_POOL_SIZE)))
+  spec = tasks.get_task("gemma_wmt14_ende_5shot")
+  for seed in (0, 0, 1):
+    pool = registry.shot_pool(spec, tasks.Source.TFDS, "/d", seed)
+    assert len(pool) == tasks.SHOT_POOL_SIZE
+  starts = [int(r.split("[")[1].split(":")[0]) for r in reads]
+  assert all(r == f"train[{s}:{s + tasks.SHOT_POOL_SIZE}]"
+             for r, s in zip(reads, starts))
+  assert starts[0] == starts[1] != starts[2]
+  assert all(0 <= s <= 4_508_785 - tasks.SHOT_POOL_SIZE for s in starts)
 
 
 def test_gsm8k_prompt_has_eight_solved_exemplars():

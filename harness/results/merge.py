@@ -30,10 +30,12 @@ def merge_manifests(store: store_lib.ResultsStore) -> str | None:
     return None
   count = shards[0]["shard"]["count"]
   by_index = {m["shard"]["index"]: m["cell_ids"] for m in shards}
-  total = sum(len(ids) for ids in by_index.values())
-  # Cell k of the full order went to shard k mod N at position k // N.
-  order = [by_index[k % count][k // count] for k in range(total)
-           if k % count in by_index and k // count < len(by_index[k % count])]
+  # Shards hold whole groups of cells (cells.deal): interleave their lists
+  # round-robin, keeping every cell once.
+  longest = max(len(ids) for ids in by_index.values())
+  order = list(dict.fromkeys(
+      by_index[i][k] for k in range(longest) for i in sorted(by_index)
+      if k < len(by_index[i])))
   calibrations = {}
   for m in shards:
     calibrations.update(m.get("calibrations", {}))

@@ -5,13 +5,13 @@ Order: for each task and each (T, top-P), the two reference cells
 method cells (methods in config order, then γ, then α). Relative latency is
 therefore computable when a method cell finishes.
 
-Sharding (``--shard i/N``): the cell at position k of this order belongs to
-shard k mod N. Reference cells are dealt like any other cell, so a shard may
-finish method cells before their reference exists; their summaries then
-carry ``relative_latency: null`` and ``python -m harness report`` fills it
-once the shards' results are merged into one directory. Timing across hosts
-is only comparable on identical hardware (run every shard on the same VM
-type).
+Sharding (``--shard i/N``) deals whole *groups* (the cells sharing a
+``group_key``: task, pair, T, top-P and sample sizes, i.e. a pair of
+reference cells and every method cell measured against them) to shards:
+each group, in run order, goes to the shard with the least estimated work
+so far (decodes × max_decode_len; ties to the lower index). A method cell's
+relative latency therefore always divides two times measured on the same
+host, and every shard can compute it as soon as the cell finishes.
 """
 
 from __future__ import annotations
@@ -180,7 +180,36 @@ class Shard:
     return self.count > 1
 
   def select(self, cells: list[Cell]) -> list[Cell]:
-    return [c for k, c in enumerate(cells) if k % self.count == self.index]
+    """This shard's cells: whole groups, balanced (module docstring)."""
+    return deal(cells, self.count)[self.index]
+
+
+def group_key(cell: Cell) -> tuple:
+  """Cells with equal keys run on the same shard (with their references)."""
+  return cell.reference_key
+
+
+def _work(cell: Cell) -> int:
+  run = cell.task_run
+  decodes = run.num_examples + (cell.num_trials - 1) * run.latency_examples
+  return decodes * cell.max_decode_len
+
+
+def deal(cells: list[Cell], count: int) -> list[list[Cell]]:
+  """Splits ``cells`` into ``count`` lists of whole groups (run order kept)."""
+  groups: dict[tuple, list[Cell]] = {}
+  for cell in cells:
+    groups.setdefault(group_key(cell), []).append(cell)
+  load = [0] * count
+  owner = {}
+  for key, members in groups.items():
+    shard = min(range(count), key=lambda i: (load[i], i))
+    owner[key] = shard
+    load[shard] += sum(_work(c) for c in members)
+  shards: list[list[Cell]] = [[] for _ in range(count)]
+  for cell in cells:
+    shards[owner[group_key(cell)]].append(cell)
+  return shards
 
 
 def reference_for(cell: Cell) -> Cell:

@@ -16,6 +16,7 @@ heavy (jax, gin, models) is imported inside the commands, so ``list`` and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import os
 import sys
@@ -38,13 +39,25 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
   parser.add_argument("--gin_binding", action="append", default=[],
                       metavar="X=Y", help="gin binding (same as --gin.X=Y)")
   parser.add_argument("--dry_run", action="store_true",
-                      help="print the cells, decodes and estimated time")
+                      help="check data, checkpoints, vocabularies, memory "
+                      "and devices; print the cells and estimated time; "
+                      "exit 3 listing every problem (loads no weights)")
+  parser.add_argument("--simulate_devices", default=None, metavar="TOPOLOGY",
+                      help="dry run against a topology instead of this "
+                      "machine's devices: v4-8, v4-16, v5e-8, v5p-8, "
+                      "8xH100, 4xA100, 1xH200, cpu")
   parser.add_argument("--only", action="append", default=[],
                       metavar="GLOB", help="run only cells whose id matches "
                       "(their reference cells come along)")
   if sweep:
     parser.add_argument("--shard", default="0/1", metavar="i/N",
-                        help="run cells k with k mod N == i (default 0/1)")
+                        help="run shard i of N: whole (task, T, top-P) "
+                        "groups, balanced (default 0/1)")
+    parser.add_argument("--distributed", action="store_true",
+                        help="multi-host: jax.distributed.initialize(), "
+                        "shard = process index/count, results under "
+                        "RESULTS_DIR/hosts/host-i-of-N (also "
+                        "HARNESS_DISTRIBUTED=1); then `gather`")
   parser.add_argument("--no_progress", action="store_true",
                       help="no progress bars (cell lines still printed)")
   parser.add_argument("--debug", action="store_true",
@@ -78,13 +91,70 @@ def _run(args: argparse.Namespace) -> int:
   for binding in unused:
     print(f"warning: --gin.{binding}: no gin file defines or uses this "
           "macro (a typo?); it has no effect", file=sys.stderr)
+  from harness.runner import topology  # pylint: disable=g-import-not-at-top
+  if topology.wants_distributed(getattr(args, "distributed", False)):
+    shard = topology.host_shard()
+    exp = dataclasses.replace(exp, results_dir=topology.host_results_dir(
+        exp.results_dir, shard))
+    print(f"host {shard.index} of {shard.count}: results in "
+          f"{exp.results_dir}", file=sys.stderr)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
                               dry_run=args.dry_run,
                               progress=not args.no_progress, gin_config=text)
+  if args.dry_run:
+    return _dry_run(exp, options, getattr(args, "simulate_devices", None),
+                    args.debug)
   try:
+    exp = _gate(exp)
     runner.run_experiment(exp, options)
   except Exception as err:  # pylint: disable=broad-except
     return _fail(err, RUN_ERROR_EXIT, args.debug)
+  return 0
+
+
+def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
+  """``--dry_run``: every check of ``harness.runner.dryrun``, one listing."""
+  from harness.runner import devices  # pylint: disable=g-import-not-at-top
+  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
+  from harness.runner import runner  # pylint: disable=g-import-not-at-top
+  from harness.results import store as store_lib  # pylint: disable=g-import-not-at-top
+  try:
+    topo = devices.parse(simulate) if simulate else devices.detect()
+  except ValueError as err:
+    return _fail(err, CONFIG_ERROR_EXIT, debug)
+  store = store_lib.ResultsStore(exp.results_dir, exp.name)
+  return dryrun.dry_run(exp, lambda e: runner.plan(e, options), topo,
+                        store.is_done, store.dir, sys.stdout)
+
+
+def _gate(exp):
+  """Before the first cell: data and sample sizes (all tasks at once)."""
+  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
+  exp, found = dryrun.apply_sample_policy(exp)
+  for line in found.warnings:
+    print(f"warning: {line}", file=sys.stderr)
+  if found.problems:
+    raise ValueError("; ".join(f"{kind}: {line}"
+                               for kind, line in found.problems))
+  return exp
+
+
+def _configure_gather(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("hosts", nargs="+",
+                      help="each host's results/<experiment> directory")
+  parser.add_argument("--into", required=True,
+                      help="merged results/<experiment> directory")
+  parser.add_argument("--debug", action="store_true")
+
+
+def _gather(args: argparse.Namespace) -> int:
+  from harness.runner import topology  # pylint: disable=g-import-not-at-top
+  try:
+    copied, filled = topology.gather(args.hosts, args.into)
+  except (OSError, ValueError) as err:
+    return _fail(err, RUN_ERROR_EXIT, args.debug)
+  print(f"gathered {copied} files from {len(args.hosts)} hosts into "
+        f"{args.into}; filled relative latency of {len(filled)} cells")
   return 0
 
 
@@ -102,3 +172,5 @@ def register(add_command: Callable) -> None:
               lambda p: _configure_run(p, sweep=False))(_run)
   add_command("sweep", "run every cell of an experiment (shardable)",
               lambda p: _configure_run(p, sweep=True))(_run)
+  add_command("gather", "copy hosts' results into one directory and merge",
+              _configure_gather)(_gather)

@@ -64,6 +64,12 @@ class DataSource(enum.StrEnum):
   TFDS = "tfds"
 
 
+class SamplePolicy(str, enum.Enum):
+  """What a sample size above what the data source holds does."""
+  REFUSE = "refuse"  # The dry run and the run refuse before any cell.
+  CAP = "cap"  # Lowered to what the source holds, with a warning.
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelPair:
   """A drafter (small) and verifier (large) sharing one vocabulary.
@@ -213,6 +219,9 @@ class Experiment:
     calibration_calls: timed ``score`` calls per cost-model constant.
     latency_protocol: "paired" (each timed decode beside a reference decode,
       ``docs/timing.md``) or "unpaired" (the original protocol).
+    sample_policy: a ``SamplePolicy`` for ``TaskRun.num_examples`` above
+      what the task's source holds (checked before the first cell,
+      ``harness.runner.dryrun``).
   """
   name: str
   pair: ModelPair
@@ -227,6 +236,7 @@ class Experiment:
   with_references: bool = True
   calibration_calls: int = 20
   latency_protocol: str = "paired"
+  sample_policy: SamplePolicy = SamplePolicy.REFUSE
 
   def __post_init__(self):
     _check(_safe_name(self.name), "name", self.name,

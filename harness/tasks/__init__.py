@@ -27,14 +27,16 @@ Example::
 """
 
 from harness.tasks.datasets import DATA_DIR_ENV, data_root
-from harness.tasks.registry import (TASKS, get_task, load_examples,
-                                    postprocess, select_shots)
+from harness.tasks.registry import (SHOT_POOL_SIZE, TASKS,
+                                    available_examples, get_task,
+                                    load_examples, postprocess, select_shots)
 from harness.tasks.spec import (TASK_VERSION, DataError, Example,
                                 OfflineSource, PromptFormat, Source, TaskSpec,
                                 TfdsSource)
 
 __all__ = [
-    "DATA_DIR_ENV", "DataError", "Example", "OfflineSource", "PromptFormat",
-    "Source", "TASKS", "TASK_VERSION", "TaskSpec", "TfdsSource", "data_root",
-    "get_task", "load_examples", "postprocess", "select_shots",
+    "DATA_DIR_ENV", "SHOT_POOL_SIZE", "DataError", "Example", "OfflineSource",
+    "PromptFormat", "Source", "TASKS", "TASK_VERSION", "TaskSpec",
+    "TfdsSource", "available_examples", "data_root", "get_task",
+    "load_examples", "postprocess", "select_shots",
 ]

@@ -154,11 +154,12 @@ def _xsum(split: str) -> list[Record]:
 
 
 def _cnn_dailymail(split: str) -> list[Record]:
-  del split  # Only 1,000 test articles, without reference highlights.
+  del split  # 500 test articles with their highlights (data/cnn_dailymail).
   return [{"id": f"cnndm-test-{_field(o, 'idx', w, int)}",
-           "document": _field(o, "article", w), "summary": None}
+           "document": _field(o, "article", w),
+           "summary": _field(o, "highlights", w)}
           for w, o in read_jsonl(_path("cnn_dailymail",
-                                       "test_articles_1000.jsonl"))]
+                                       "test_pairs_500.jsonl"))]
 
 
 def _gsm8k(split: str) -> list[Record]:
@@ -350,6 +351,48 @@ TFDS_ADAPTERS: dict[str, Callable[[dict, int], Record]] = {
     "webquestions": _tfds_webquestions, "nq_open": _tfds_nq_open,
     "triviaqa": _tfds_triviaqa,
 }
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+  return tuple(int(p) if p.isdigit() else -1 for p in name.split("."))
+
+
+def tfds_prepared_size(name: str, split: str, data_dir: str) -> int:
+  """Examples of a prepared TFDS split, read from ``dataset_info.json``.
+
+  Looks in ``<data_dir>/<name>/<newest version>/`` (the layout `tfds build`
+  writes); no TFDS import, nothing else read.
+
+  Raises:
+    DataError: the dataset is not prepared there or lacks the split.
+  """
+  root = pathlib.Path(data_dir, name)
+  versions = sorted((p for p in root.glob("*")
+                     if (p / "dataset_info.json").exists()),
+                    key=lambda p: _version_key(p.name))
+  if not versions:
+    raise DataError(f"TFDS {name} is not prepared under {data_dir} (no "
+                    f"{root}/<version>/dataset_info.json; run `tfds build "
+                    f"{name} --data_dir={data_dir}`)")
+  info_path = versions[-1] / "dataset_info.json"
+  info = _json_array(info_path)
+  for entry in info.get("splits", []) if isinstance(info, dict) else []:
+    if entry.get("name") == split:
+      lengths = entry.get("shardLengths")
+      if lengths is not None:
+        return sum(int(n) for n in lengths)
+      return int(entry.get("statistics", {}).get("numExamples", 0))
+  raise DataError(f"{info_path}: no split {split!r}")
+
+
+def tfds_split_size(name: str, split: str, data_dir: str | None) -> int:
+  """Examples in a prepared TFDS split, from its metadata (nothing read)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
+  size = int(ds.cardinality().numpy())
+  if size < 0:
+    raise DataError(f"TFDS {name}[{split}]: split size unknown")
+  return size
 
 
 def tfds_records(name: str, dataset: str, split: str,

@@ -11,6 +11,12 @@ permutation of the evaluation split drawn from a generator seeded by
 ``(s, crc32(task name))``: deterministic, independent of which tasks were
 loaded before, and the N-sample is a prefix of every larger sample. The paper
 samples 1,000 examples per Gemma task and 500 for latency.
+
+Few-shot exemplars come from a pool: the bundled shot split (offline; at
+most a few thousand records), or for TFDS a contiguous slice of at most
+``SHOT_POOL_SIZE`` records of the shot split starting at an offset drawn
+from ``(seed, crc32(task name))`` (``shot_pool``), so WMT14's 4.5M training
+pairs are never read whole.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from harness.tasks.spec import (DataError, Example, OfflineSource,
 GEMMA_MAX_INPUT_LEN = 2048
 QA_MAX_OUTPUT_LEN = 5  # The paper's output length for the QA sets.
 _SHOT_STREAM = 1  # Seeds exemplar choice apart from example sampling.
-_CNN_NOTE = ("offline CNN/DailyMail has 1,000 truncated test articles without "
-             "reference highlights: use it for latency/acceptance only; ROUGE "
-             "needs source='tfds'")
+_POOL_STREAM = 2  # Seeds the offset of a TFDS shot pool.
+SHOT_POOL_SIZE = 1000  # Records of a TFDS shot split read for exemplars.
+_CNN_NOTE = ("offline CNN/DailyMail is 500 test-split articles with their "
+             "highlights (the paper evaluates the validation split, "
+             "source='tfds')")
 _XSUM_NOTE = ("offline XSum is a 1,000-example sample of the test split (the "
               "paper evaluates the validation split, source='tfds')")
 
@@ -148,6 +156,25 @@ def _splits(spec: TaskSpec, source: Source) -> tuple[str, str | None]:
   return spec.offline.eval_split, spec.offline.shot_split
 
 
+def shot_pool(spec: TaskSpec, source: Source, data_dir: str | None,
+              seed: int) -> tuple[datasets.Record, ...]:
+  """The records exemplars are drawn from (module docstring).
+
+  Offline (and tasks without TFDS builder): the whole bundled shot split.
+  TFDS: records ``[start, start + n)`` of the shot split, n =
+  min(``SHOT_POOL_SIZE``, split size), ``start`` seeded by ``seed``.
+  """
+  _, split = _splits(spec, source)
+  if source is Source.OFFLINE or spec.tfds is None:
+    return _records(spec, split, source, data_dir)
+  total = datasets.tfds_split_size(spec.tfds.name, split, data_dir)
+  size = min(SHOT_POOL_SIZE, total)
+  start = int(_rng(spec.name, seed, _POOL_STREAM).integers(
+      0, total - size + 1))
+  return datasets.tfds_records(spec.tfds.name, spec.tfds.dataset,
+                               f"{split}[{start}:{start + size}]", data_dir)
+
+
 def select_shots(spec: TaskSpec, pool: Sequence[datasets.Record],
                  seed: int) -> list[datasets.Record]:
   """``spec.num_shots`` exemplars from ``pool``, deterministic by seed."""
@@ -192,12 +219,11 @@ def load_examples(name: str, *, split: str | None = None,
     A list of Examples.
   """
   spec, source = get_task(name), Source(source)
-  eval_split, shot_split = _splits(spec, source)
+  eval_split, _ = _splits(spec, source)
   records = _records(spec, split or eval_split, source, data_dir)
   shots = []
   if spec.num_shots:
-    shots = select_shots(spec, _records(spec, shot_split, source, data_dir),
-                         seed)
+    shots = select_shots(spec, shot_pool(spec, source, data_dir, seed), seed)
     held_out = {_record_key(s) for s in shots}
     records = tuple(r for r in records if _record_key(r) not in held_out)
   if num_examples is not None:
@@ -207,6 +233,26 @@ def load_examples(name: str, *, split: str | None = None,
     order = _rng(name, seed).permutation(len(records))[:num_examples]
     records = tuple(records[i] for i in order)
   return [_to_example(spec, r, shots) for r in records]
+
+
+def available_examples(name: str, source: Source | str = Source.OFFLINE,
+                       data_dir: str | None = None) -> int:
+  """Examples ``load_examples`` can sample from a task's evaluation split.
+
+  Offline: the bundled split, less the exemplars held out when shots come
+  from the evaluated split. TFDS: the prepared split's size from its
+  ``dataset_info.json`` under ``data_dir`` (nothing imported or read).
+
+  Raises:
+    DataError: the data is missing, naming the file or directory.
+  """
+  spec, source = get_task(name), Source(source)
+  eval_split, shot_split = _splits(spec, source)
+  held_out = spec.num_shots if shot_split == eval_split else 0
+  if source is Source.TFDS and spec.tfds is not None:
+    return datasets.tfds_prepared_size(spec.tfds.name, eval_split,
+                                       data_dir) - held_out
+  return len(_records(spec, eval_split, source, data_dir)) - held_out
 
 
 def postprocess(name: str, prediction: str) -> str:

@@ -2,6 +2,9 @@
 
 Changelog of ``TASK_VERSION`` (bump on any prompt or preprocessing change):
   1: initial prompts, shots and limits (this file's ``TASKS``).
+  2: offline CNN/DailyMail = 500 test articles with highlights (was 1,000
+     truncated articles without); TFDS shot pools are a bounded, seeded
+     slice of the shot split (``registry.SHOT_POOL_SIZE``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import enum
 import types
 from typing import Any, Mapping
 
-TASK_VERSION = 1
+TASK_VERSION = 2
 
 
 class DataError(ValueError):
@@ -112,7 +115,7 @@ class Example:
     id: Stable id within the dataset (from the data where it has one).
     inputs: Full model input text, few-shot prompt included.
     targets: All references / answer aliases; () when the data has none
-      (offline CNN/DailyMail) or the question is unanswerable (SQuAD 2.0,
+      or the question is unanswerable (SQuAD 2.0,
       then ``extra["is_impossible"]`` is True).
     extra: Small read-only mapping for metrics, e.g. MBPP ``test_list``.
   """

@@ -1,0 +1,404 @@
+"""``--dry_run``: the gate before a sweep. Checks everything, loads nothing.
+
+In seconds and without reading weights, :func:`check` collects EVERY problem
+of an experiment on a (real or simulated) topology, and the command exits
+non-zero when there is any:
+
+* data: per task and source, the bundled files or the prepared TFDS dataset
+  under ``DATA_DIR`` (its ``dataset_info.json``), and sample sizes against
+  what the source holds (``Experiment.sample_policy``: "refuse" lists a
+  problem, "cap" lowers the size with a warning naming task, source, asked
+  and available);
+* checkpoints: each directory, its ``config.json`` (parsed) and a weights
+  file;
+* vocabulary agreement of drafter and verifier (from the configs, and the
+  tokenizer files' sha256 when both are present);
+* per-chip memory: weights (shapes from ``jax.eval_shape`` on the model
+  constructors; the verifier split ``model_parallel`` ways as
+  ``harness.models.sharding`` splits it, the drafter replicated) + KV caches
+  at the task's maximum lengths (input + output + γ + 1 positions; T5 also
+  its cross-attention cache) + a margin (``MARGIN_FRACTION`` of that plus
+  ``MARGIN_BYTES``), against the chip's memory;
+* device count against ``model_parallel`` (must divide it).
+
+The time estimate (``harness.runner.estimate``) uses the topology's
+bandwidth and FLOPs per chip (``harness.runner.devices``) and the split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import math
+import os
+from typing import Any, TextIO
+
+import jax
+
+from harness import tasks
+from harness.runner import cells as cells_lib
+from harness.runner import config as cfg
+from harness.runner import devices as devices_lib
+from harness.runner import estimate as estimate_lib
+from harness.runner import execute
+from harness.runner import pairs
+
+MARGIN_FRACTION = 0.2  # Activations, logits, XLA workspace, fragmentation.
+MARGIN_BYTES = 1 * devices_lib.GIB
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
+                 "pytorch_model.bin", "pytorch_model.bin.index.json",
+                 "flax_model.msgpack")
+_TOKENIZER_FILES = ("tokenizer.model", "spiece.model")
+_BYTES = {cfg.DType.FLOAT32: 4, cfg.DType.BFLOAT16: 2}
+
+
+@dataclasses.dataclass
+class Findings:
+  """What the dry run found.
+
+  Attributes:
+    problems: (kind, one line) that make the run refuse.
+    warnings: one line each, the run still proceeds.
+    memory: lines of the per-chip memory table.
+    experiment: the experiment after the sample policy (sizes capped).
+  """
+  problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+  warnings: list[str] = dataclasses.field(default_factory=list)
+  memory: list[str] = dataclasses.field(default_factory=list)
+  experiment: cfg.Experiment | None = None
+
+  def add(self, kind: str, message: str) -> None:
+    self.problems.append((kind, message))
+
+
+# --- Data -------------------------------------------------------------------
+
+
+def default_tfds_dir() -> str:
+  return os.environ.get("TFDS_DATA_DIR",
+                        os.path.expanduser("~/tensorflow_datasets"))
+
+
+def _check_data(run: cfg.TaskRun, found: Findings) -> cfg.TaskRun:
+  """Checks a task's data; returns the run with the sample policy applied."""
+  spec = tasks.get_task(run.task)
+  tfds_source = run.source is cfg.DataSource.TFDS and spec.tfds is not None
+  where = f"{run.task} (source {run.source.value})"
+  if tfds_source:
+    data_dir = run.data_dir or default_tfds_dir()
+    if not os.path.isdir(data_dir):
+      found.add("data", f"{where}: DATA_DIR {data_dir} does not exist "
+                "(prepare it with `tfds build`, docs/running.md)")
+      return run
+  try:
+    available = tasks.available_examples(run.task, run.source.value,
+                                         run.data_dir or (
+                                             default_tfds_dir() if tfds_source
+                                             else None))
+  except (tasks.DataError, OSError, KeyError) as err:
+    found.add("data", f"{where}: {str(err).splitlines()[0]}")
+    return run
+  if run.num_examples <= available:
+    return run
+  policy = found.experiment.sample_policy if found.experiment else (
+      cfg.SamplePolicy.REFUSE)
+  text = (f"{where}: num_examples={run.num_examples} but the source holds "
+          f"{available}")
+  if policy is cfg.SamplePolicy.REFUSE:
+    found.add("sample size", f"{text} (lower it, or set "
+              "SAMPLE_POLICY=\"cap\")")
+    return run
+  found.warnings.append(f"{text}: capped to {available}")
+  latency = run.num_latency_examples
+  return dataclasses.replace(
+      run, num_examples=available,
+      num_latency_examples=None if latency is None else min(latency,
+                                                            available))
+
+
+def apply_sample_policy(exp: cfg.Experiment) -> tuple[cfg.Experiment,
+                                                      Findings]:
+  """Checks every task's data; returns the (capped) experiment and findings."""
+  found = Findings(experiment=exp)
+  runs = tuple(_check_data(run, found) for run in exp.tasks)
+  found.experiment = dataclasses.replace(exp, tasks=runs)
+  return found.experiment, found
+
+
+# --- Checkpoints and configs ----------------------------------------------
+
+
+def config_from_hf(hf: dict[str, Any]):
+  """A ``T5Config`` / ``GemmaConfig`` from a Hugging-Face ``config.json``."""
+  from harness.models import loading  # pylint: disable=g-import-not-at-top
+  kind = str(hf.get("model_type", ""))
+  if kind == "t5":
+    return loading._t5_config(hf, {"lm_head.weight"})  # pylint: disable=protected-access
+  if kind in ("gemma2", "gemma3", "gemma3_text"):
+    return loading._gemma_config(hf, 2 if kind == "gemma2" else 3)  # pylint: disable=protected-access
+  raise ValueError(f"model_type {kind!r} is not t5, gemma2 or gemma3")
+
+
+def _sha(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+  """A model of a pair: its config (or None) and tokenizer-file hash."""
+  config: Any
+  tokenizer_sha: str | None = None
+
+
+def _checkpoint(path: str, role: str, size: str | None,
+                found: Findings) -> Resolved:
+  """Checks a checkpoint directory; falls back to ``size`` for shapes."""
+  fallback = _size_config(size)
+  where = f"{role} checkpoint {path}"
+  directory = pairs.resolve(path)
+  if not os.path.isdir(directory):
+    found.add("checkpoint", f"{where}: no such directory")
+    return Resolved(fallback)
+  config_path = os.path.join(directory, "config.json")
+  try:
+    with open(config_path, encoding="utf-8") as f:
+      config = config_from_hf(json.load(f))
+  except FileNotFoundError:
+    found.add("checkpoint", f"{where}: no config.json")
+    return Resolved(fallback)
+  except (ValueError, KeyError, TypeError) as err:
+    found.add("checkpoint", f"{config_path}: {err}")
+    return Resolved(fallback)
+  if not any(os.path.exists(os.path.join(directory, w))
+             for w in _WEIGHT_FILES) and not glob.glob(
+                 os.path.join(directory, "*.gguf")):
+    found.add("checkpoint", f"{where}: no weights file (one of "
+              f"{', '.join(_WEIGHT_FILES)}, *.gguf)")
+  tokenizer = [os.path.join(directory, t) for t in _TOKENIZER_FILES
+               if os.path.exists(os.path.join(directory, t))]
+  return Resolved(config, _sha(tokenizer[0]) if tokenizer else None)
+
+
+def _size_config(size: str | None):
+  if not size:
+    return None
+  try:
+    return pairs.size_config(size)
+  except KeyError:
+    return None
+
+
+def resolve_pair(pair: cfg.ModelPair, found: Findings
+                 ) -> dict[str, Resolved]:
+  """{"drafter": …, "verifier": …} configs; problems added to ``found``."""
+  out = {}
+  for role in ("drafter", "verifier"):
+    name = getattr(pair, role)
+    if pair.kind is cfg.PairKind.RANDOM:
+      config = _size_config(name)
+      if config is None:
+        found.add("model", f"pair {pair.name}: {role} size {name!r} unknown")
+      out[role] = Resolved(config)
+    else:
+      out[role] = _checkpoint(name, role, getattr(pair, f"{role}_size"),
+                              found)
+  _check_vocab(pair, out, found)
+  return out
+
+
+def _check_vocab(pair: cfg.ModelPair, models: dict[str, Resolved],
+                 found: Findings) -> None:
+  small, large = models["drafter"], models["verifier"]
+  if small.config is None or large.config is None:
+    return
+  if small.config.vocab_size != large.config.vocab_size:
+    found.add("vocabulary", f"pair {pair.name}: drafter vocab_size "
+              f"{small.config.vocab_size} != verifier vocab_size "
+              f"{large.config.vocab_size}")
+  elif small.tokenizer_sha and large.tokenizer_sha and (
+      small.tokenizer_sha != large.tokenizer_sha):
+    found.add("vocabulary", f"pair {pair.name}: drafter and verifier "
+              "tokenizer files differ (sha256 "
+              f"{small.tokenizer_sha[:12]} vs {large.tokenizer_sha[:12]})")
+
+
+# --- Memory -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Footprint:
+  """A model's memory and per-step traffic on one chip.
+
+  Attributes:
+    num_params: parameters in all.
+    weight_bytes: weights held by one chip.
+    kv_bytes: KV cache held by one chip at the task's maximum lengths.
+    num_layers: layers run per decoding step.
+    split: ways the model is split (1 = replicated).
+  """
+  num_params: int
+  weight_bytes: float
+  kv_bytes: float
+  num_layers: int
+  split: int
+
+  @property
+  def bytes(self) -> float:
+    return self.weight_bytes + self.kv_bytes
+
+
+def _param_shapes(config):
+  from harness import models  # pylint: disable=g-import-not-at-top
+  if isinstance(config, models.T5Config):
+    from harness.models import t5  # pylint: disable=g-import-not-at-top
+    init = lambda key: t5.init_t5_params(key, config)
+  else:
+    from harness.models import gemma  # pylint: disable=g-import-not-at-top
+    init = lambda key: gemma.init_gemma_params(key, config)
+  return jax.eval_shape(init, jax.random.key(0))
+
+
+def footprint(config, dtype: cfg.DType, split: int, input_len: int,
+              output_len: int, gamma: int) -> Footprint:
+  """Per-chip weights and KV cache of ``config`` split ``split`` ways."""
+  from harness import models  # pylint: disable=g-import-not-at-top
+  from harness.models import sharding  # pylint: disable=g-import-not-at-top
+  size = _BYTES[dtype]
+  total, per_chip = 0, 0.0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(
+      _param_shapes(config))[0]:
+    n = math.prod(leaf.shape)
+    spec = sharding._spec(sharding._leaf_name(path), leaf.shape, split)  # pylint: disable=protected-access
+    total += n
+    per_chip += n / split if any(spec) else n
+  positions = input_len + output_len + gamma + 1
+  if isinstance(config, models.T5Config):
+    heads, width, layers = config.num_heads, config.d_kv, (
+        config.num_decoder_layers)
+    kv = 2 * heads * width * (positions + input_len) * layers
+    depth = layers
+  else:
+    heads, width, layers = config.num_kv_heads, config.head_dim, (
+        config.num_layers)
+    kv = 2 * heads * width * positions * layers
+    depth = layers
+  kv_split = split if heads % split == 0 else 1
+  return Footprint(total, per_chip * size, kv * size / kv_split, depth, split)
+
+
+def _check_devices(pair: cfg.ModelPair, topo: devices_lib.Topology,
+                   found: Findings) -> None:
+  mp = pair.model_parallel
+  if mp > topo.num_devices or topo.num_devices % mp:
+    found.add("devices", f"pair {pair.name}: model_parallel={mp} needs a "
+              f"multiple of {mp} devices; {topo.describe()}")
+  elif mp > topo.num_devices // topo.num_hosts:
+    found.warnings.append(f"pair {pair.name}: model_parallel={mp} spans "
+                          "hosts (tensor parallel over the network)")
+
+
+def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
+                  exp: cfg.Experiment, topo: devices_lib.Topology,
+                  found: Findings) -> dict[str, Footprint]:
+  """Worst task's per-chip memory; returns that task's footprints."""
+  if any(m.config is None for m in models.values()):
+    return {}
+  gamma = max(exp.gammas)
+  worst, worst_total = {}, -1.0
+  for run in exp.tasks:
+    if (run.pair or exp.pair) != pair:
+      continue
+    spec = tasks.get_task(run.task)
+    prints = {
+        "drafter": footprint(models["drafter"].config, pair.dtype, 1,
+                             spec.max_input_len, run.decode_len(), gamma),
+        "verifier": footprint(models["verifier"].config, pair.dtype,
+                              pair.model_parallel, spec.max_input_len,
+                              run.decode_len(), gamma)}
+    used = sum(p.bytes for p in prints.values())
+    total = used * (1 + MARGIN_FRACTION) + MARGIN_BYTES
+    line = (f"  {pair.name} × {run.task}: per chip weights "
+            f"{_gib(prints['verifier'].weight_bytes)} verifier (1/"
+            f"{pair.model_parallel}) + {_gib(prints['drafter'].weight_bytes)}"
+            f" drafter, KV {_gib(prints['verifier'].kv_bytes + prints['drafter'].kv_bytes)}"
+            f", + margin = {_gib(total)} of {_gib(topo.kind.memory_bytes)}")
+    found.memory.append(line)
+    if total > topo.kind.memory_bytes:
+      found.add("memory", f"pair {pair.name} × {run.task}: needs "
+                f"{_gib(total)} per chip (weights + KV + margin) but a "
+                f"{topo.kind.name} holds {_gib(topo.kind.memory_bytes)}")
+    if total > worst_total:
+      worst, worst_total = prints, total
+  return worst
+
+
+def _gib(n: float) -> str:
+  return f"{n / devices_lib.GIB:.2f} GiB"
+
+
+# --- Entry point --------------------------------------------------------------
+
+
+def check(exp: cfg.Experiment, topo: devices_lib.Topology
+          ) -> tuple[Findings, dict[cfg.ModelPair, dict[str, Footprint]]]:
+  """Every check of the module docstring; footprints per pair for timing."""
+  exp, found = apply_sample_policy(exp)
+  prints = {}
+  for pair in dict.fromkeys(run.pair or exp.pair for run in exp.tasks):
+    models = resolve_pair(pair, found)
+    _check_devices(pair, topo, found)
+    prints[pair] = _check_memory(pair, models, exp, topo, found)
+  return found, prints
+
+
+def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
+            is_done, results_dir: str, out: TextIO) -> int:
+  """Prints the plan, the checks and the estimate; returns the exit code.
+
+  Args:
+    exp: the experiment.
+    cells_for: experiment -> the cells this invocation runs.
+    topo: the topology checked against.
+    is_done: cell id -> whether its results exist.
+    results_dir: printed.
+    out: where to print.
+
+  Returns:
+    0 when nothing is wrong, ``PROBLEMS_EXIT`` otherwise.
+  """
+  found, prints = check(exp, topo)
+  cells = cells_for(found.experiment)
+  todo = [c for c in cells if not is_done(c.cell_id)]
+  for cell in cells:
+    mark = "done" if is_done(cell.cell_id) else "todo"
+    print(f"{mark}  {execute.num_decodes(cell):6d} decodes  "
+          f"{cell.cell_id}", file=out)
+  print(f"topology: {topo.describe()}", file=out)
+  print("per-chip memory (weights + KV caches at the task's maximum lengths"
+        f" + {MARGIN_FRACTION:.0%} + {_gib(MARGIN_BYTES)}):", file=out)
+  for line in found.memory:
+    print(line, file=out)
+  est = estimate_lib.estimate(todo, topo.kind, prints)
+  print(f"{len(cells)} cells ({len(cells) - len(todo)} done), "
+        f"{est.num_decodes} decodes to run, estimated {est.seconds:.0f} s "
+        f"({est.seconds / 3600:.2f} h) = decodes × max_decode_len × step "
+        f"time (verifier {est.step_s['verifier'] * 1e3:.3g} ms, drafter "
+        f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.name}; "
+        "harness/runner/estimate.py)", file=out)
+  print(f"results: {results_dir}", file=out)
+  for line in found.warnings:
+    print(f"warning: {line}", file=out)
+  for kind, line in found.problems:
+    print(f"problem ({kind}): {line}", file=out)
+  if found.problems:
+    print(f"dry run: {len(found.problems)} problem(s); fix them before "
+          "running", file=out)
+    return PROBLEMS_EXIT
+  print("dry run: no problems found", file=out)
+  return 0
+
+
+PROBLEMS_EXIT = 3

@@ -1,0 +1,103 @@
+"""Group-sharded sweeps over simulated hosts merge into the unsharded result."""
+
+import json
+import os
+
+import pytest
+
+from harness.__main__ import main
+from harness.runner import cells as cells_lib
+from harness.runner import gin_config
+from harness.results import schema
+from harness.runner import topology
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(REPO, "experiments", "smoke.gin")
+# 2 (T) groups of 2 references + 2 lossy cells; tiny and short.
+FAST = ["--gin.METHODS=[@spec_decode_lossy/MethodGrid()]",
+        "--gin.spec_decode_lossy/MethodGrid.alphas=[0.0, 1.0]",
+        "--gin.multi30k_ende/TaskRun.num_examples=3",
+        "--gin.TEMPERATURES=[0.0, 1.0]",
+        "--gin.MAX_DECODE_LEN=6", "--gin.CALIBRATION_CALLS=2"]
+
+
+def _experiment(*extra):
+  exp, _ = gin_config.parse([SMOKE], [b.removeprefix("--gin.")
+                                      for b in FAST + list(extra)])
+  return exp
+
+
+def test_deal_keeps_groups_whole_and_balanced():
+  exp = _experiment("--gin.TEMPERATURES=[0.0, 0.5, 1.0]",
+                    "--gin.TOP_PS=[0.5, 1.0]")
+  cells = cells_lib.build_cells(exp)
+  shards = [cells_lib.Shard(i, 4).select(cells) for i in range(4)]
+  assert sorted(c.cell_id for s in shards for c in s) == sorted(
+      c.cell_id for c in cells)
+  for shard in shards:
+    keys = {cells_lib.group_key(c) for c in shard}
+    # Every group on this shard is whole, references included.
+    assert sum(len([c for c in cells if cells_lib.group_key(c) == k])
+               for k in keys) == len(shard)
+    refs = {c.cell_id for c in shard if c.role is not schema.Role.METHOD}
+    assert all(cells_lib.reference_for(c).cell_id in refs for c in shard)
+  # 6 equal groups over 4 shards: 2, 2, 1, 1 groups.
+  assert sorted(len(s) for s in shards) == [4, 4, 8, 8]
+
+
+def _sweep(results, *extra):
+  return main(["sweep", "--gin_file", SMOKE, "--no_progress",
+               f"--gin.RESULTS_DIR='{results}'", *FAST, *extra])
+
+
+def _summaries(exp_dir):
+  out = {}
+  for name in sorted(os.listdir(os.path.join(exp_dir, "cells"))):
+    if name.endswith(".json"):
+      with open(os.path.join(exp_dir, "cells", name)) as f:
+        out[name[:-5]] = json.load(f)
+  return out
+
+
+@pytest.mark.slow
+def test_two_hosts_gather_into_the_unsharded_table2(tmp_path, capsys):
+  from harness import report  # pylint: disable=g-import-not-at-top
+  assert _sweep(tmp_path / "one") == 0
+  hosts = []
+  for i in range(2):  # Two simulated hosts, one after the other.
+    shard = cells_lib.Shard(i, 2)
+    root = topology.host_results_dir(str(tmp_path / "results"), shard)
+    assert _sweep(root, "--shard", f"{i}/2") == 0
+    hosts.append(os.path.join(root, "smoke"))
+    # Each host measured its own references: no relative latency missing.
+    host = _summaries(hosts[-1])
+    assert len(host) == 4
+    assert all(s["relative_latency"] is not None for s in host.values())
+  merged = str(tmp_path / "merged" / "smoke")
+  assert main(["gather", *hosts, "--into", merged]) == 0
+  assert "gathered" in capsys.readouterr().out
+  one = _summaries(str(tmp_path / "one" / "smoke"))
+  both = _summaries(merged)
+  assert sorted(both) == sorted(one)
+  assert {k: s["quality"] for k, s in both.items()} == {
+      k: s["quality"] for k, s in one.items()}
+  with open(os.path.join(merged, "manifest.json")) as f:
+    assert sorted(json.load(f)["cell_ids"]) == sorted(one)
+  tables = [report.build_report(d, bootstrap=0).table
+            for d in (str(tmp_path / "one" / "smoke"), merged)]
+  # Table 2's rows and its quality numbers (entries chosen by measured
+  # latency, such as best_quality, depend on timing and are not compared).
+  quality = ["task", "metric", "method", "large_quality", "small_quality"]
+  assert sorted(tables[0].columns) == sorted(tables[1].columns)
+  assert tables[0]["large_quality"].notna().all()
+  assert tables[0][quality].sort_values(quality).reset_index(drop=True).equals(
+      tables[1][quality].sort_values(quality).reset_index(drop=True))
+
+
+def test_gather_refuses_conflicting_cells(tmp_path):
+  for host, text in (("a", "1"), ("b", "2")):
+    (tmp_path / host / "cells").mkdir(parents=True)
+    (tmp_path / host / "cells" / "x.json").write_text(text)
+  with pytest.raises(ValueError, match="differs from"):
+    topology.gather([str(tmp_path / "a"), str(tmp_path / "b")],
+                    str(tmp_path / "m"))

@@ -48,7 +48,7 @@ from harness.runner import pairs
 # The clock around every timed call (a test substitutes a fake one).
 clock: Callable[[], float] = time.perf_counter
 # A cell's timed callable: call(prompt [P] int32, rng key) -> DecodeOutput.
-Program = Callable[[np.ndarray, jax.Array], decoding.DecodeOutput]
+TimedCall = Callable[[np.ndarray, jax.Array], decoding.DecodeOutput]
 
 
 class NondeterminismError(RuntimeError):
@@ -110,30 +110,42 @@ def example_key(seed: int, index: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), index)
 
 
-def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> Program:
+def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> TimedCall:
   """The callable a cell's timed span invokes: ``program(prompt, rng)``.
 
   This is the one place that decides what is timed. Everything static (the
   method, models, γ, length limit, options, α, T, top-P) is bound here, so
-  the timed span is this single call. (A compiled ``decoding.compile(...)``
-  program, called as ``program(prompt, alpha=, temperature=, top_p=,
-  rng=)``, plugs in here.)
+  the timed span is this single call: a compiled ``decoding.Program`` per
+  prompt bucket (``decoding.compile``, checked and compiled on the bucket's
+  first call, the untimed warm-up), called with the cell's α, T and top-P.
   """
   drafter = loaded.drafter_for(cell.method)
   options = dict(cell.options)
   gamma = cell.gamma or 1
   alpha = 0.0 if cell.alpha is None else cell.alpha
+  by_bucket: dict[int, decoding.Program] = {}
+
+  def compiled(prompt: np.ndarray) -> decoding.Program:
+    bucket = decoding.prompt_bucket(prompt.size)
+    if bucket not in by_bucket:  # first call per bucket: the warm-up
+      decoding.validate(cell.method, drafter, loaded.verifier, prompt,
+                        gamma=gamma, alpha=alpha,
+                        temperature=cell.temperature, top_p=cell.top_p,
+                        max_decode_len=cell.max_decode_len, options=options)
+      by_bucket[bucket] = decoding.compile(
+          cell.method, drafter, loaded.verifier, prompt_bucket=bucket,
+          gamma=gamma, max_decode_len=cell.max_decode_len, **options)
+    return by_bucket[bucket]
 
   def program(prompt: np.ndarray, rng: jax.Array) -> decoding.DecodeOutput:
-    return decoding.decode(
-        cell.method, drafter, loaded.verifier, prompt, gamma=gamma,
-        alpha=alpha, temperature=cell.temperature, top_p=cell.top_p,
-        max_decode_len=cell.max_decode_len, rng=rng, **options)
+    return compiled(prompt)(prompt, alpha=alpha,
+                            temperature=cell.temperature, top_p=cell.top_p,
+                            rng=rng)
 
   return program
 
 
-def timed_decode(program: Program, cell: cells_lib.Cell, item: Prepared
+def timed_decode(program: TimedCall, cell: cells_lib.Cell, item: Prepared
                  ) -> tuple[list[int], dict[str, Any], float]:
   """Decodes one example; returns (tokens, stats, seconds) on the host."""
   rng = example_key(cell.seed, item.index)
@@ -147,7 +159,7 @@ def timed_decode(program: Program, cell: cells_lib.Cell, item: Prepared
   return np.asarray(out.tokens)[:n].tolist(), stats, seconds
 
 
-def warm_up(program: Program, cell: cells_lib.Cell,
+def warm_up(program: TimedCall, cell: cells_lib.Cell,
             prepared: list[Prepared]) -> float:
   """Runs one example per prompt bucket; returns the total seconds."""
   firsts: dict[int, Prepared] = {}
@@ -173,8 +185,8 @@ class Timer:
     reference: the reference cell and its callable (paired), or None.
   """
   cell: cells_lib.Cell
-  program: Program
-  reference: tuple[cells_lib.Cell, Program] | None = None
+  program: TimedCall
+  reference: tuple[cells_lib.Cell, TimedCall] | None = None
 
   def first(self, item: Prepared, slot: int | None) -> Decoded:
     """Trial 1 of an example; ``slot`` = position in the latency subset."""

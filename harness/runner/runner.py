@@ -113,28 +113,13 @@ def group_drift(store: store_lib.ResultsStore, cells: list[cells_lib.Cell]
   return drift
 
 
-def compile_totals(store: store_lib.ResultsStore,
-                   ran: list[cells_lib.Cell]) -> dict[str, object]:
-  """``{"programs", "seconds", "source"}`` of this session's compilation.
-
-  From ``harness.decoding.compile_stats()`` where it exists (a mapping or an
-  object with ``programs`` and ``seconds``); otherwise the cells' warm-ups:
-  the number of cells run and the sum of their ``compile_s`` (an upper
-  bound: a warm-up also executes once, and cells sharing a program count it
-  once each).
-  """
-  stats_fn = getattr(decoding, "compile_stats", None)
-  if stats_fn is not None:
-    stats = stats_fn()
-    get = stats.get if isinstance(stats, dict) else (
-        lambda k: getattr(stats, k))
-    return {"programs": int(get("programs")),
-            "seconds": float(get("seconds")),
-            "source": "harness.decoding.compile_stats()"}
-  summaries = [store.read_summary(c.cell_id) for c in ran]
-  seconds = [s["latency"]["compile_s"] for s in summaries if s]
-  return {"programs": len(seconds), "seconds": float(sum(seconds)),
-          "source": "cells' warm-up compile_s (one per cell)"}
+def compile_totals() -> dict[str, object]:
+  """``{"programs", "seconds"}``: the decoding programs this process compiled
+  and their total trace + lower + compile seconds
+  (``harness.decoding.compile_stats()``)."""
+  stats = decoding.compile_stats()
+  return {"programs": int(stats["programs"]),
+          "seconds": float(stats["compile_s"])}
 
 
 def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
@@ -307,9 +292,9 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
   finally:
     progress.close()
   manifest = _manifest(exp, cells, options, calibrations, provenance, store)
-  manifest["compile"] = compile_totals(store, todo)
+  manifest["compile"] = compile_totals()
   store.write_manifest(manifest)
   c = manifest["compile"]
   print(f"compiled programs: {c['programs']}, compile seconds: "
-        f"{c['seconds']:.1f} (from {c['source']})", file=out)
+        f"{c['seconds']:.1f}", file=out)
   return store.dir

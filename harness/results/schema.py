@@ -54,10 +54,10 @@ geometric mean over timed examples of the per-example ratio. Under the
 cell with the same task, pair, T, top-P and max_decode_len.
 ``harness.results.latency`` holds the one definition.
 
-Cost model (the paper's cost model of speculative decoding): modeled time of an example =
-drafter_steps · c_q + verifier_calls · c_p(w̄), with w̄ = verifier_positions /
-verifier_calls the mean call width and c_p linearly interpolated between the
-calibrated widths (clamped at the ends). This ignores prefill and the
+Cost model (the speculative decoding cost model; ``docs/timing.md``): modeled
+time of an example = drafter_steps · c_q + verifier_calls · c_p(w̄), with
+w̄ = verifier_positions / verifier_calls the mean call width and c_p linearly
+interpolated between the calibrated widths (clamped at the ends). This ignores prefill and the
 per-call width variation within an example; it is hardware-independent
 given (c_q, c_p), which are measured (median of timed jitted ``score`` calls
 after warm-up) just before the cell they price, at the task's prompt length

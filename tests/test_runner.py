@@ -405,7 +405,7 @@ def test_paired_ratio_survives_a_mid_group_slowdown(jax_cache, monkeypatch,
   assert drift["ratio"] == pytest.approx(SLOWDOWN)
 
 
-# --- Integrity of finished cells ------------------------------------------------
+# --- Integrity of finished cells ---------------------------------------------
 
 
 def test_truncated_cell_is_refused_by_merge_and_redone_on_resume(

@@ -210,11 +210,13 @@ class Timer:
   def _paired(self, item: Prepared, slot: int, trial: int,
               decoded: Decoded) -> None:
     ref_cell, ref_program = self.reference
-    ref_first = (slot + trial) % 2 == 0
-    runs = [(ref_cell, ref_program), (self.cell, self.program)]
-    outs = [timed_decode(p, c, item) for c, p in (
-        runs if ref_first else runs[::-1])]
-    ref, own = outs if ref_first else outs[::-1]
+    ref_first = (slot + trial) % 2 == 0  # AB, BA, ...; flipped each trial.
+    if ref_first:
+      ref = timed_decode(ref_program, ref_cell, item)
+      own = timed_decode(self.program, self.cell, item)
+    else:
+      own = timed_decode(self.program, self.cell, item)
+      ref = timed_decode(ref_program, ref_cell, item)
     if trial == 0:
       decoded.tokens, decoded.stats = own[0], own[1]
       decoded.ref_tokens, decoded.ref_stats = ref[0], ref[1]

@@ -158,7 +158,7 @@ def _checkpoint(path: str, role: str, size: str | None,
   """Checks a checkpoint directory; falls back to ``size`` for shapes."""
   fallback = _size_config(size)
   where = f"{role} checkpoint {path}"
-  directory = pairs.resolve(path)
+  directory = pairs.resolve(os.path.expanduser(path))
   if not os.path.isdir(directory):
     found.add("checkpoint", f"{where}: no such directory")
     return Resolved(fallback)

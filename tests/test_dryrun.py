@@ -182,3 +182,15 @@ def test_estimate_uses_chip_bandwidth_and_split(capsys, tmp_path):
   split = hours("--simulate_devices", "8xH100",
                 "--gin.ModelPair.model_parallel=4")
   assert h100 < v4 and split < h100
+
+
+def test_real_run_refuses_oversized_sample_before_any_cell(capsys, tmp_path):
+  code = main(["sweep", "--gin_file", SMOKE, "--no_progress",
+               f"--gin.RESULTS_DIR='{tmp_path}/results'",
+               "--gin.multi30k_ende/TaskRun.num_examples=5000"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 1 and len(err) == 1
+  assert err[0].startswith("error: sample size: multi30k_ende (source "
+                           "offline): num_examples=5000 but the source holds "
+                           "1014")
+  assert not (tmp_path / "results").exists()

@@ -194,3 +194,12 @@ def test_real_run_refuses_oversized_sample_before_any_cell(capsys, tmp_path):
                            "offline): num_examples=5000 but the source holds "
                            "1014")
   assert not (tmp_path / "results").exists()
+
+
+def test_remote_data_dir_is_a_warning_not_a_problem(capsys, tmp_path):
+  code, out, problems = _dry(capsys, tmp_path, *WMT,
+                             "--gin.DATA_SOURCE='tfds'",
+                             "--gin.DATA_DIR='gs://bucket/tfds'")
+  assert code == 0 and not problems
+  assert "warning: wmt14_ende (source tfds): DATA_DIR gs://bucket/tfds is " \
+         "remote" in out

@@ -86,17 +86,20 @@ def _check_data(run: cfg.TaskRun, found: Findings) -> cfg.TaskRun:
   spec = tasks.get_task(run.task)
   tfds_source = run.source is cfg.DataSource.TFDS and spec.tfds is not None
   where = f"{run.task} (source {run.source.value})"
+  data_dir = None
   if tfds_source:
     data_dir = run.data_dir or default_tfds_dir()
+    if "://" in data_dir:  # gs:// and other remote stores: not checked here.
+      found.warnings.append(f"{where}: DATA_DIR {data_dir} is remote; its "
+                            "data and sizes are not checked")
+      return run
     if not os.path.isdir(data_dir):
       found.add("data", f"{where}: DATA_DIR {data_dir} does not exist "
                 "(prepare it with `tfds build`, docs/running.md)")
       return run
   try:
     available = tasks.available_examples(run.task, run.source.value,
-                                         run.data_dir or (
-                                             default_tfds_dir() if tfds_source
-                                             else None))
+                                         data_dir)
   except (tasks.DataError, OSError, KeyError) as err:
     found.add("data", f"{where}: {str(err).splitlines()[0]}")
     return run

@@ -203,3 +203,16 @@ def test_remote_data_dir_is_a_warning_not_a_problem(capsys, tmp_path):
   assert code == 0 and not problems
   assert "warning: wmt14_ende (source tfds): DATA_DIR gs://bucket/tfds is " \
          "remote" in out
+
+
+def test_multi_host_topology_estimates_the_busiest_host(capsys, tmp_path):
+  _, out, _ = _dry(capsys, tmp_path, "--gin.TEMPERATURES=[0.0, 1.0]",
+                   "--simulate_devices", "v4-16")
+  assert "over 2 hosts (--distributed" in out
+
+
+def test_model_parallel_beyond_one_host(capsys, tmp_path):
+  code, _, problems = _dry(capsys, tmp_path, "--gin.ModelPair.model_parallel=8",
+                           "--simulate_devices", "v4-16")
+  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert "model_parallel=8 exceeds the 4 devices of one host" in problems[0]

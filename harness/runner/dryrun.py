@@ -19,7 +19,8 @@ non-zero when there is any:
   at the task's maximum lengths (input + output + γ + 1 positions; T5 also
   its cross-attention cache) + a margin (``MARGIN_FRACTION`` of that plus
   ``MARGIN_BYTES``), against the chip's memory;
-* device count against ``model_parallel`` (must divide it).
+* device count against ``model_parallel`` (a multiple of it; on several
+  hosts each host runs its own cells, so at most one host's devices).
 
 The time estimate (``harness.runner.estimate``) uses the topology's
 bandwidth and FLOPs per chip (``harness.runner.devices``) and the split.
@@ -299,8 +300,10 @@ def _check_devices(pair: cfg.ModelPair, topo: devices_lib.Topology,
     found.add("devices", f"pair {pair.name}: model_parallel={mp} needs a "
               f"multiple of {mp} devices; {topo.describe()}")
   elif mp > topo.num_devices // topo.num_hosts:
-    found.warnings.append(f"pair {pair.name}: model_parallel={mp} spans "
-                          "hosts (tensor parallel over the network)")
+    found.add("devices", f"pair {pair.name}: model_parallel={mp} exceeds "
+              f"the {topo.num_devices // topo.num_hosts} devices of one host "
+              "(each host runs its own cells); "
+              f"{topo.describe()}")
 
 
 def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
@@ -391,6 +394,13 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
         f"time (verifier {est.step_s['verifier'] * 1e3:.3g} ms, drafter "
         f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.name}; "
         "harness/runner/estimate.py)", file=out)
+  if topo.num_hosts > 1:
+    shards = cells_lib.deal(todo, topo.num_hosts)
+    slowest = max(estimate_lib.estimate(c, topo.kind, prints).seconds
+                  for c in shards)
+    print(f"over {topo.num_hosts} hosts (--distributed, whole (task, T, "
+          f"top-P) groups per host): the busiest host about "
+          f"{slowest / 3600:.2f} h", file=out)
   print(f"results: {results_dir}", file=out)
   for line in found.warnings:
     print(f"warning: {line}", file=out)

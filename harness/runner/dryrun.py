@@ -138,10 +138,12 @@ def config_from_hf(hf: dict[str, Any]):
   """A ``T5Config`` / ``GemmaConfig`` from a Hugging-Face ``config.json``."""
   from harness.models import loading  # pylint: disable=g-import-not-at-top
   kind = str(hf.get("model_type", ""))
+  # pylint: disable=protected-access
   if kind == "t5":
-    return loading._t5_config(hf, {"lm_head.weight"})  # pylint: disable=protected-access
+    return loading._t5_config(hf, {"lm_head.weight"})
   if kind in ("gemma2", "gemma3", "gemma3_text"):
-    return loading._gemma_config(hf, 2 if kind == "gemma2" else 3)  # pylint: disable=protected-access
+    return loading._gemma_config(hf, 2 if kind == "gemma2" else 3)
+  # pylint: enable=protected-access
   raise ValueError(f"model_type {kind!r} is not t5, gemma2 or gemma3")
 
 
@@ -275,7 +277,8 @@ def footprint(config, dtype: cfg.DType, split: int, input_len: int,
   for path, leaf in jax.tree_util.tree_flatten_with_path(
       _param_shapes(config))[0]:
     n = math.prod(leaf.shape)
-    spec = sharding._spec(sharding._leaf_name(path), leaf.shape, split)  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    spec = sharding._spec(sharding._leaf_name(path), leaf.shape, split)
     total += n
     per_chip += n / split if any(spec) else n
   positions = input_len + output_len + gamma + 1
@@ -325,11 +328,12 @@ def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
                               pair.model_parallel, spec.max_input_len,
                               run.decode_len(), gamma)}
     used = sum(p.bytes for p in prints.values())
+    kv = sum(p.kv_bytes for p in prints.values())
     total = used * (1 + MARGIN_FRACTION) + MARGIN_BYTES
     line = (f"  {pair.name} × {run.task}: per chip weights "
             f"{_gib(prints['verifier'].weight_bytes)} verifier (1/"
             f"{pair.model_parallel}) + {_gib(prints['drafter'].weight_bytes)}"
-            f" drafter, KV {_gib(prints['verifier'].kv_bytes + prints['drafter'].kv_bytes)}"
+            f" drafter, KV {_gib(kv)}"
             f", + margin = {_gib(total)} of {_gib(topo.kind.memory_bytes)}")
     found.memory.append(line)
     if total > topo.kind.memory_bytes:

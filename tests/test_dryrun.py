@@ -182,3 +182,37 @@ def test_estimate_uses_chip_bandwidth_and_split(capsys, tmp_path):
   split = hours("--simulate_devices", "8xH100",
                 "--gin.ModelPair.model_parallel=4")
   assert h100 < v4 and split < h100
+
+
+def test_real_run_refuses_oversized_sample_before_any_cell(capsys, tmp_path):
+  code = main(["sweep", "--gin_file", SMOKE, "--no_progress",
+               f"--gin.RESULTS_DIR='{tmp_path}/results'",
+               "--gin.multi30k_ende/TaskRun.num_examples=5000"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 1 and len(err) == 1
+  assert err[0].startswith("error: sample size: multi30k_ende (source "
+                           "offline): num_examples=5000 but the source holds "
+                           "1014")
+  assert not (tmp_path / "results").exists()
+
+
+def test_remote_data_dir_is_a_warning_not_a_problem(capsys, tmp_path):
+  code, out, problems = _dry(capsys, tmp_path, *WMT,
+                             "--gin.DATA_SOURCE='tfds'",
+                             "--gin.DATA_DIR='gs://bucket/tfds'")
+  assert code == 0 and not problems
+  assert "warning: wmt14_ende (source tfds): DATA_DIR gs://bucket/tfds is " \
+         "remote" in out
+
+
+def test_multi_host_topology_estimates_the_busiest_host(capsys, tmp_path):
+  _, out, _ = _dry(capsys, tmp_path, "--gin.TEMPERATURES=[0.0, 1.0]",
+                   "--simulate_devices", "v4-16")
+  assert "over 2 hosts (--distributed" in out
+
+
+def test_model_parallel_beyond_one_host(capsys, tmp_path):
+  code, _, problems = _dry(capsys, tmp_path, "--gin.ModelPair.model_parallel=8",
+                           "--simulate_devices", "v4-16")
+  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert "model_parallel=8 exceeds the 4 devices of one host" in problems[0]

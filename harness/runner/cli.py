@@ -117,14 +117,14 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
   from harness.runner import devices  # pylint: disable=g-import-not-at-top
   from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
   from harness.runner import runner  # pylint: disable=g-import-not-at-top
-  from harness.results import store as store_lib  # pylint: disable=g-import-not-at-top
+  from harness.results import store  # pylint: disable=g-import-not-at-top
   try:
     topo = devices.parse(simulate) if simulate else devices.detect()
   except ValueError as err:
     return _fail(err, CONFIG_ERROR_EXIT, debug)
-  store = store_lib.ResultsStore(exp.results_dir, exp.name)
+  results = store.ResultsStore(exp.results_dir, exp.name)
   return dryrun.dry_run(exp, lambda e: runner.plan(e, options), topo,
-                        store.is_done, store.dir, sys.stdout)
+                        results.is_done, results.dir, sys.stdout)
 
 
 def _gate(exp):

@@ -19,7 +19,8 @@ non-zero when there is any:
   at the task's maximum lengths (input + output + γ + 1 positions; T5 also
   its cross-attention cache) + a margin (``MARGIN_FRACTION`` of that plus
   ``MARGIN_BYTES``), against the chip's memory;
-* device count against ``model_parallel`` (must divide it).
+* device count against ``model_parallel`` (a multiple of it; on several
+  hosts each host runs its own cells, so at most one host's devices).
 
 The time estimate (``harness.runner.estimate``) uses the topology's
 bandwidth and FLOPs per chip (``harness.runner.devices``) and the split.
@@ -86,17 +87,20 @@ def _check_data(run: cfg.TaskRun, found: Findings) -> cfg.TaskRun:
   spec = tasks.get_task(run.task)
   tfds_source = run.source is cfg.DataSource.TFDS and spec.tfds is not None
   where = f"{run.task} (source {run.source.value})"
+  data_dir = None
   if tfds_source:
     data_dir = run.data_dir or default_tfds_dir()
+    if "://" in data_dir:  # gs:// and other remote stores: not checked here.
+      found.warnings.append(f"{where}: DATA_DIR {data_dir} is remote; its "
+                            "data and sizes are not checked")
+      return run
     if not os.path.isdir(data_dir):
       found.add("data", f"{where}: DATA_DIR {data_dir} does not exist "
                 "(prepare it with `tfds build`, docs/running.md)")
       return run
   try:
     available = tasks.available_examples(run.task, run.source.value,
-                                         run.data_dir or (
-                                             default_tfds_dir() if tfds_source
-                                             else None))
+                                         data_dir)
   except (tasks.DataError, OSError, KeyError) as err:
     found.add("data", f"{where}: {str(err).splitlines()[0]}")
     return run
@@ -134,10 +138,12 @@ def config_from_hf(hf: dict[str, Any]):
   """A ``T5Config`` / ``GemmaConfig`` from a Hugging-Face ``config.json``."""
   from harness.models import loading  # pylint: disable=g-import-not-at-top
   kind = str(hf.get("model_type", ""))
+  # pylint: disable=protected-access
   if kind == "t5":
-    return loading._t5_config(hf, {"lm_head.weight"})  # pylint: disable=protected-access
+    return loading._t5_config(hf, {"lm_head.weight"})
   if kind in ("gemma2", "gemma3", "gemma3_text"):
-    return loading._gemma_config(hf, 2 if kind == "gemma2" else 3)  # pylint: disable=protected-access
+    return loading._gemma_config(hf, 2 if kind == "gemma2" else 3)
+  # pylint: enable=protected-access
   raise ValueError(f"model_type {kind!r} is not t5, gemma2 or gemma3")
 
 
@@ -158,7 +164,7 @@ def _checkpoint(path: str, role: str, size: str | None,
   """Checks a checkpoint directory; falls back to ``size`` for shapes."""
   fallback = _size_config(size)
   where = f"{role} checkpoint {path}"
-  directory = pairs.resolve(path)
+  directory = pairs.resolve(os.path.expanduser(path))
   if not os.path.isdir(directory):
     found.add("checkpoint", f"{where}: no such directory")
     return Resolved(fallback)
@@ -271,7 +277,8 @@ def footprint(config, dtype: cfg.DType, split: int, input_len: int,
   for path, leaf in jax.tree_util.tree_flatten_with_path(
       _param_shapes(config))[0]:
     n = math.prod(leaf.shape)
-    spec = sharding._spec(sharding._leaf_name(path), leaf.shape, split)  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    spec = sharding._spec(sharding._leaf_name(path), leaf.shape, split)
     total += n
     per_chip += n / split if any(spec) else n
   positions = input_len + output_len + gamma + 1
@@ -296,8 +303,10 @@ def _check_devices(pair: cfg.ModelPair, topo: devices_lib.Topology,
     found.add("devices", f"pair {pair.name}: model_parallel={mp} needs a "
               f"multiple of {mp} devices; {topo.describe()}")
   elif mp > topo.num_devices // topo.num_hosts:
-    found.warnings.append(f"pair {pair.name}: model_parallel={mp} spans "
-                          "hosts (tensor parallel over the network)")
+    found.add("devices", f"pair {pair.name}: model_parallel={mp} exceeds "
+              f"the {topo.num_devices // topo.num_hosts} devices of one host "
+              "(each host runs its own cells); "
+              f"{topo.describe()}")
 
 
 def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
@@ -319,11 +328,12 @@ def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
                               pair.model_parallel, spec.max_input_len,
                               run.decode_len(), gamma)}
     used = sum(p.bytes for p in prints.values())
+    kv = sum(p.kv_bytes for p in prints.values())
     total = used * (1 + MARGIN_FRACTION) + MARGIN_BYTES
     line = (f"  {pair.name} × {run.task}: per chip weights "
             f"{_gib(prints['verifier'].weight_bytes)} verifier (1/"
             f"{pair.model_parallel}) + {_gib(prints['drafter'].weight_bytes)}"
-            f" drafter, KV {_gib(prints['verifier'].kv_bytes + prints['drafter'].kv_bytes)}"
+            f" drafter, KV {_gib(kv)}"
             f", + margin = {_gib(total)} of {_gib(topo.kind.memory_bytes)}")
     found.memory.append(line)
     if total > topo.kind.memory_bytes:
@@ -388,6 +398,13 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
         f"time (verifier {est.step_s['verifier'] * 1e3:.3g} ms, drafter "
         f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.name}; "
         "harness/runner/estimate.py)", file=out)
+  if topo.num_hosts > 1:
+    shards = cells_lib.deal(todo, topo.num_hosts)
+    slowest = max(estimate_lib.estimate(c, topo.kind, prints).seconds
+                  for c in shards)
+    print(f"over {topo.num_hosts} hosts (--distributed, whole (task, T, "
+          f"top-P) groups per host): the busiest host about "
+          f"{slowest / 3600:.2f} h", file=out)
   print(f"results: {results_dir}", file=out)
   for line in found.warnings:
     print(f"warning: {line}", file=out)

@@ -7,7 +7,7 @@ import pytest
 
 from harness import decoding
 from harness.decoding import registry
-from harness.models import random_gemma, random_t5, testing
+from harness.models import configs, random_gemma, random_t5
 from harness.models.toy import BigramLM
 from harness.testing import bigram as tu
 
@@ -246,7 +246,7 @@ def test_stop_sequence_must_lie_in_the_generated_tokens():
 # --- buffers of encoder-decoder models ------------------------------------------
 
 def test_long_encoder_prompt_does_not_grow_the_decoder_cache():
-  t5 = random_t5(jax.random.key(0), testing.TINY_T5)
+  t5 = random_t5(jax.random.key(0), configs.TINY_T5)
   sizes = {b: decoding.buffer_size("spec_decode", t5, t5, prompt_bucket=b,
                                    gamma=3, max_decode_len=16, options={})
            for b in (8, 512)}
@@ -255,7 +255,7 @@ def test_long_encoder_prompt_does_not_grow_the_decoder_cache():
                          jax.ShapeDtypeStruct((), jnp.int32), sizes[512])
   assert cache.self_k[0].shape[1] == sizes[512]
   # A decoder-only model's decoder prompt is the bucket itself.
-  gemma = random_gemma(jax.random.key(1), testing.TINY_GEMMA2)
+  gemma = random_gemma(jax.random.key(1), configs.TINY_GEMMA2)
   assert decoding.buffer_size("spec_decode", gemma, gemma, prompt_bucket=512,
                               gamma=3, max_decode_len=16,
                               options={}) == 512 + 16 + 5

@@ -159,8 +159,16 @@ def _first_stop(seq: Sequence, buf: jax.Array, width: int) -> jax.Array:
   """
   idx = jnp.arange(width)
   hit = jnp.zeros((width,), bool)
+  # One-token stops in one comparison (a tokenizer may list hundreds).
+  singles = [s[0] for s in seq.stop_sequences if len(s) == 1]
+  if singles:
+    new = jax.lax.dynamic_slice(buf, (seq.length,), (width,))
+    hit = jnp.any(new[:, None] == jnp.asarray(singles, jnp.int32)[None, :],
+                  axis=1)
   for stop in seq.stop_sequences:
     n = len(stop)
+    if n == 1:
+      continue
     # first[i]: buffer position where a match ending at length + i begins.
     first = seq.length + idx - (n - 1)
     pos = first[:, None] + jnp.arange(n)[None, :]

@@ -17,5 +17,6 @@ from harness.models.t5 import T5, T5Cache, random_t5
 from harness.models.loading import (load_pretrained, open_checkpoint,
                                     save_pretrained)
 from harness.models.tokenizer import (Tokenizer, check_same_tokenizer,
-                                      check_same_vocabulary, encode_prompt)
+                                      check_same_vocabulary, encode_prompt,
+                                      stop_token_sequences)
 from harness.models.weights import Checkpoint, Pretrained

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Sequence
 
 import sentencepiece as spm
 
@@ -60,6 +61,35 @@ class Tokenizer:
     """
     ids = [int(i) for i in ids if 0 <= int(i) < self.vocab_size]
     return self._sp.decode(ids)
+
+
+def stop_token_sequences(tokenizer: Tokenizer, strings: Sequence[str]
+                         ) -> tuple[tuple[int, ...], ...]:
+  """Token sequences whose text contains one of ``strings``.
+
+  For the decoding loops' stop check: a decode may stop once its generated
+  tokens end with one of these, because its text then contains the stop
+  string and a cut at the string's first occurrence needs nothing after.
+  Candidates are the string's own encoding, its encoding after a word (no
+  leading word-boundary piece), and every single token whose text contains
+  it (e.g. the pieces "\\n\\n" or ".\\n" for a newline). A candidate is
+  kept only if its decoded text really contains the string, so a stop never
+  fires early; a spelling not listed only makes the decode run longer.
+  """
+  out: list[tuple[int, ...]] = []
+  for text in strings:
+    plain = tokenizer.encode(text)
+    head = tokenizer.encode("a")
+    joined = tokenizer.encode("a" + text)
+    cands = [tuple(plain)]
+    if joined[:len(head)] == head:
+      cands.append(tuple(joined[len(head):]))
+    cands += [(i,) for i in range(tokenizer.vocab_size)
+              if text in tokenizer.decode([i])]
+    for cand in cands:
+      if cand and cand not in out and text in tokenizer.decode(list(cand)):
+        out.append(cand)
+  return tuple(out)
 
 
 def encode_prompt(tokenizer: Tokenizer, text: str, encoder_decoder: bool,

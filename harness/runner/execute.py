@@ -110,6 +110,22 @@ def example_key(seed: int, index: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), index)
 
 
+_STOPS: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], ...]] = {}
+
+
+def stop_sequences(task: str, loaded: pairs.LoadedPair
+                   ) -> tuple[tuple[int, ...], ...]:
+  """The token sequences that end a decode of ``task`` (its stop strings,
+  ``tasks.stop_strings``, spelled in the pair's vocabulary; cached)."""
+  strings = tasks.stop_strings(task)
+  if not strings:
+    return ()
+  key = (loaded.tokenizer.id, strings)
+  if key not in _STOPS:
+    _STOPS[key] = models.stop_token_sequences(loaded.tokenizer, strings)
+  return _STOPS[key]
+
+
 def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> TimedCall:
   """The callable a cell's timed span invokes: ``program(prompt, rng)``.
 
@@ -123,6 +139,7 @@ def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> TimedCall:
   options = dict(cell.options)
   gamma = cell.gamma or 1
   alpha = 0.0 if cell.alpha is None else cell.alpha
+  stops = stop_sequences(cell.task, loaded)
   by_bucket: dict[int, decoding.Program] = {}
 
   def compiled(prompt: np.ndarray) -> decoding.Program:
@@ -134,7 +151,8 @@ def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> TimedCall:
                         max_decode_len=cell.max_decode_len, options=options)
       by_bucket[bucket] = decoding.compile(
           cell.method, drafter, loaded.verifier, prompt_bucket=bucket,
-          gamma=gamma, max_decode_len=cell.max_decode_len, **options)
+          gamma=gamma, max_decode_len=cell.max_decode_len,
+          stop_sequences=stops, **options)
     return by_bucket[bucket]
 
   def program(prompt: np.ndarray, rng: jax.Array) -> decoding.DecodeOutput:

@@ -29,7 +29,8 @@ Example::
 from harness.tasks.datasets import DATA_DIR_ENV, data_root
 from harness.tasks.registry import (SHOT_POOL_SIZE, TASKS,
                                     available_examples, get_task,
-                                    load_examples, postprocess, select_shots)
+                                    load_examples, postprocess, select_shots,
+                                    stop_strings)
 from harness.tasks.spec import (TASK_VERSION, DataError, Example,
                                 OfflineSource, PromptFormat, Source, TaskSpec,
                                 TfdsSource)
@@ -38,5 +39,5 @@ __all__ = [
     "DATA_DIR_ENV", "SHOT_POOL_SIZE", "DataError", "Example", "OfflineSource",
     "PromptFormat", "Source", "TASKS", "TASK_VERSION", "TaskSpec",
     "TfdsSource", "available_examples", "data_root", "get_task",
-    "load_examples", "postprocess", "select_shots",
+    "load_examples", "postprocess", "select_shots", "stop_strings",
 ]

@@ -135,6 +135,32 @@ def targets_and_extra(fmt: PromptFormat, record: Record
   return record["answers"], {}
 
 
+# Where a few-shot answer ends (lm-eval's ``until``): the decoded output is
+# cut at the first occurrence of any of these, before anything else. The
+# decoding loops stop as soon as the generated tokens spell one of them
+# (``stop_strings``; the runner turns them into token sequences), so a decode
+# never runs past the answer, and the cut text is the same as a full decode's.
+STOP_STRINGS: dict[PromptFormat, tuple[str, ...]] = {
+    PromptFormat.FEWSHOT_TRANSLATE: ("\n",),
+    PromptFormat.CLOSED_BOOK_QA: ("\n",),
+    PromptFormat.READING_QA: ("\n",),
+    PromptFormat.GSM8K_COT: ("\nQuestion:",),
+    PromptFormat.MBPP: (MBPP_DONE,),
+}
+
+
+def stop_strings(fmt: PromptFormat) -> tuple[str, ...]:
+  """The strings that end an answer of this format (may be empty)."""
+  return STOP_STRINGS.get(fmt, ())
+
+
+def cut_at_stop(fmt: PromptFormat, text: str) -> str:
+  """``text`` up to (excluding) the first occurrence of a stop string."""
+  for stop in stop_strings(fmt):
+    text = text.split(stop)[0]
+  return text
+
+
 def postprocess(fmt: PromptFormat, prediction: str) -> str:
   """Model output text → the string the task's metrics score.
 
@@ -143,16 +169,17 @@ def postprocess(fmt: PromptFormat, prediction: str) -> str:
     prediction: Decoded model output (prompt excluded).
 
   Returns:
-    Translation and QA: the first line, stripped; SQuAD 2.0 maps the
+    The output cut at its first stop string (``STOP_STRINGS``), then:
+    translation and QA: the first line, stripped; SQuAD 2.0 maps the
     "unanswerable" reply to "" (the official no-answer prediction); GSM8K:
     the text before the model starts a new "Question:"; MBPP: the code
     before "[DONE]"; summaries: stripped.
   """
-  text = prediction.strip()
+  text = cut_at_stop(fmt, prediction).strip()
   if fmt is PromptFormat.MBPP:
-    return text.split(MBPP_DONE)[0].strip("\n")
+    return text.strip("\n")
   if fmt is PromptFormat.GSM8K_COT:
-    return text.split("\nQuestion:")[0].strip()
+    return text
   if fmt in (PromptFormat.T5_SUMMARIZE, PromptFormat.INSTRUCT_SUMMARIZE):
     return text
   first = text.split("\n")[0].strip()

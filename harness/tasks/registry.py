@@ -255,6 +255,11 @@ def available_examples(name: str, source: Source | str = Source.OFFLINE,
   return len(_records(spec, eval_split, source, data_dir)) - held_out
 
 
+def stop_strings(name: str) -> tuple[str, ...]:
+  """The strings that end an answer of task ``name`` (may be empty)."""
+  return prompts.stop_strings(get_task(name).prompt)
+
+
 def postprocess(name: str, prediction: str) -> str:
   """Post-processes a model prediction for task ``name``'s metrics."""
   return prompts.postprocess(get_task(name).prompt, prediction)

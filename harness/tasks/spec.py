@@ -5,6 +5,10 @@ Changelog of ``TASK_VERSION`` (bump on any prompt or preprocessing change):
   2: offline CNN/DailyMail = 500 test articles with highlights (was 1,000
      truncated articles without); TFDS shot pools are a bounded, seeded
      slice of the shot split (``registry.SHOT_POOL_SIZE``).
+  3: few-shot outputs are cut at their first stop string before the other
+     post-processing (``prompts.STOP_STRINGS``: a newline for translation
+     and QA, "\\nQuestion:" for GSM8K, "[DONE]" for MBPP), as lm-eval's
+     ``until``; only outputs that began with a newline score differently.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import enum
 import types
 from typing import Any, Mapping
 
-TASK_VERSION = 2
+TASK_VERSION = 3
 
 
 class DataError(ValueError):

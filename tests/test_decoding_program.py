@@ -243,7 +243,7 @@ def test_stop_sequence_must_lie_in_the_generated_tokens():
   assert np.asarray(got.tokens)[:int(got.num_tokens)].tolist() == want
 
 
-# --- buffers of encoder-decoder models ------------------------------------------
+# --- buffers of encoder-decoder models ---------------------------------------
 
 def test_long_encoder_prompt_does_not_grow_the_decoder_cache():
   t5 = random_t5(jax.random.key(0), testing.TINY_T5)

@@ -33,7 +33,8 @@ from harness.decoding.targets import RULES, target
 del _methods
 
 __all__ = ["METHODS", "MethodSpec", "Program", "Cache", "DecodingModel",
-           "buffer_size", "clear_cache", "compile", "compile_stats", "decode", "decode_many",
-           "enable_compilation_cache", "prompt_bucket", "register_method",
-           "reset_compile_stats", "trace_count", "validate", "PAD_TOKEN",
-           "STAT_DOCS", "DecodeOutput", "RULES", "target"]
+           "buffer_size", "clear_cache", "compile", "compile_stats",
+           "decode", "decode_many", "enable_compilation_cache",
+           "prompt_bucket", "register_method", "reset_compile_stats",
+           "trace_count", "validate", "PAD_TOKEN", "STAT_DOCS",
+           "DecodeOutput", "RULES", "target"]

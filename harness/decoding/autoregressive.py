@@ -46,7 +46,8 @@ def init(model: DecodingModel, prompt: jax.Array, prompt_len: jax.Array,
   return ARState(seq=seq, cache=cache, rng=rng, stats=stats)
 
 
-def step(model: DecodingModel, knobs: st.Knobs, max_decode_len: int, s: ARState) -> ARState:
+def step(model: DecodingModel, knobs: st.Knobs, max_decode_len: int,
+         s: ARState) -> ARState:
   """Scores the pending token, samples the next one and appends it."""
   rng, key = jax.random.split(s.rng)
   logits, cache = model.score(s.seq.last(1)[None], s.cache)

@@ -55,7 +55,9 @@ class Mode:
 
 
 def default_k_matrix(num_neural: int, mode: str) -> tuple[tuple[int, ...], ...]:
-  """Default k-matrices (official configurations; docs/algorithms.md#cs-drafting).
+  """Default k-matrices (official configurations).
+
+  See docs/algorithms.md#cs-drafting.
 
   One neural drafter: full ((5, 10), (0, 10)) as the repository's example;
   two: ((5, 14, 10), (0, 1, 10), (0, 0, 10)) as its FLAN-T5 setting. The

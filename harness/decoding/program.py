@@ -314,7 +314,8 @@ class Program:
     if num not in self._compiled:
       self._compiled[num] = _executable(self._shape, self.drafter,
                                         self.verifier, num)
-    return self._compiled[num].compiled(*self._args(prompt, alpha, temperature, top_p), rngs)
+    args = self._args(prompt, alpha, temperature, top_p)
+    return self._compiled[num].compiled(*args, rngs)
 
 
 def _compile_checked(method: str, drafter, verifier, *, prompt_bucket: int,
@@ -340,9 +341,10 @@ def _compile_checked(method: str, drafter, verifier, *, prompt_bucket: int,
                  verifier=verifier, _shape=shape)
 
 
-def compile(method: str, drafter, verifier: DecodingModel, *,  # pylint: disable=redefined-builtin
-            prompt_bucket: int, gamma: int, max_decode_len: int,
-            stop_sequences=(), **options) -> Program:
+def compile(  # pylint: disable=redefined-builtin
+    method: str, drafter, verifier: DecodingModel, *, prompt_bucket: int,
+    gamma: int, max_decode_len: int, stop_sequences=(),
+    **options) -> Program:
   """Compiles (or fetches from the cache) the program of a method.
 
   Args:

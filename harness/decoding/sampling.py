@@ -1,6 +1,7 @@
 """Logit processing and sampling shared by every decoding loop.
 
-Two views of every next-token distribution are kept (docs/algorithms.md#conventions):
+Two views of every next-token distribution are kept
+(docs/algorithms.md#conventions):
 
 * *raw* probabilities: ``softmax(logits)`` at T = 1, untruncated. Every
   deferral threshold is evaluated on these.

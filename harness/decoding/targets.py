@@ -4,15 +4,16 @@ Each rule is a pure function of the drafter's and verifier's distributions at
 one (or, vectorised, several) positions. ``q``/``p`` are the *scaled*
 probabilities (temperature and top-P applied; what the models sample from),
 ``q_raw``/``p_raw`` the T = 1 softmax used by deferral thresholds
-(docs/algorithms.md#conventions). All arrays are [..., V]; ``alpha`` is a traced scalar.
+(docs/algorithms.md#conventions). All arrays are [..., V]; ``alpha`` is a
+traced scalar.
 
 Every rule returns ``(pi, defer)``: the target π [..., V] (sums to 1) and the
 deferral indicator r [..., V] in {0, 1} (broadcast over V for position-level
 rules; token-specific for the Token rules). The speculative loop feeds π to
 GenSpecSample; r only feeds statistics.
 
-Worked example (docs/algorithms.md#worked-example): q = [.5, .3, .15, .05], p = [.2, .6, .1,
-.1], α = 0.3, T = 1. Chow defers (π = p); Diff and OPT do not (π = q); the
+Worked example (docs/algorithms.md#worked-example): q = [.5, .3, .15,
+.05], p = [.2, .6, .1, .1], α = 0.3, T = 1. Chow defers (π = p); Diff and OPT do not (π = q); the
 Token rule gives π = [.14, .72, .07, .07].
 """
 

@@ -16,6 +16,8 @@ from harness.models import (Tokenizer, check_same_tokenizer,
                             check_same_vocabulary, load_pretrained,
                             open_checkpoint, random_gemma, random_t5,
                             save_pretrained, testing)
+from harness.runner import config as cfg
+from harness.runner import pairs
 
 
 @pytest.fixture(scope="module")
@@ -288,8 +290,6 @@ def test_vocabulary_mismatch_names_both(saved, tmp_path):
 
 
 def test_pair_checks_vocabulary_before_reading_weights(saved, tmp_path):
-  from harness.runner import config as cfg  # pylint: disable=import-outside-toplevel
-  from harness.runner import pairs  # pylint: disable=import-outside-toplevel
   model, directory = saved
   pair = cfg.ModelPair(name="p", drafter=directory, verifier=directory)
   assert pair.model_parallel == "auto"

@@ -13,8 +13,9 @@ Face publishes, tried in this order:
 
 A `.gguf` file (or a directory holding one) is read by
 `harness.models.gguf`, a T5X checkpoint directory (a `checkpoint` msgpack
-file and TensorStore arrays) by `harness.models.t5x`. Supported `model_type`s: "t5" (v1.1 gated-GELU, or
-v1.0 ReLU), "gemma2", "gemma3_text". Tensor names and layouts come from the
+file and TensorStore arrays) by `harness.models.t5x`. Supported
+`model_type`s: "t5" (v1.1 gated-GELU, or v1.0 ReLU), "gemma2",
+"gemma3_text". Tensor names and layouts come from the
 one table of `harness.models.weights`, for every format.
 
 Weights go straight to their target devices, tensor by tensor

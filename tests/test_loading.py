@@ -16,6 +16,8 @@ from harness.models import (Tokenizer, check_same_tokenizer,
                             check_same_vocabulary, load_pretrained,
                             open_checkpoint, random_gemma, random_t5,
                             save_pretrained, testing)
+from harness.runner import config as cfg
+from harness.runner import pairs
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +287,28 @@ def test_vocabulary_mismatch_names_both(saved, tmp_path):
   assert f"vocab_size {loaded.vocab_size} vs {loaded.vocab_size + 4}" in (
       message)
   del model
+
+
+def test_pair_checks_vocabulary_before_reading_weights(saved, tmp_path):
+  model, directory = saved
+  pair = cfg.ModelPair(name="p", drafter=directory, verifier=directory)
+  assert pair.model_parallel == "auto"
+  loaded = pairs.load_pair(pair, str(tmp_path / "work"))
+  _assert_same_params(loaded.verifier.params, model.params)
+  assert loaded.verifier.mesh is None  # auto: one device holds it
+  # A drafter with another vocabulary whose index lists a missing shard: the
+  # vocabulary check comes before any weight is read, naming both.
+  other = tmp_path / "other"
+  bigger = dataclasses.replace(model.config,
+                               vocab_size=model.config.vocab_size + 4)
+  build = random_t5 if "t5" in directory else random_gemma
+  save_pretrained(build(jax.random.PRNGKey(2), bigger), other,
+                  load_pretrained(directory).tokenizer)
+  names = safetensors.numpy.load_file(other / "model.safetensors")
+  (other / "model.safetensors").unlink()
+  (other / "model.safetensors.index.json").write_text(json.dumps(
+      {"weight_map": {n: "absent.safetensors" for n in names}}))
+  with pytest.raises(ValueError, match=re.escape(
+      f"drafter {other} and verifier {directory} do not share a vocabulary")):
+    pairs.load_pair(dataclasses.replace(pair, drafter=str(other)),
+                    str(tmp_path / "work"))

@@ -14,10 +14,9 @@ XLA_FLAGS must be set before jax initialises, so the checks run in a fresh
 interpreter (as in test_sharding.py).
 """
 
-import os
-import subprocess
-import sys
 import textwrap
+
+from tests.test_sharding import run_on_8_devices
 
 _SCRIPT = textwrap.dedent("""
     import json, os, sys, tempfile
@@ -102,14 +101,7 @@ _SCRIPT = textwrap.dedent("""
 
 
 def test_sharded_safetensors_load_into_4_way_mesh():
-  env = dict(os.environ,
-             XLA_FLAGS="--xla_force_host_platform_device_count=8",
-             JAX_PLATFORMS="cpu")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, cwd=root,
-                        capture_output=True, text=True, timeout=600,
-                        check=False)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  stdout = run_on_8_devices(_SCRIPT)
   for line in ("gemma2 ok", "t5 ok", "REPORT"):
-    assert line in proc.stdout, proc.stdout
-  print(proc.stdout)
+    assert line in stdout, stdout
+  print(stdout)

@@ -92,14 +92,21 @@ def test_partition_specs_split_heads_and_hidden_units():
   assert gemma["embed"] == P("model", None)
 
 
-def test_sharded_verifier_matches_and_decodes_on_8_devices():
+def run_on_8_devices(script: str) -> str:
+  """Runs `script` in a fresh interpreter on 8 fake CPU devices; its stdout
+  (the test fails with its stderr if it exits non-zero)."""
   env = dict(os.environ,
              XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, cwd=root,
+  proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=root,
                         capture_output=True, text=True, timeout=600,
                         check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+def test_sharded_verifier_matches_and_decodes_on_8_devices():
+  stdout = run_on_8_devices(_SCRIPT)
   for line in ("t5 logits ok", "gemma logits ok", "gemma decode ok"):
-    assert line in proc.stdout, proc.stdout
+    assert line in stdout, stdout

@@ -12,8 +12,10 @@ Face publishes, tried in this order:
   the file is read whole).
 
 A `.gguf` file (or a directory holding one) is read by
-`harness.models.gguf`. Supported `model_type`s: "t5" (v1.1 gated-GELU, or
-v1.0 ReLU), "gemma2", "gemma3_text". Tensor names and layouts come from the
+`harness.models.gguf`, a T5X checkpoint directory (a `checkpoint` msgpack
+file and TensorStore arrays) by `harness.models.t5x`. Supported
+`model_type`s: "t5" (v1.1 gated-GELU, or v1.0 ReLU), "gemma2",
+"gemma3_text". Tensor names and layouts come from the
 one table of `harness.models.weights`, for every format.
 
 Weights go straight to their target devices, tensor by tensor
@@ -33,7 +35,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from harness.models import gguf
+from harness.models import gguf, t5x
 from harness.models.configs import AttentionType, GemmaConfig, T5Config
 from harness.models.gemma import Gemma
 from harness.models.t5 import T5
@@ -357,8 +359,8 @@ def open_checkpoint(path: str | os.PathLike,
   any weight; `weights.load_checkpoint` reads them.
 
   Args:
-    path: a Hugging Face directory, or a GGUF file or a directory holding
-      one; a leading ~ is expanded.
+    path: a Hugging Face directory, a GGUF file or a directory holding
+      one, or a T5X checkpoint directory; a leading ~ is expanded.
     require_tokenizer: raise if the SentencePiece file is missing.
 
   Raises:
@@ -369,6 +371,8 @@ def open_checkpoint(path: str | os.PathLike,
   if not os.path.exists(os.path.join(path, CONFIG_FILE)):
     if gguf.find_gguf(path) is not None:
       return gguf.open_gguf(path)
+    if t5x.is_t5x_checkpoint(path):
+      return t5x.open_t5x(path, require_tokenizer)
   cfg = _read_config(path)
   model_type = cfg.get("model_type")
   if model_type not in ("t5", *GEMMA_TYPES):

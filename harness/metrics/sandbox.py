@@ -112,57 +112,154 @@ class SandboxResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Launcher:
+class Launcher:
   """How the child is started.
 
   Attributes:
-    prefix: Command prefix (network namespace and uid switch), may be empty.
+    name: "userns", "bwrap", "netns+nobody", "nobody", "netns" or
+      "audit hook only" (``LAUNCHERS``, strongest first).
+    prefix: Command prefix; "{workdir}" stands for the working directory.
     python: Interpreter for the child.
-    uid: The child's uid if it differs from ours, else None.
-    isolation: Human-readable summary of the kernel-enforced layers.
+    uid: The child's host uid if it differs from ours, else None.
+    isolate: The guard builds the filesystem view itself (``--isolate``).
   """
+  name: str
   prefix: tuple[str, ...]
   python: str
   uid: int | None
-  isolation: str
+  isolate: bool = False
+
+  @property
+  def isolation(self) -> str:
+    return ISOLATION[self.name]
 
 
-def _works(command: Sequence[str]) -> bool:
-  try:
-    return subprocess.run(list(command), env={}, cwd="/", capture_output=True,
-                          timeout=30).returncode == 0
-  except (OSError, subprocess.SubprocessError):
-    return False
+# What each launcher enforces in the kernel, strongest first.
+ISOLATION = {
+    "userns": "user+mount+net+pid+ipc namespaces (unshare): read-only "
+              "filesystem, writable working directory only, private /tmp, "
+              "/dev/shm and /proc, no network, no capabilities",
+    "bwrap": "bubblewrap: read-only filesystem, writable working directory "
+             "only, private /tmp, /dev, /dev/shm and /proc, no network, no "
+             "capabilities",
+    "netns+nobody": "network namespace, uid nobody (root hosts only)",
+    "nobody": "uid nobody (root hosts only)",
+    "netns": "network namespace only",
+    "audit hook only": "none (audit hook only, not a security boundary)",
+}
+LAUNCHERS = tuple(ISOLATION)
+# Setting this environment variable to 1 lets MBPP run with the audit hook as
+# the only layer (``require_isolation``).
+ALLOW_AUDIT_ONLY_ENV = "HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY"
 
 
-def _candidates() -> list[_Launcher]:
+class SandboxUnavailable(RuntimeError):
+  """No kernel-enforced launcher works and the user did not opt in."""
+
+
+def _drop_to_nobody() -> tuple[str, ...] | None:
+  """setpriv prefix to uid nobody when we are root; () otherwise; None if
+  root without setpriv."""
+  if os.geteuid() != 0:
+    return ()
+  setpriv = shutil.which("setpriv")
+  if not setpriv:
+    return None
+  return (setpriv, f"--reuid={NOBODY_ID}", f"--regid={NOBODY_ID}",
+          "--clear-groups", "--")
+
+
+def _candidates() -> list[Launcher]:
   """Launchers from strongest to weakest isolation."""
-  unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
-  pythons = (sys.executable,) + _FALLBACK_PYTHONS
+  unshare, bwrap = shutil.which("unshare"), shutil.which("bwrap")
+  drop = _drop_to_nobody()
+  uid = NOBODY_ID if drop else None
+  pythons = (sys.executable,) + (_FALLBACK_PYTHONS if drop else ())
   found = []
-  if os.geteuid() == 0 and unshare and setpriv:
-    drop = (setpriv, f"--reuid={NOBODY_ID}", f"--regid={NOBODY_ID}",
-            "--clear-groups", "--")
-    found += [_Launcher((unshare, "--net", "--") + drop, p, NOBODY_ID,
-                        "netns+nobody") for p in pythons]
-  if os.geteuid() == 0 and setpriv:
-    drop = (setpriv, f"--reuid={NOBODY_ID}", f"--regid={NOBODY_ID}",
-            "--clear-groups", "--")
-    found += [_Launcher(drop, p, NOBODY_ID, "nobody") for p in pythons]
+  if unshare and drop is not None:
+    found += [Launcher("userns", drop + (
+        unshare, "--user", "--map-root-user", "--mount", "--net", "--pid",
+        "--ipc", "--fork", "--kill-child", "--"), p, uid, True)
+              for p in pythons]
+  if bwrap and drop is not None:
+    found += [Launcher("bwrap", drop + (
+        bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--bind", "{workdir}",
+        "{workdir}", "--chdir", "{workdir}", "--"), p, uid) for p in pythons]
+  if drop and unshare:
+    found += [Launcher("netns+nobody", (unshare, "--net", "--") + drop, p,
+                       uid) for p in pythons]
+  if drop:
+    found += [Launcher("nobody", drop, p, uid) for p in pythons]
   if unshare:
-    found.append(_Launcher((unshare, "--net", "--"), sys.executable, None,
-                           "netns"))
+    found.append(Launcher("netns", (unshare, "--net", "--"), sys.executable,
+                          None))
   return found
 
 
+# Why each candidate that was probed failed (for the refusal message).
+_probe_errors: dict[str, str] = {}
+
+
 @functools.lru_cache(maxsize=1)
-def launcher() -> _Launcher:
-  """The strongest launcher that works on this machine (probed once)."""
+def launcher() -> Launcher:
+  """The strongest launcher that runs a program on this host (probed once by
+  running one through it)."""
   for candidate in _candidates():
-    if _works(candidate.prefix + (candidate.python, "-I", "-B", "-c",
-                                  "import resource, json")):
+    result = _run_with(candidate, "import resource, json", SandboxLimits())
+    if result.passed:
       return candidate
-  return _Launcher((), sys.executable, None, "audit hook only")
+    _probe_errors.setdefault(candidate.name,
+                             f"{result.reason} {result.output.strip()}"[:300])
+  return Launcher("audit hook only", (), sys.executable, None)
+
+
+def _sysctl(name: str) -> str | None:
+  try:
+    with open("/proc/sys/" + name.replace(".", "/"), encoding="ascii") as f:
+      return f.read().strip()
+  except OSError:
+    return None
+
+
+def missing_isolation() -> list[str]:
+  """Why the kernel layers are unavailable, each with how to enable them."""
+  why = []
+  if not shutil.which("unshare"):
+    why.append("util-linux `unshare` is not installed (install util-linux)")
+  if _sysctl("kernel.unprivileged_userns_clone") == "0":
+    why.append("unprivileged user namespaces are disabled by the distribution"
+               " (enable: sudo sysctl -w kernel.unprivileged_userns_clone=1)")
+  if _sysctl("user.max_user_namespaces") == "0":
+    why.append("user namespaces are disabled (enable: sudo sysctl -w "
+               "user.max_user_namespaces=15000)")
+  if _sysctl("kernel.apparmor_restrict_unprivileged_userns") == "1":
+    why.append("AppArmor restricts unprivileged user namespaces (enable: "
+               "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+               ", or install bubblewrap, whose AppArmor profile allows them)")
+  why += [f"launcher {k} failed: {v}" for k, v in _probe_errors.items()]
+  return why or ["no launcher could run a program"]
+
+
+def require_isolation() -> Launcher:
+  """The launcher, or SandboxUnavailable if only the audit hook is left and
+  ``ALLOW_AUDIT_ONLY_ENV`` is not 1."""
+  how = launcher()
+  if how.name == "audit hook only" and os.environ.get(
+      ALLOW_AUDIT_ONLY_ENV) != "1":
+    raise SandboxUnavailable(
+        "refusing to run generated code (MBPP) with the audit hook as the only"
+        " sandbox layer: " + "; ".join(missing_isolation()) +
+        f". To run anyway (unsafe), set {ALLOW_AUDIT_ONLY_ENV}=1.")
+  return how
+
+
+def provenance() -> dict[str, str]:
+  """Which launcher runs the programs, for results' provenance."""
+  how = launcher()
+  return {"launcher": how.name, "isolation": how.isolation,
+          "python": how.python}
 
 
 def _child_env(workdir: str) -> dict[str, str]:
@@ -194,11 +291,17 @@ def _signal_reason(returncode: int) -> str:
 
 
 def _classify(returncode: int, status: str, timed_out: bool) -> str:
-  """Reason for a finished child from its exit code and status line."""
+  """Reason for a finished child from its exit code and status line.
+
+  Without a status line, an exit code 128 + n is signal n: the namespace
+  launchers' init process reports a child killed by a signal that way.
+  """
   if timed_out:
     return Reason.TIMEOUT
   if returncode < 0:
     return _signal_reason(returncode)
+  if not status and 128 < returncode < 128 + signal.NSIG:
+    return _signal_reason(128 - returncode)
   if status:
     if status == Reason.OK and returncode != 0:
       return f"exit code {returncode}"
@@ -213,11 +316,11 @@ def _read_capped(path: str, cap: int) -> str:
     return f.read(cap).decode("utf-8", errors="replace")
 
 
-def _spawn(workdir: str, limits: SandboxLimits, status_w: int,
-           out_file, err_file) -> subprocess.Popen:
-  how = launcher()
-  command = list(how.prefix) + [
-      how.python, "-I", "-B", "guard.py", "program.py", str(status_w),
+def _spawn(how: Launcher, workdir: str, limits: SandboxLimits, status_w: int,
+           out_file, err_file, audit_hook: bool) -> subprocess.Popen:
+  flags = ["--isolate"] * how.isolate + ["--no-audit-hook"] * (not audit_hook)
+  command = [a.replace("{workdir}", workdir) for a in how.prefix] + [
+      how.python, "-I", "-B", "guard.py", *flags, "program.py", str(status_w),
       limits.rlimits_json()]
   return subprocess.Popen(
       command, cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL,
@@ -240,25 +343,34 @@ def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
     proc.wait()
 
 
-def run_program(code: str,
-                limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
+def run_program(code: str, limits: SandboxLimits = SandboxLimits(),
+                audit_hook: bool = True) -> SandboxResult:
   """Runs Python source ``code`` in the sandbox.
 
   Args:
     code: A complete Python program (for MBPP: setup code, the candidate
       solution and the assert statements).
     limits: Resource and time limits.
+    audit_hook: False runs without the audit hook (the kernel layers alone);
+      for the fault suite only.
 
   Returns:
     A SandboxResult; ``passed`` iff the program completed cleanly.
   """
-  workdir = _prepare_workdir(code, launcher().uid)
+  return _run_with(launcher(), code, limits, audit_hook)
+
+
+def _run_with(how: Launcher, code: str, limits: SandboxLimits,
+              audit_hook: bool = True) -> SandboxResult:
+  """``run_program`` through launcher ``how``."""
+  workdir = _prepare_workdir(code, how.uid)
   logdir = tempfile.mkdtemp(prefix="harness-sandbox-log-")
   status_r, status_w = os.pipe()
   try:
     out_path, err_path = (os.path.join(logdir, n) for n in ("out", "err"))
     with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
-      proc = _spawn(workdir, limits, status_w, out_file, err_file)
+      proc = _spawn(how, workdir, limits, status_w, out_file, err_file,
+                    audit_hook)
     os.close(status_w)
     status_w = -1
     timed_out = _wait(proc, limits.timeout_s)

@@ -233,6 +233,8 @@ class Provenance(TypedDict):
     created: ISO-8601 UTC time.
     task_version: ``harness.tasks.TASK_VERSION``.
     schema_version: ``SCHEMA_VERSION``.
+    sandbox: the MBPP sandbox launcher of this host: {"launcher",
+      "isolation", "python"} (``harness.metrics.sandbox.provenance``).
   """
   git_commit: Optional[str]
   git_dirty: Optional[bool]
@@ -243,6 +245,7 @@ class Provenance(TypedDict):
   created: str
   task_version: int
   schema_version: int
+  sandbox: dict[str, str]
 
 
 class CellSummary(TypedDict):

@@ -281,19 +281,21 @@ def main():
     os._exit(2)
   if "--no-audit-hook" not in flags:
     sys.addaudithook(_make_hook(root, os.getpid(), status_fd))
+  # Bound before the program runs: it may rebind this module's globals.
+  exit_now, status_of, streams = os._exit, _status, (sys.stdout, sys.stderr)
   error = None
   try:
     _run(program_path)
   except BaseException as e:  # pylint: disable=broad-except
     error = e
-  for stream in (sys.stdout, sys.stderr):
+  for stream in streams:
     try:
       stream.flush()
     except BaseException as e:  # pylint: disable=broad-except
       error = error or e
-  status.write(_status(error) + "\n")
+  status.write(status_of(error) + "\n")
   status.flush()
-  os._exit(0 if error is None else 1)
+  exit_now(0 if error is None else 1)
 
 
 if __name__ == "__main__":

@@ -1,33 +1,47 @@
 """A sandbox for running generated Python code (MBPP pass@1).
 
-Every program runs in its own child process with these layers of defence:
+Every program runs in its own child process, started by the strongest
+*launcher* that works on this host (probed once by running a program through
+it; ``launcher``, ``LAUNCHERS``; ``docs/reliability.md``):
+
+* **userns** (util-linux ``unshare``; root and non-root alike): fresh user,
+  mount, network, PID and IPC namespaces. The guard (``_sandbox_guard.py
+  --isolate``), uid 0 of the new user namespace, remounts every mount
+  read-only, mounts private tmpfs on /tmp and /dev/shm, binds the working
+  directory back read-write at its own path and mounts a private /proc; then
+  it drops every capability, bounding set included, and sets no-new-privs.
+  A write outside the working directory fails in the kernel (EROFS) whatever
+  call makes it; the network namespace has no interfaces up; other processes
+  are invisible. As root, the child first switches to uid/gid ``nobody``
+  (``setpriv``), so the namespace's uid 0 is ``nobody`` on the host.
+* **bwrap** (bubblewrap, where installed; also setuid bubblewrap on hosts
+  without unprivileged user namespaces): the same view.
+* **netns+nobody**, **nobody**, **netns**: the older, weaker layers (root
+  hosts where user namespaces are off).
+* **audit hook only**: ``require_isolation`` refuses this (MBPP does not run)
+  unless ``HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY=1``; the refusal names what
+  is missing and how to enable it (``missing_isolation``).
+
+In every launcher the child also has:
 
 * **Resource limits** (set by the child on itself, soft = hard, so they cannot
-  be raised again): RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_FSIZE (also caps
-  stdout/stderr, which go to files), RLIMIT_NPROC, RLIMIT_NOFILE.
+  be raised again; CPU's hard limit is 1 s above the soft one): RLIMIT_CPU,
+  RLIMIT_AS (memory), RLIMIT_FSIZE (also caps stdout/stderr, which go to
+  files), RLIMIT_NPROC, RLIMIT_NOFILE.
 * **Wall-clock timeout**: the child starts a new session (its own process
   group); on timeout the whole group is killed with SIGKILL.
-* **No network**: if ``unshare --net`` works (root on Linux) the child runs in a
-  fresh network namespace with no interfaces; in all cases an audit hook in the
-  child blocks socket creation, DNS and connect ("blocked: network").
-* **Filesystem**: the working directory is a fresh temporary directory, removed
-  afterwards. The audit hook blocks opening files for writing outside it,
-  mutating ``os``/``shutil`` calls outside it, and reading other processes'
-  ``/proc/<pid>`` entries. When the harness runs as root and an interpreter is
-  usable by ``nobody``, the child also runs as uid/gid 65534, so the kernel
-  denies writes to root-owned paths, RLIMIT_NPROC is enforced (it is not for
-  root) and the child cannot signal the harness.
-* **Processes and signals**: the audit hook blocks fork/exec/spawn/system,
-  ``os.kill`` of any other pid, ``os.killpg`` and importing ``ctypes``.
+* **An allow-list audit hook** (PEP 578), the second layer: only the events a
+  solution needs pass (imports, compiling, reading files, writing inside the
+  working directory, ...); any other event ends the program at once with
+  "blocked: <filesystem|network|process|signal|event>".
 * **Clean environment**: the child's environment is built from scratch
   (``_child_env``), nothing is inherited; ``python -I -B`` ignores PYTHON*
   variables and the user site directory and writes no bytecode.
 * **Capped output**: at most ``SandboxLimits.output_bytes`` of stdout/stderr
   are kept, and the file-size limit stops a flood ("output limit").
 
-Audit hooks (PEP 578) are not a security boundary on their own; the uid switch
-and the network namespace are the kernel-enforced layers, used when available.
-Each run returns a ``SandboxResult(passed, reason)``.
+Each run returns a ``SandboxResult(passed, reason)``; ``provenance`` names the
+launcher for the results files.
 """
 
 from __future__ import annotations

@@ -195,10 +195,16 @@ ATTACKS = (
      "'__name__', '') == 'hook']\n" + _EACH + f"open({_NEW}, 'w')"),
     ("rebind the guard's globals via sys.modules['__main__']",
      "hook bypass",
-     "g = sys.modules['__main__']\ng._violations = []\n"
-     "g._make_hook = g._category = lambda *a: None\n" + _EACH +
-     f"try:\n    open({_NEW}, 'w')\n  except BaseException:\n    pass\n"
-     "g._violations.clear()"),
+     "g = sys.modules['__main__']\n"
+     "g._make_hook = g._category = g._status = lambda *a: 'ok'\n"
+     "g.os = type('os', (), {'_exit': staticmethod(lambda c: os._exit(0))})"
+     "\n" + _EACH + f"try:\n    open({_NEW}, 'w')\n  except BaseException:"
+     "\n    pass"),
+    ("forge the status: rebind the guard's _status and os, then fail",
+     "outcome",
+     "g = sys.modules['__main__']\ng._status = lambda *a: 'ok'\n"
+     "g.os = type('os', (), {'_exit': staticmethod(lambda c: os._exit(0))})"
+     "\nassert False"),
     ("monkeypatch os.path.realpath, then write", "hook bypass",
      "os.path.realpath = lambda p, **k: os.getcwd() + '/x'\n" + _EACH +
      f"open({_NEW}, 'w').write('x')"),
@@ -246,8 +252,9 @@ class AttackOutcome:
     traces: what the attack left outside (empty when contained).
     seconds: wall time.
     kernel_contained, kernel_reason, kernel_traces: the same attack run
-      again without the audit hook (the kernel layers alone); None when the
-      launcher has no kernel filesystem layer.
+      again without the audit hook (the kernel layers alone; contained: no
+      trace, and a control passed); None when the launcher has no kernel
+      filesystem layer.
   """
   attack: str
   kind: str
@@ -436,8 +443,11 @@ def run_attacks(log=print) -> AttackRun:
       seconds = time.monotonic() - begin
       contained = not traces and result.passed == control
       k_result, k_traces = attempt(body, False) if kernel else (None, [])
+      # Without the hook many attacks fail silently (os.system returns a
+      # status, a caught exception), so the kernel layer is judged by traces
+      # alone (and a control must still pass).
       k_contained = None if k_result is None else (
-          not k_traces and k_result.passed == control)
+          not k_traces and (k_result.passed or not control))
       out.append(AttackOutcome(
           attack, kind, contained, result.reason, traces, seconds,
           k_contained, k_result.reason if k_result else "", k_traces))
@@ -453,37 +463,42 @@ def run_attacks(log=print) -> AttackRun:
   return AttackRun(user, how.name, how.isolation, targets, out)
 
 
-def _interpreter_for(uid: int) -> str | None:
-  """An interpreter of our version that ``uid`` can run, or None."""
+def _unprivileged_env() -> dict[str, str]:
+  """Environment of the unprivileged run: this checkout and our packages."""
+  paths = [str(common.REPO)] + list(dict.fromkeys(
+      sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
+  return {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(paths),
+          "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}
+
+
+def _interpreter_for(drop: list[str]) -> str | None:
+  """An interpreter that the ``drop`` prefix's uid can run and that imports
+  this suite, or None."""
   from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
-  drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-          "--"]
-  want = f"{sys.version_info[0]}.{sys.version_info[1]}"
   for python in (sys.executable,) + sandbox._FALLBACK_PYTHONS:  # pylint: disable=protected-access
     check = subprocess.run(
-        drop + [python, "-c", "import sys; print('%d.%d' % sys.version_info"
-                "[:2])"], capture_output=True, text=True, check=False,
-        cwd="/")
-    if check.returncode == 0 and check.stdout.strip() == want:
+        drop + [python, "-c", "import tools.faults.sandbox"],
+        capture_output=True, check=False, cwd=common.REPO,
+        env=_unprivileged_env())
+    if check.returncode == 0:
       return python
   return None
 
 
 def run_attacks_unprivileged(uid: int, log=print) -> AttackRun:
   """``run_attacks`` as ``uid`` (from root), in a child interpreter."""
-  python = _interpreter_for(uid)
   user = f"uid {uid}"
-  if python is None or not shutil.which("setpriv"):
-    return AttackRun(user, "", "", [], [], "no interpreter that uid "
-                     f"{uid} can run (or no setpriv)")
-  paths = [str(common.REPO)] + list(dict.fromkeys(
-      sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
-  env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.pathsep.join(paths),
-         "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}
+  setpriv = shutil.which("setpriv")
+  drop = [setpriv or "setpriv", f"--reuid={uid}", f"--regid={uid}",
+          "--clear-groups", "--"]
+  python = _interpreter_for(drop) if setpriv else None
+  if python is None:
+    return AttackRun(user, "", "", [], [], "no setpriv, or no interpreter "
+                     f"that uid {uid} can run")
   proc = subprocess.run(
-      ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
-       python, "-m", "tools.faults.sandbox", "--json"], cwd=common.REPO,
-      env=env, capture_output=True, text=True, check=False)
+      drop + [python, "-m", "tools.faults.sandbox", "--json"],
+      cwd=common.REPO, env=_unprivileged_env(), capture_output=True,
+      text=True, check=False)
   for line in proc.stderr.splitlines():
     log(line)
   try:

@@ -133,7 +133,8 @@ class Launcher:
     name: "userns", "bwrap", "netns+nobody", "nobody", "netns" or
       "audit hook only" (``LAUNCHERS``, strongest first).
     prefix: Command prefix; "{workdir}" stands for the working directory.
-    python: Interpreter for the child.
+    python: Interpreter for the child (ours, else a system python3 when
+      ours cannot be run inside).
     uid: The child's host uid if it differs from ours, else None.
     isolate: The guard builds the filesystem view itself (``--isolate``).
   """
@@ -188,7 +189,8 @@ def _candidates() -> list[Launcher]:
   unshare, bwrap = shutil.which("unshare"), shutil.which("bwrap")
   drop = _drop_to_nobody()
   uid = NOBODY_ID if drop else None
-  pythons = (sys.executable,) + (_FALLBACK_PYTHONS if drop else ())
+  # Ours may be unreachable inside (e.g. under /root, mode 0700).
+  pythons = (sys.executable,) + _FALLBACK_PYTHONS
   found = []
   if unshare and drop is not None:
     found += [Launcher("userns", drop + (
@@ -383,8 +385,11 @@ def _run_with(how: Launcher, code: str, limits: SandboxLimits,
   try:
     out_path, err_path = (os.path.join(logdir, n) for n in ("out", "err"))
     with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
-      proc = _spawn(how, workdir, limits, status_w, out_file, err_file,
-                    audit_hook)
+      try:
+        proc = _spawn(how, workdir, limits, status_w, out_file, err_file,
+                      audit_hook)
+      except OSError as e:
+        return SandboxResult(False, f"launch failed: {e}")
     os.close(status_w)
     status_w = -1
     timed_out = _wait(proc, limits.timeout_s)

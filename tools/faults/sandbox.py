@@ -477,7 +477,8 @@ def _interpreter_for(drop: list[str]) -> str | None:
   from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
   for python in (sys.executable,) + sandbox._FALLBACK_PYTHONS:  # pylint: disable=protected-access
     check = subprocess.run(
-        drop + [python, "-c", "import tools.faults.sandbox"],
+        drop + [python, "-c", "import subprocess, sys, tools.faults.sandbox\n"
+                "subprocess.run([sys.executable, '-c', ''], check=True)"],
         capture_output=True, check=False, cwd=common.REPO,
         env=_unprivileged_env())
     if check.returncode == 0:

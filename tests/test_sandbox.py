@@ -176,6 +176,31 @@ def test_writes_outside_leave_no_trace(tmp_path, audit_hook):
   assert _traces(targets) == before
 
 
+def _working_kernel_launchers():
+  found = {}
+  for how in sandbox._candidates():
+    if how.name in ("userns", "bwrap") and how.name not in found and (
+        sandbox._run_with(how, "pass", _LIMITS).passed):
+      found[how.name] = how
+  return list(found.values())
+
+
+def test_each_kernel_launcher_alone_stops_writes(tmp_path):
+  """userns and, where installed, bwrap: no trace without the hook."""
+  launchers = _working_kernel_launchers()
+  if not launchers:
+    pytest.skip("no kernel launcher here")
+  targets = _victims(tmp_path)
+  before = _traces(targets)
+  for how in launchers:
+    for attack in _KERNEL_ATTACKS:
+      code = (f"import os\nfor t in {targets!r}:\n  try:\n    {attack}\n"
+              "  except Exception:\n    pass\nprint(os.listdir('/tmp'))\n")
+      result = sandbox._run_with(how, code, _LIMITS, audit_hook=False)
+      assert result.passed, (how.name, attack, result)
+  assert _traces(targets) == before
+
+
 def test_private_tmp_proc_and_no_capabilities():
   if not _kernel_available():
     pytest.skip("no kernel launcher here")

@@ -157,7 +157,8 @@ _KERNEL_ATTACKS = (
     "os.utime(t, (0, 0))",
     "open(t + '/evil-file', 'w').write('x')",
     "os.symlink('/etc/passwd', t + '/evil-link')",
-    "import sqlite3; sqlite3.connect(t + '/evil.db').execute('create table x(a)')",
+    "import sqlite3\n"
+    "    sqlite3.connect(t + '/evil-db').execute('create table x(a)')",
 )
 
 
@@ -235,8 +236,9 @@ def test_audit_hook_only_is_refused_unless_opted_in(monkeypatch):
     execution.pass_at_1([("",)], ["x = 1"], [{"test_list": ["assert x"]}])
   monkeypatch.setenv(sandbox.ALLOW_AUDIT_ONLY_ENV, "1")
   assert sandbox.require_isolation() is weak
-  assert execution.pass_at_1([("",)], ["x = 1"],
-                             [{"test_list": ["assert x == 1"]}])["pass@1"] == 100
+  scores = execution.pass_at_1([("",)], ["x = 1"],
+                               [{"test_list": ["assert x == 1"]}])
+  assert scores["pass@1"] == 100
 
 
 def _mbpp_records():

@@ -13,7 +13,8 @@ private /proc; then it drops every capability (bounding set included) and
 sets no-new-privs. Then, in every mode, it lowers its own resource limits
 (soft and hard, so they cannot be raised again), installs an allow-list audit
 hook (PEP 578; not with ``--no-audit-hook``, which the fault suite uses to
-test the kernel layer alone) and executes PROGRAM_PATH. One status line goes to STATUS_FD:
+test the kernel layer alone) and executes PROGRAM_PATH. One status line goes
+to STATUS_FD:
 "ok", "exception: <Type>", "memory", "setup: <error>" or "blocked: <what>".
 
 The hook is deny-by-default: an audit event not in ``_ALLOWED`` or
@@ -43,8 +44,8 @@ _ALLOWED = frozenset({
     "time.sleep", "os.listdir", "os.scandir", "os.walk", "glob.glob",
     "glob.glob/2", "marshal.loads", "marshal.load", "marshal.dumps",
     "array.__new__", "code.__new__", "function.__new__", "pickle.find_class",
-    "os.putenv", "os.unsetenv", "random.seed", "sys.set_asyncgen_hooks_firstiter",
-    "sys.set_asyncgen_hooks_finalizer", "socket.getservbyname"})
+    "os.putenv", "os.unsetenv", "random.seed",
+    "sys.set_asyncgen_hooks_firstiter", "sys.set_asyncgen_hooks_finalizer"})
 # Path-changing events allowed inside the working directory: event ->
 # (indices of path arguments, indices of dir_fd arguments, fd allowed).
 _PATH_EVENTS = {
@@ -56,7 +57,8 @@ _PATH_EVENTS = {
     "shutil.copyfile": ((1,), (), False), "shutil.copymode": ((1,), (), False),
     "shutil.copystat": ((1,), (), False), "shutil.copytree": ((1,), (), False),
     "shutil.move": ((0, 1), (), False), "shutil.rmtree": ((0,), (1,), False),
-    "tempfile.mkstemp": ((0,), (), False), "tempfile.mkdtemp": ((0,), (), False),
+    "tempfile.mkstemp": ((0,), (), False),
+    "tempfile.mkdtemp": ((0,), (), False),
 }
 _CATEGORIES = (
     ("network", ("socket.", "http.", "urllib.", "ftplib.", "smtplib.",
@@ -185,7 +187,8 @@ def _make_hook(root, me, status_fd):
   hook uses is bound here, so a program that rebinds this module's globals
   (``sys.modules['__main__']``) changes nothing."""
   realpath, fsdecode, prefix = os.path.realpath, os.fsdecode, root + os.sep
-  allowed, path_events, blocked_modules = _ALLOWED, _PATH_EVENTS, _BLOCKED_MODULES
+  allowed, path_events = _ALLOWED, _PATH_EVENTS
+  blocked_modules = _BLOCKED_MODULES
   category, write_flags, write, exit_now = (_category, _WRITE_FLAGS, os.write,
                                             os._exit)
   streams = (sys.stdout, sys.stderr)

@@ -475,7 +475,8 @@ def _interpreter_for(drop: list[str]) -> str | None:
   """An interpreter that the ``drop`` prefix's uid can run and that imports
   this suite, or None."""
   from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
-  for python in (sys.executable,) + sandbox._FALLBACK_PYTHONS:  # pylint: disable=protected-access
+  fallbacks = sandbox._FALLBACK_PYTHONS  # pylint: disable=protected-access
+  for python in (sys.executable,) + fallbacks:
     check = subprocess.run(
         drop + [python, "-c", "import subprocess, sys, tools.faults.sandbox\n"
                 "subprocess.run([sys.executable, '-c', ''], check=True)"],

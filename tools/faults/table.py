@@ -185,8 +185,12 @@ def _sandbox_md(payload: dict) -> list[str]:
           f"`tests/test_sandbox.py`: {r['tests_passed']}/{r['tests_total']} "
           "passed. Each attack runs through `run_program` as each user, with "
           "the audit hook (as MBPP runs) and again without it (the kernel "
-          "layers alone); *contained*: the program did not pass (a control: "
-          "it passed) and left no trace outside its working directory.", ""]
+          "layers alone). *Contained*: no trace outside the working "
+          "directory (no entry added, changed or removed in the watched "
+          "directories, no connection to the suite's sockets, no secret of "
+          "its environment in the output) and, with the hook, the program did"
+          " not pass (a control: it passed); without the hook many attacks "
+          "fail silently, so there only traces count.", ""]
   for run in r["runs"]:
     attacks = run["attacks"]
     kernel = [a for a in attacks if a["kernel_contained"] is not None]
@@ -197,7 +201,8 @@ def _sandbox_md(payload: dict) -> list[str]:
              f"contained**; kernel layers alone: "
              f"{sum(a['kernel_contained'] for a in kernel)}/{len(kernel)}.",
              "", "| attack | class | contained | reason | kernel alone | "
-             "reason (kernel alone) | traces |", "|---|---|---|---|---|---|---|"]
+             "reason (kernel alone) | traces |",
+             "|---|---|---|---|---|---|---|"]
     for a in attacks:
       kernel_yes = ("–" if a["kernel_contained"] is None
                     else _yes(a["kernel_contained"]))

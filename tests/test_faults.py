@@ -14,6 +14,7 @@ from tools.faults import badinput
 from tools.faults import common
 from tools.faults import crash
 from tools.faults import numerics
+from tools.faults import sandbox as sandbox_faults
 from tools.faults import table
 
 
@@ -281,3 +282,35 @@ def test_disk_full_is_one_line_and_resumable(context, tmp_path):
   outcome = disk.disk_full(tmp_path, context, ref, "24k")
   assert outcome.passed, outcome
   assert outcome.names_path and outcome.resumed_identical
+
+
+def test_sandbox_table_has_a_row_per_attack_and_user():
+  machine = {"date": "2026-01-01T00:00:00+00:00", "host": "h",
+             "platform": "linux", "cpus": 2, "python": "3", "jax": "0",
+             "device": "cpu"}
+  attack = {"attack": "mkfifo", "kind": "special file", "contained": True,
+            "reason": "exception: AssertionError", "traces": [],
+            "seconds": 0.2, "kernel_contained": False, "kernel_reason": "ok",
+            "kernel_traces": ["/tmp/harness-attack-new: added"]}
+  runs = [{"user": user, "launcher": "userns", "isolation": "ns",
+           "targets": ["/tmp"], "attacks": [attack], "error": None}
+          for user in ("root", "uid 65534")]
+  sections = {"sandbox": {"machine": machine, "seconds": 1, "result": {
+      "runs": runs, "tests_passed": 3, "tests_total": 4}}}
+  text = table.render(sections)
+  assert "### As root: launcher `userns`" in text
+  assert "### As uid 65534: launcher `userns`" in text
+  assert "**1/1 contained**; kernel layers alone: 0/1" in text
+  assert "| mkfifo | special file | yes | exception: AssertionError | **NO** |"\
+      " ok | /tmp/harness-attack-new: added |" in text
+  figs = table.figures(sections)["sandbox"]
+  assert [r["contained"] for r in figs["runs"]] == [1, 1]
+  assert [r["kernel_contained"] for r in figs["runs"]] == [0, 0]
+
+
+def test_sandbox_attack_programs_compile_and_try_every_target():
+  for name, _, body in sandbox_faults.ATTACKS:
+    program = sandbox_faults._program(body, ["/a", "/b"], 1)
+    compile(program, name, "exec")
+    if sandbox_faults._EACH in body:
+      assert "for t in TARGETS:\n  try:\n" in program, name

@@ -17,6 +17,7 @@ import jax
 import pytest
 
 from harness.__main__ import main
+from harness.metrics import sandbox
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
@@ -239,6 +240,7 @@ def test_sweep_writes_schema_and_provenance(uninterrupted):
     assert set(summary["stats"]) == set(schema.CellStats.__annotations__)
     assert summary["provenance"]["versions"]["jax"] == jax.__version__
     assert summary["provenance"]["device"]["platform"] == "cpu"
+    assert summary["provenance"]["sandbox"]["launcher"] in sandbox.LAUNCHERS
     assert summary["latency"]["num_timed_examples"] == 2
     assert len(summary["latency"]["per_trial_mean_s"]) == 2
     assert summary["relative_latency"] > 0

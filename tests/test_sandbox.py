@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sys
 import tempfile
 import time
 
@@ -108,6 +109,136 @@ def test_classify_signals():
   assert sandbox._classify(-signal.SIGXCPU, "", False) == "cpu limit"
   assert sandbox._classify(-signal.SIGKILL, "", False) == "signal: SIGKILL"
   assert sandbox._classify(0, "", True) == "timeout"
+  # The namespace launchers' init reports a signal as 128 + n.
+  assert sandbox._classify(128 + signal.SIGKILL, "", False) == "signal: SIGKILL"
+  assert sandbox._classify(128 + signal.SIGKILL, "ok", False) == "exit code 137"
+
+
+def _kernel_available():
+  return sandbox.launcher().name in ("userns", "bwrap")
+
+
+def test_launcher_is_kernel_enforced_where_the_host_allows():
+  how = sandbox.launcher()
+  if how.name not in ("userns", "bwrap"):
+    why = sandbox.missing_isolation()
+    assert why and all(isinstance(w, str) and w for w in why)
+    pytest.skip("no kernel launcher here: " + "; ".join(why))
+  assert sandbox.provenance()["launcher"] == how.name
+  assert sandbox.provenance()["isolation"] == sandbox.ISOLATION[how.name]
+
+
+def _victims(tmp_path):
+  """Directories outside the working directory that the child's uid could
+  write by file permissions alone."""
+  own = tmp_path / "own"
+  own.mkdir()
+  uid = sandbox.launcher().uid
+  if uid is not None:
+    os.chown(tmp_path, uid, uid)
+    os.chown(own, uid, uid)
+  return [str(own), "/var/tmp", tempfile.gettempdir()]
+
+
+def _traces(targets):
+  """Entries named evil* in every target; mode, times and xattrs of the
+  first (our own directory; the shared ones change under other processes)."""
+  own = os.stat(targets[0])
+  return ([sorted(x for x in os.listdir(t) if x.startswith("evil"))
+           for t in targets],
+          own.st_mode, own.st_mtime_ns, os.listxattr(targets[0]))
+
+
+_KERNEL_ATTACKS = (
+    "os.mkfifo(t + '/evil-fifo')",
+    "import stat; os.mknod(t + '/evil-node', 0o600 | stat.S_IFREG)",
+    "os.setxattr(t, 'user.evil', b'1')",
+    "os.chmod(t, 0o777)",
+    "os.utime(t, (0, 0))",
+    "open(t + '/evil-file', 'w').write('x')",
+    "os.symlink('/etc/passwd', t + '/evil-link')",
+    "import sqlite3\n"
+    "    sqlite3.connect(t + '/evil-db').execute('create table x(a)')",
+)
+
+
+@pytest.mark.parametrize("audit_hook", [True, False])
+def test_writes_outside_leave_no_trace(tmp_path, audit_hook):
+  """Without the hook, the kernel alone must stop every write."""
+  if not audit_hook and not _kernel_available():
+    pytest.skip("no kernel launcher here")
+  targets = _victims(tmp_path)
+  before = _traces(targets)
+  for attack in _KERNEL_ATTACKS:
+    code = (f"import os\nfor t in {targets!r}:\n  try:\n    {attack}\n"
+            "  except Exception:\n    pass\n")
+    result = sandbox.run_program(code, _LIMITS, audit_hook=audit_hook)
+    assert result.reason in ("ok", "blocked: filesystem"), (attack, result)
+  assert _traces(targets) == before
+
+
+def _working_kernel_launchers():
+  found = {}
+  for how in sandbox._candidates():
+    if how.name in ("userns", "bwrap") and how.name not in found and (
+        sandbox._run_with(how, "pass", _LIMITS).passed):
+      found[how.name] = how
+  return list(found.values())
+
+
+def test_each_kernel_launcher_alone_stops_writes(tmp_path):
+  """userns and, where installed, bwrap: no trace without the hook."""
+  launchers = _working_kernel_launchers()
+  if not launchers:
+    pytest.skip("no kernel launcher here")
+  targets = _victims(tmp_path)
+  before = _traces(targets)
+  for how in launchers:
+    for attack in _KERNEL_ATTACKS:
+      code = (f"import os\nfor t in {targets!r}:\n  try:\n    {attack}\n"
+              "  except Exception:\n    pass\nprint(os.listdir('/tmp'))\n")
+      result = sandbox._run_with(how, code, _LIMITS, audit_hook=False)
+      assert result.passed, (how.name, attack, result)
+  assert _traces(targets) == before
+
+
+def test_private_tmp_proc_and_no_capabilities():
+  if not _kernel_available():
+    pytest.skip("no kernel launcher here")
+  result = _run("import os\nprint(sorted(set(os.listdir('/tmp')) - "
+                "{os.path.basename(os.getcwd())}))\n"
+                "print(sorted(p for p in os.listdir('/proc') if p.isdigit()))\n"
+                "print(open('/proc/self/status').read().split('CapEff:')[1]"
+                ".split()[0])")
+  assert result.passed, result
+  tmp, pids, caps = result.output.strip().splitlines()[-3:]
+  assert tmp == "[]" and pids == "['1', '2']" and int(caps, 16) == 0
+
+
+def test_a_denied_event_cannot_be_caught_or_forgotten():
+  result = _run("import sys\ng = sys.modules['__main__']\n"
+                "try:\n  open('/var/tmp/evil', 'w')\nexcept BaseException:\n"
+                "  pass\ng._violations = []\n")
+  assert not result.passed and result.reason == "blocked: filesystem"
+
+
+def test_audit_hook_only_is_refused_unless_opted_in(monkeypatch):
+  weak = sandbox.Launcher("audit hook only", (), sys.executable, None)
+  monkeypatch.setattr(sandbox, "launcher", lambda: weak)
+  monkeypatch.setattr(sandbox, "_sysctl", lambda name: {
+      "kernel.unprivileged_userns_clone": "0"}.get(name))
+  monkeypatch.delenv(sandbox.ALLOW_AUDIT_ONLY_ENV, raising=False)
+  with pytest.raises(sandbox.SandboxUnavailable) as err:
+    sandbox.require_isolation()
+  assert "kernel.unprivileged_userns_clone=1" in str(err.value)
+  assert sandbox.ALLOW_AUDIT_ONLY_ENV in str(err.value)
+  with pytest.raises(execution.registry.MetricError, match="refusing"):
+    execution.pass_at_1([("",)], ["x = 1"], [{"test_list": ["assert x"]}])
+  monkeypatch.setenv(sandbox.ALLOW_AUDIT_ONLY_ENV, "1")
+  assert sandbox.require_isolation() is weak
+  scores = execution.pass_at_1([("",)], ["x = 1"],
+                               [{"test_list": ["assert x == 1"]}])
+  assert scores["pass@1"] == 100
 
 
 def _mbpp_records():

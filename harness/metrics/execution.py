@@ -6,6 +6,12 @@ The program that runs is ``prediction + test_setup_code + test_list``, in
 the limits. The setup code goes *after* the solution:
 in tasks 367 and 927 it builds trees from the ``Node`` class that the
 solution defines (with setup first, their reference solutions fail).
+
+Before running anything, ``pass@1`` checks that a kernel-enforced sandbox
+launcher works (``sandbox.require_isolation``): with the audit hook as the only
+layer it refuses, naming what is missing, unless the environment variable
+``HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY=1`` opts in. Which launcher ran is in
+every results file's provenance (``sandbox.provenance``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ def pass_at_1(targets: registry.Targets, predictions: Sequence[str],
               extras: Sequence[Mapping[str, Any]]) -> dict[str, float]:
   """MBPP pass@1: share of problems whose program passes all asserts."""
   registry.check_lengths(targets, predictions)
+  try:
+    sandbox.require_isolation()
+  except sandbox.SandboxUnavailable as e:
+    raise registry.MetricError(str(e)) from None
   programs = [mbpp_program(p, e) for p, e in zip(predictions, extras)]
   results = sandbox.run_programs(programs)
   failures = collections.Counter(r.reason for r in results if not r.passed)

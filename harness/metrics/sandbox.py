@@ -1,33 +1,47 @@
 """A sandbox for running generated Python code (MBPP pass@1).
 
-Every program runs in its own child process with these layers of defence:
+Every program runs in its own child process, started by the strongest
+*launcher* that works on this host (probed once by running a program through
+it; ``launcher``, ``LAUNCHERS``; ``docs/reliability.md``):
+
+* **userns** (util-linux ``unshare``; root and non-root alike): fresh user,
+  mount, network, PID and IPC namespaces. The guard (``_sandbox_guard.py
+  --isolate``), uid 0 of the new user namespace, remounts every mount
+  read-only, mounts private tmpfs on /tmp and /dev/shm, binds the working
+  directory back read-write at its own path and mounts a private /proc; then
+  it drops every capability, bounding set included, and sets no-new-privs.
+  A write outside the working directory fails in the kernel (EROFS) whatever
+  call makes it; the network namespace has no interfaces up; other processes
+  are invisible. As root, the child first switches to uid/gid ``nobody``
+  (``setpriv``), so the namespace's uid 0 is ``nobody`` on the host.
+* **bwrap** (bubblewrap, where installed; also setuid bubblewrap on hosts
+  without unprivileged user namespaces): the same view.
+* **netns+nobody**, **nobody**, **netns**: the older, weaker layers (root
+  hosts where user namespaces are off).
+* **audit hook only**: ``require_isolation`` refuses this (MBPP does not run)
+  unless ``HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY=1``; the refusal names what
+  is missing and how to enable it (``missing_isolation``).
+
+In every launcher the child also has:
 
 * **Resource limits** (set by the child on itself, soft = hard, so they cannot
-  be raised again): RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_FSIZE (also caps
-  stdout/stderr, which go to files), RLIMIT_NPROC, RLIMIT_NOFILE.
+  be raised again; CPU's hard limit is 1 s above the soft one): RLIMIT_CPU,
+  RLIMIT_AS (memory), RLIMIT_FSIZE (also caps stdout/stderr, which go to
+  files), RLIMIT_NPROC, RLIMIT_NOFILE.
 * **Wall-clock timeout**: the child starts a new session (its own process
   group); on timeout the whole group is killed with SIGKILL.
-* **No network**: if ``unshare --net`` works (root on Linux) the child runs in a
-  fresh network namespace with no interfaces; in all cases an audit hook in the
-  child blocks socket creation, DNS and connect ("blocked: network").
-* **Filesystem**: the working directory is a fresh temporary directory, removed
-  afterwards. The audit hook blocks opening files for writing outside it,
-  mutating ``os``/``shutil`` calls outside it, and reading other processes'
-  ``/proc/<pid>`` entries. When the harness runs as root and an interpreter is
-  usable by ``nobody``, the child also runs as uid/gid 65534, so the kernel
-  denies writes to root-owned paths, RLIMIT_NPROC is enforced (it is not for
-  root) and the child cannot signal the harness.
-* **Processes and signals**: the audit hook blocks fork/exec/spawn/system,
-  ``os.kill`` of any other pid, ``os.killpg`` and importing ``ctypes``.
+* **An allow-list audit hook** (PEP 578), the second layer: only the events a
+  solution needs pass (imports, compiling, reading files, writing inside the
+  working directory, ...); any other event ends the program at once with
+  "blocked: <filesystem|network|process|signal|event>".
 * **Clean environment**: the child's environment is built from scratch
   (``_child_env``), nothing is inherited; ``python -I -B`` ignores PYTHON*
   variables and the user site directory and writes no bytecode.
 * **Capped output**: at most ``SandboxLimits.output_bytes`` of stdout/stderr
   are kept, and the file-size limit stops a flood ("output limit").
 
-Audit hooks (PEP 578) are not a security boundary on their own; the uid switch
-and the network namespace are the kernel-enforced layers, used when available.
-Each run returns a ``SandboxResult(passed, reason)``.
+Each run returns a ``SandboxResult(passed, reason)``; ``provenance`` names the
+launcher for the results files.
 """
 
 from __future__ import annotations
@@ -112,57 +126,156 @@ class SandboxResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Launcher:
+class Launcher:
   """How the child is started.
 
   Attributes:
-    prefix: Command prefix (network namespace and uid switch), may be empty.
-    python: Interpreter for the child.
-    uid: The child's uid if it differs from ours, else None.
-    isolation: Human-readable summary of the kernel-enforced layers.
+    name: "userns", "bwrap", "netns+nobody", "nobody", "netns" or
+      "audit hook only" (``LAUNCHERS``, strongest first).
+    prefix: Command prefix; "{workdir}" stands for the working directory.
+    python: Interpreter for the child (ours, else a system python3 when
+      ours cannot be run inside).
+    uid: The child's host uid if it differs from ours, else None.
+    isolate: The guard builds the filesystem view itself (``--isolate``).
   """
+  name: str
   prefix: tuple[str, ...]
   python: str
   uid: int | None
-  isolation: str
+  isolate: bool = False
+
+  @property
+  def isolation(self) -> str:
+    return ISOLATION[self.name]
 
 
-def _works(command: Sequence[str]) -> bool:
-  try:
-    return subprocess.run(list(command), env={}, cwd="/", capture_output=True,
-                          timeout=30).returncode == 0
-  except (OSError, subprocess.SubprocessError):
-    return False
+# What each launcher enforces in the kernel, strongest first.
+ISOLATION = {
+    "userns": "user+mount+net+pid+ipc namespaces (unshare): read-only "
+              "filesystem, writable working directory only, private /tmp, "
+              "/dev/shm and /proc, no network, no capabilities",
+    "bwrap": "bubblewrap: read-only filesystem, writable working directory "
+             "only, private /tmp, /dev, /dev/shm and /proc, no network, no "
+             "capabilities",
+    "netns+nobody": "network namespace, uid nobody (root hosts only)",
+    "nobody": "uid nobody (root hosts only)",
+    "netns": "network namespace only",
+    "audit hook only": "none (audit hook only, not a security boundary)",
+}
+LAUNCHERS = tuple(ISOLATION)
+# Setting this environment variable to 1 lets MBPP run with the audit hook as
+# the only layer (``require_isolation``).
+ALLOW_AUDIT_ONLY_ENV = "HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY"
 
 
-def _candidates() -> list[_Launcher]:
+class SandboxUnavailable(RuntimeError):
+  """No kernel-enforced launcher works and the user did not opt in."""
+
+
+def _drop_to_nobody() -> tuple[str, ...] | None:
+  """setpriv prefix to uid nobody when we are root; () otherwise; None if
+  root without setpriv."""
+  if os.geteuid() != 0:
+    return ()
+  setpriv = shutil.which("setpriv")
+  if not setpriv:
+    return None
+  return (setpriv, f"--reuid={NOBODY_ID}", f"--regid={NOBODY_ID}",
+          "--clear-groups", "--")
+
+
+def _candidates() -> list[Launcher]:
   """Launchers from strongest to weakest isolation."""
-  unshare, setpriv = shutil.which("unshare"), shutil.which("setpriv")
+  unshare, bwrap = shutil.which("unshare"), shutil.which("bwrap")
+  drop = _drop_to_nobody()
+  uid = NOBODY_ID if drop else None
+  # Ours may be unreachable inside (e.g. under /root, mode 0700).
   pythons = (sys.executable,) + _FALLBACK_PYTHONS
   found = []
-  if os.geteuid() == 0 and unshare and setpriv:
-    drop = (setpriv, f"--reuid={NOBODY_ID}", f"--regid={NOBODY_ID}",
-            "--clear-groups", "--")
-    found += [_Launcher((unshare, "--net", "--") + drop, p, NOBODY_ID,
-                        "netns+nobody") for p in pythons]
-  if os.geteuid() == 0 and setpriv:
-    drop = (setpriv, f"--reuid={NOBODY_ID}", f"--regid={NOBODY_ID}",
-            "--clear-groups", "--")
-    found += [_Launcher(drop, p, NOBODY_ID, "nobody") for p in pythons]
+  if unshare and drop is not None:
+    found += [Launcher("userns", drop + (
+        unshare, "--user", "--map-root-user", "--mount", "--net", "--pid",
+        "--ipc", "--fork", "--kill-child", "--"), p, uid, True)
+              for p in pythons]
+  if bwrap and drop is not None:
+    found += [Launcher("bwrap", drop + (
+        bwrap, "--unshare-all", "--die-with-parent", "--cap-drop", "ALL",
+        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+        "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--bind", "{workdir}",
+        "{workdir}", "--chdir", "{workdir}", "--"), p, uid) for p in pythons]
+  if drop and unshare:
+    found += [Launcher("netns+nobody", (unshare, "--net", "--") + drop, p,
+                       uid) for p in pythons]
+  if drop:
+    found += [Launcher("nobody", drop, p, uid) for p in pythons]
   if unshare:
-    found.append(_Launcher((unshare, "--net", "--"), sys.executable, None,
-                           "netns"))
+    found.append(Launcher("netns", (unshare, "--net", "--"), sys.executable,
+                          None))
   return found
 
 
+# Why each candidate that was probed failed (for the refusal message).
+_probe_errors: dict[str, str] = {}
+
+
 @functools.lru_cache(maxsize=1)
-def launcher() -> _Launcher:
-  """The strongest launcher that works on this machine (probed once)."""
+def launcher() -> Launcher:
+  """The strongest launcher that runs a program on this host (probed once by
+  running one through it)."""
   for candidate in _candidates():
-    if _works(candidate.prefix + (candidate.python, "-I", "-B", "-c",
-                                  "import resource, json")):
+    result = _run_with(candidate, "import resource, json", SandboxLimits())
+    if result.passed:
       return candidate
-  return _Launcher((), sys.executable, None, "audit hook only")
+    _probe_errors.setdefault(candidate.name,
+                             f"{result.reason} {result.output.strip()}"[:300])
+  return Launcher("audit hook only", (), sys.executable, None)
+
+
+def _sysctl(name: str) -> str | None:
+  try:
+    with open("/proc/sys/" + name.replace(".", "/"), encoding="ascii") as f:
+      return f.read().strip()
+  except OSError:
+    return None
+
+
+def missing_isolation() -> list[str]:
+  """Why the kernel layers are unavailable, each with how to enable them."""
+  why = []
+  if not shutil.which("unshare"):
+    why.append("util-linux `unshare` is not installed (install util-linux)")
+  if _sysctl("kernel.unprivileged_userns_clone") == "0":
+    why.append("unprivileged user namespaces are disabled by the distribution"
+               " (enable: sudo sysctl -w kernel.unprivileged_userns_clone=1)")
+  if _sysctl("user.max_user_namespaces") == "0":
+    why.append("user namespaces are disabled (enable: sudo sysctl -w "
+               "user.max_user_namespaces=15000)")
+  if _sysctl("kernel.apparmor_restrict_unprivileged_userns") == "1":
+    why.append("AppArmor restricts unprivileged user namespaces (enable: "
+               "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"
+               ", or install bubblewrap, whose AppArmor profile allows them)")
+  why += [f"launcher {k} failed: {v}" for k, v in _probe_errors.items()]
+  return why or ["no launcher could run a program"]
+
+
+def require_isolation() -> Launcher:
+  """The launcher, or SandboxUnavailable if only the audit hook is left and
+  ``ALLOW_AUDIT_ONLY_ENV`` is not 1."""
+  how = launcher()
+  if how.name == "audit hook only" and os.environ.get(
+      ALLOW_AUDIT_ONLY_ENV) != "1":
+    raise SandboxUnavailable(
+        "refusing to run generated code (MBPP) with the audit hook as the only"
+        " sandbox layer: " + "; ".join(missing_isolation()) +
+        f". To run anyway (unsafe), set {ALLOW_AUDIT_ONLY_ENV}=1.")
+  return how
+
+
+def provenance() -> dict[str, str]:
+  """Which launcher runs the programs, for results' provenance."""
+  how = launcher()
+  return {"launcher": how.name, "isolation": how.isolation,
+          "python": how.python}
 
 
 def _child_env(workdir: str) -> dict[str, str]:
@@ -194,11 +307,17 @@ def _signal_reason(returncode: int) -> str:
 
 
 def _classify(returncode: int, status: str, timed_out: bool) -> str:
-  """Reason for a finished child from its exit code and status line."""
+  """Reason for a finished child from its exit code and status line.
+
+  Without a status line, an exit code 128 + n is signal n: the namespace
+  launchers' init process reports a child killed by a signal that way.
+  """
   if timed_out:
     return Reason.TIMEOUT
   if returncode < 0:
     return _signal_reason(returncode)
+  if not status and 128 < returncode < 128 + signal.NSIG:
+    return _signal_reason(128 - returncode)
   if status:
     if status == Reason.OK and returncode != 0:
       return f"exit code {returncode}"
@@ -213,11 +332,11 @@ def _read_capped(path: str, cap: int) -> str:
     return f.read(cap).decode("utf-8", errors="replace")
 
 
-def _spawn(workdir: str, limits: SandboxLimits, status_w: int,
-           out_file, err_file) -> subprocess.Popen:
-  how = launcher()
-  command = list(how.prefix) + [
-      how.python, "-I", "-B", "guard.py", "program.py", str(status_w),
+def _spawn(how: Launcher, workdir: str, limits: SandboxLimits, status_w: int,
+           out_file, err_file, audit_hook: bool) -> subprocess.Popen:
+  flags = ["--isolate"] * how.isolate + ["--no-audit-hook"] * (not audit_hook)
+  command = [a.replace("{workdir}", workdir) for a in how.prefix] + [
+      how.python, "-I", "-B", "guard.py", *flags, "program.py", str(status_w),
       limits.rlimits_json()]
   return subprocess.Popen(
       command, cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL,
@@ -240,25 +359,37 @@ def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
     proc.wait()
 
 
-def run_program(code: str,
-                limits: SandboxLimits = SandboxLimits()) -> SandboxResult:
+def run_program(code: str, limits: SandboxLimits = SandboxLimits(),
+                audit_hook: bool = True) -> SandboxResult:
   """Runs Python source ``code`` in the sandbox.
 
   Args:
     code: A complete Python program (for MBPP: setup code, the candidate
       solution and the assert statements).
     limits: Resource and time limits.
+    audit_hook: False runs without the audit hook (the kernel layers alone);
+      for the fault suite only.
 
   Returns:
     A SandboxResult; ``passed`` iff the program completed cleanly.
   """
-  workdir = _prepare_workdir(code, launcher().uid)
+  return _run_with(launcher(), code, limits, audit_hook)
+
+
+def _run_with(how: Launcher, code: str, limits: SandboxLimits,
+              audit_hook: bool = True) -> SandboxResult:
+  """``run_program`` through launcher ``how``."""
+  workdir = _prepare_workdir(code, how.uid)
   logdir = tempfile.mkdtemp(prefix="harness-sandbox-log-")
   status_r, status_w = os.pipe()
   try:
     out_path, err_path = (os.path.join(logdir, n) for n in ("out", "err"))
     with open(out_path, "wb") as out_file, open(err_path, "wb") as err_file:
-      proc = _spawn(workdir, limits, status_w, out_file, err_file)
+      try:
+        proc = _spawn(how, workdir, limits, status_w, out_file, err_file,
+                      audit_hook)
+      except OSError as e:
+        return SandboxResult(False, f"launch failed: {e}")
     os.close(status_w)
     status_w = -1
     timed_out = _wait(proc, limits.timeout_s)

@@ -277,6 +277,8 @@ class Provenance(TypedDict):
     host: in a cell summary, the host's state around the cell:
       ``{"before": HostState, "after": HostState}`` (``provenance.host_state``:
       load average, CPU frequency where the OS exposes it).
+    sandbox: the MBPP sandbox launcher of this host: {"launcher",
+      "isolation", "python"} (``harness.metrics.sandbox.provenance``).
   """
   git_commit: Optional[str]
   git_dirty: Optional[bool]
@@ -288,6 +290,7 @@ class Provenance(TypedDict):
   task_version: int
   schema_version: int
   host: NotRequired[dict[str, Any]]
+  sandbox: NotRequired[dict[str, str]]
 
 
 class CellSummary(TypedDict):

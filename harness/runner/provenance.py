@@ -112,9 +112,10 @@ def now_iso() -> str:
 def collect(gin_config: str, seeds: dict[str, int]) -> schema.Provenance:
   """The ``schema.Provenance`` of the current process."""
   from harness import tasks  # pylint: disable=g-import-not-at-top
+  from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
   commit, dirty = git_state()
   return schema.Provenance(
       git_commit=commit, git_dirty=dirty, versions=versions(),
       device=device_info(), seeds=dict(seeds), gin_config=gin_config,
       created=now_iso(), task_version=tasks.TASK_VERSION,
-      schema_version=schema.SCHEMA_VERSION)
+      schema_version=schema.SCHEMA_VERSION, sandbox=sandbox.provenance())

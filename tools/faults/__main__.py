@@ -16,7 +16,7 @@ import tempfile
 
 from tools.faults import suite
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _parse(argv):

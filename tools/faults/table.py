@@ -66,8 +66,12 @@ def figures(sections: dict[str, dict]) -> dict[str, Any]:
                                       for x in r["decodes"]),
              "outcomes": r}
     else:
-      fig = {"attacks": len(r["attacks"]),
-             "contained": sum(a["contained"] for a in r["attacks"]),
+      fig = {"runs": [{"user": run["user"], "launcher": run["launcher"],
+                       "attacks": len(run["attacks"]),
+                       "contained": sum(a["contained"] for a in run["attacks"]),
+                       "kernel_contained": sum(
+                           bool(a["kernel_contained"]) for a in run["attacks"])}
+                      for run in r["runs"]],
              "tests_passed": r["tests_passed"],
              "tests_total": r["tests_total"], "outcomes": r}
     fig["machine"] = payload["machine"]
@@ -179,12 +183,36 @@ def _sandbox_md(payload: dict) -> list[str]:
   r = payload["result"]
   rows = ["## MBPP sandbox (adversarial suite)", "",
           f"`tests/test_sandbox.py`: {r['tests_passed']}/{r['tests_total']} "
-          "passed. Each attack run again through `run_program`:", "",
-          "| attack | contained | reason | seconds |", "|---|---|---|---|"]
-  for a in r["attacks"]:
-    rows.append(f"| {a['attack']} | {_yes(a['contained'])} | {a['reason']} "
-                f"| {a['seconds']:.1f} |")
-  return rows + [""]
+          "passed. Each attack runs through `run_program` as each user, with "
+          "the audit hook (as MBPP runs) and again without it (the kernel "
+          "layers alone). *Contained*: no trace outside the working "
+          "directory (no entry added, changed or removed in the watched "
+          "directories, no connection to the suite's sockets, no secret of "
+          "its environment in the output) and, with the hook, the program did"
+          " not pass (a control: it passed); without the hook many attacks "
+          "fail silently, so there only traces count.", ""]
+  for run in r["runs"]:
+    attacks = run["attacks"]
+    kernel = [a for a in attacks if a["kernel_contained"] is not None]
+    rows += [f"### As {run['user']}: launcher `{run['launcher'] or '-'}`", "",
+             f"{run['isolation'] or run['error']}. Watched for traces: "
+             f"{', '.join(run['targets'])}.", "",
+             f"**{sum(a['contained'] for a in attacks)}/{len(attacks)} "
+             f"contained**; kernel layers alone: "
+             f"{sum(a['kernel_contained'] for a in kernel)}/{len(kernel)}.",
+             "", "| attack | class | contained | reason | kernel alone | "
+             "reason (kernel alone) | traces |",
+             "|---|---|---|---|---|---|---|"]
+    for a in attacks:
+      kernel_yes = ("–" if a["kernel_contained"] is None
+                    else _yes(a["kernel_contained"]))
+      traces = "; ".join(a["traces"] + a["kernel_traces"]) or "–"
+      rows.append(f"| {_clip(a['attack'])} | {a['kind']} | "
+                  f"{_yes(a['contained'])} | {_clip(a['reason'])} | "
+                  f"{kernel_yes} | {_clip(a['kernel_reason']) or '–'} | "
+                  f"{_clip(traces)} |")
+    rows.append("")
+  return rows
 
 
 _RENDER = {"crash": _crash_md, "disk": _disk_md, "badinput": _badinput_md,

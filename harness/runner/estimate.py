@@ -29,7 +29,6 @@ import numpy as np
 from harness.runner import cells as cells_lib
 from harness.runner import devices as devices_lib
 from harness.runner import execute
-from harness.runner import pairs
 from harness.results import schema
 
 CPU_STEP_OVERHEAD_S = 2e-4  # Loop overhead per step on a CPU.

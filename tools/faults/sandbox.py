@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import pathlib
 import secrets
 import shutil
 import socket

@@ -179,7 +179,7 @@ def oracle_cascade(drafter: DecodingModel, verifier: DecodingModel,
   return st.output(s.seq, s.stats, max_decode_len)
 
 
-class SeqConfidence(str, enum.Enum):
+class SeqConfidence(enum.StrEnum):
   """Sequence-level confidence of the drafter's output, in [0, 1]."""
   MEAN_MAX_PROB = "mean_max_prob"  # mean over tokens of max_v q_raw(v)
   GEOMETRIC_MEAN_PROB = "geo_mean_prob"  # exp(mean log q_raw(y_t))

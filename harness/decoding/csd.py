@@ -31,6 +31,7 @@ holds; a review scores the buffer from there in one bucketed call.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 
 import flax.struct
@@ -48,7 +49,8 @@ from harness.decoding.protocol import DecodingModel
 DEFAULT_MAG_LEN = 10
 
 
-class Mode:
+class Mode(enum.StrEnum):
+  """CS Drafting's cascades: both, or one of the two (ablations)."""
   FULL = "full"
   VERTICAL = "vertical"
   HORIZONTAL = "horizontal"
@@ -351,7 +353,7 @@ def split_drafters(drafter) -> tuple[tuple, maxgram.MaxGram | None]:
 def decode(drafter, verifier: DecodingModel, prompt: jax.Array,
            prompt_len: jax.Array, knobs: st.Knobs, variant: jax.Array,
            rng: jax.Array, *, gamma: int, max_decode_len: int, size: int,
-           stop_sequences: st.StopSequences = (), mode: str = Mode.FULL,
+           stop_sequences: st.StopSequences = (), mode: str = Mode.FULL.value,
            k_matrix=None, mag_len: int = DEFAULT_MAG_LEN) -> st.DecodeOutput:
   """Methods ``cs_drafting``, ``cs_drafting_vertical``, ``cs_drafting_horizontal``.
 

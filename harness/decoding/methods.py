@@ -64,8 +64,8 @@ register_method(MethodSpec(
 
 register_method(MethodSpec(
     name="bild_star", rule="bild_star", fn=speculative.decode,
-    defaults=(("discrepancy", targets.Discrepancy.PROB_GAP),),
-    option_choices=(("discrepancy", targets.Discrepancy.ALL),),
+    defaults=(("discrepancy", targets.Discrepancy.PROB_GAP.value),),
+    option_choices=(("discrepancy", targets.DISCREPANCIES),),
     family=SPECULATIVE, static_options=(),
     variant=lambda o: speculative.rule_index(
         "bild_star", discrepancy=o["discrepancy"]),
@@ -138,11 +138,11 @@ def _csd_scratch(gamma, options, drafter):
 
 
 for _name, _mode, _doc in (
-    ("cs_drafting", csd.Mode.FULL,
+    ("cs_drafting", csd.Mode.FULL.value,
      "CS Drafting: vertical + horizontal cascades down to Max-Gram"),
-    ("cs_drafting_vertical", csd.Mode.VERTICAL,
+    ("cs_drafting_vertical", csd.Mode.VERTICAL.value,
      "CS Drafting ablation: vertical cascade only"),
-    ("cs_drafting_horizontal", csd.Mode.HORIZONTAL,
+    ("cs_drafting_horizontal", csd.Mode.HORIZONTAL.value,
      "CS Drafting ablation: horizontal cascade only")):
   register_method(MethodSpec(
       name=_name, rule="lossy_one", fn=csd.decode, multi_drafter=True,

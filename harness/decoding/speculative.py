@@ -216,7 +216,7 @@ FAMILY_RULES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("verifier", ()), ("chow", ()), ("diff", ()), ("opt", ()),
     ("token_v3", ()), ("token_v1", ()), ("token_v2", ()),
     ("lossy_one", ()), ("lossy_normalize", ()),
-    *(("bild_star", (("discrepancy", d),)) for d in targets.Discrepancy.ALL))
+    *(("bild_star", (("discrepancy", d),)) for d in targets.DISCREPANCIES))
 
 
 def rule_index(rule: str, **rule_options: str) -> int:

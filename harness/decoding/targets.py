@@ -20,6 +20,7 @@ Token rule gives π = [.14, .72, .07, .07].
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from typing import Callable
 
@@ -199,12 +200,14 @@ def lossy_normalize_target(q, p, q_raw, p_raw, alpha, greedy):
   return jax.tree.map(lambda g, s: jnp.where(greedy, g, s), greedy_pi, sampled)
 
 
-class Discrepancy:
+class Discrepancy(enum.StrEnum):
   """Names of the BiLD* discrepancy D(q, p) (docs/algorithms.md#bild)."""
   PROB_GAP = "prob_gap"  # max p_raw - p_raw(argmax q_raw), in [0, 1]
   NLL = "nll"            # -log p_raw(argmax q_raw), in [0, inf)
   TV = "tv"              # D_TV(p, q) on scaled distributions, in [0, 1]
-  ALL = (PROB_GAP, NLL, TV)
+
+
+DISCREPANCIES = tuple(d.value for d in Discrepancy)
 
 
 def bild_discrepancy(kind: str, q, p, q_raw, p_raw) -> jax.Array:
@@ -217,11 +220,11 @@ def bild_discrepancy(kind: str, q, p, q_raw, p_raw) -> jax.Array:
     return -jnp.log(jnp.maximum(p_top, MIN_PROB))
   if kind == Discrepancy.TV:
     return total_variation(p, q)
-  raise ValueError(f"discrepancy: unknown {kind!r}; known: {Discrepancy.ALL}")
+  raise ValueError(f"discrepancy: unknown {kind!r}; known: {DISCREPANCIES}")
 
 
 def bild_star_target(q, p, q_raw, p_raw, alpha, greedy, *,
-                     discrepancy: str = Discrepancy.PROB_GAP):
+                     discrepancy: str = Discrepancy.PROB_GAP.value):
   """BiLD*: π = q if D(q, p) ≤ α else p; α ≥ 0."""
   del greedy
   d = bild_discrepancy(discrepancy, q, p, q_raw, p_raw)

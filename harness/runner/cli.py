@@ -58,6 +58,11 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                         "shard = process index/count, results under "
                         "RESULTS_DIR/hosts/host-i-of-N (also "
                         "HARNESS_DISTRIBUTED=1); then `gather`")
+  parser.add_argument("--compilation_cache_dir", default=os.environ.get(
+      "HARNESS_COMPILATION_CACHE"), metavar="DIR",
+                      help="persistent XLA compilation cache: a repeated run "
+                      "loads its programs instead of compiling them (also "
+                      "HARNESS_COMPILATION_CACHE; off by default)")
   parser.add_argument("--no_progress", action="store_true",
                       help="no progress bars (cell lines still printed)")
   parser.add_argument("--debug", action="store_true",
@@ -98,6 +103,9 @@ def _run(args: argparse.Namespace) -> int:
         exp.results_dir, shard))
     print(f"host {shard.index} of {shard.count}: results in "
           f"{exp.results_dir}", file=sys.stderr)
+  if args.compilation_cache_dir:
+    from harness import decoding  # pylint: disable=g-import-not-at-top
+    decoding.enable_compilation_cache(args.compilation_cache_dir)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
                               dry_run=args.dry_run,
                               progress=not args.no_progress, gin_config=text)

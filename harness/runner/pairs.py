@@ -100,8 +100,8 @@ def size_config(name: str):
 @functools.cache
 def _shipped_config(path: str):
   """The architecture in a shipped checkpoint's config.json."""
-  return models.load_pretrained(resolve(path),
-                                require_tokenizer=False).model.config
+  return models.open_checkpoint(resolve(path),
+                                require_tokenizer=False).config
 
 
 def _training_lines(limit: int | None = _TOKENIZER_LINES) -> list[str]:

@@ -4,6 +4,7 @@ import json
 import os
 
 from harness.__main__ import main
+from harness.models import devices as chips
 from harness.runner import devices
 from harness.runner import dryrun
 
@@ -166,6 +167,15 @@ def test_topology_names():
   assert (devices.parse("8xH100").num_devices,
           devices.parse("8xH100").num_hosts) == (8, 1)
   assert devices.parse("v5e-8").num_hosts == 1
+
+
+def test_topologies_read_the_one_chip_table():
+  for name, chip in (("v4-8", "v4"), ("v5e-8", "v5e"), ("v5p-8", "v5p"),
+                     ("8xH100", "H100"), ("1xH200", "H200"),
+                     ("4xA100", "A100-80GB"), ("4xA100-40GB", "A100-40GB")):
+    assert devices.parse(name).kind is chips.chip_named(chip)
+  assert devices.parse("4xA100-40GB").kind.memory_bytes == 40 * chips.GIB
+  assert devices.parse("cpu").kind.name == devices.CPU
 
 
 def test_estimate_uses_chip_bandwidth_and_split(capsys, tmp_path):

@@ -23,7 +23,7 @@ non-zero when there is any:
   hosts each host runs its own cells, so at most one host's devices).
 
 The time estimate (``harness.runner.estimate``) uses the topology's
-bandwidth and FLOPs per chip (``harness.runner.devices``) and the split.
+bandwidth and FLOPs per chip (``harness.models.devices.CHIPS``) and the split.
 """
 
 from __future__ import annotations
@@ -339,7 +339,7 @@ def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
     if total > topo.kind.memory_bytes:
       found.add("memory", f"pair {pair.name} × {run.task}: needs "
                 f"{_gib(total)} per chip (weights + KV + margin) but a "
-                f"{topo.kind.name} holds {_gib(topo.kind.memory_bytes)}")
+                f"{topo.kind.title} holds {_gib(topo.kind.memory_bytes)}")
     if total > worst_total:
       worst, worst_total = prints, total
   return worst
@@ -396,7 +396,7 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
         f"{est.num_decodes} decodes to run, estimated {est.seconds:.0f} s "
         f"({est.seconds / 3600:.2f} h) = decodes × max_decode_len × step "
         f"time (verifier {est.step_s['verifier'] * 1e3:.3g} ms, drafter "
-        f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.name}; "
+        f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.title}; "
         "harness/runner/estimate.py)", file=out)
   if topo.num_hosts > 1:
     shards = cells_lib.deal(todo, topo.num_hosts)

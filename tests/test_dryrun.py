@@ -131,8 +131,8 @@ def test_too_large_sample_refused_or_capped(capsys, tmp_path):
 def test_memory_overflow_per_chip(capsys, tmp_path):
   code, out, problems = _dry(
       capsys, tmp_path, "--gin.ModelPair.verifier='t5_v1_1_xxl'",
-      "--gin.ModelPair.drafter='t5_v1_1_small'", "--simulate_devices",
-      "v5e-8")
+      "--gin.ModelPair.drafter='t5_v1_1_small'",
+      "--gin.ModelPair.model_parallel=1", "--simulate_devices", "v5e-8")
   assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
   assert problems[0].startswith("problem (memory): pair tiny_random_t5 × "
                                 "multi30k_ende: needs ")
@@ -143,6 +143,35 @@ def test_memory_overflow_per_chip(capsys, tmp_path):
       "--gin.ModelPair.drafter='t5_v1_1_small'",
       "--gin.ModelPair.model_parallel=8", "--simulate_devices", "v5e-8")
   assert code == 0 and not problems
+
+
+GEMMA_2B_27B = ["--gin.ModelPair.drafter='gemma2_2b'",
+                "--gin.ModelPair.verifier='gemma2_27b'",
+                "--gin.ModelPair.dtype='bfloat16'"]
+
+
+def test_auto_model_parallel_is_chosen_and_printed(capsys, tmp_path):
+  # Published Gemma 2 shapes: 27B (50.7 GiB) + 2B in bfloat16.
+  code, out, problems = _dry(capsys, tmp_path, *GEMMA_2B_27B,
+                             "--simulate_devices", "v4-8")
+  assert code == 0 and not problems, problems
+  assert ('  tiny_random_t5: model_parallel="auto" chose 4 (of 4 devices '
+          "per host)") in out
+  assert "verifier (1/4)" in out
+  # One host of a v4-16 has 4 chips: the same choice.
+  _, out, _ = _dry(capsys, tmp_path, *GEMMA_2B_27B, "--simulate_devices",
+                   "v4-16")
+  assert 'chose 4 (of 4 devices per host)' in out
+
+
+def test_auto_model_parallel_refuses_on_one_small_chip(capsys, tmp_path):
+  code, _, problems = _dry(capsys, tmp_path, *GEMMA_2B_27B,
+                           "--simulate_devices", "v5e-1")
+  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert problems[0].startswith(
+      'problem (devices): pair tiny_random_t5: model_parallel="auto": '
+      "parameters do not fit: 55.6 GiB in all")
+  assert "1 chips × 16.0 GiB" in problems[0]
 
 
 def test_every_problem_listed_at_once(capsys, tmp_path):

@@ -52,7 +52,8 @@ SHIPPED_SIZES: dict[str, str] = {
 }
 RANDOM_VOCAB_SIZE = 100  # SentencePiece pieces of random pairs (< 128).
 _TOKENIZER_LINES = 400  # Multi30k lines per language to train it on.
-_DTYPES = {cfg.DType.FLOAT32: jnp.float32, cfg.DType.BFLOAT16: jnp.bfloat16}
+# ``ModelPair.dtype`` -> the parameter dtype.
+DTYPES = {cfg.DType.FLOAT32: jnp.float32, cfg.DType.BFLOAT16: jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +170,7 @@ def _random_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
   build = models.random_t5 if t5 else models.random_gemma
   keys = jax.random.split(jax.random.key(pair.model_seed),
                           2 + len(pair.extra_drafters))
-  dtype = _DTYPES[pair.dtype]
+  dtype = DTYPES[pair.dtype]
   extra = tuple(build(k, size_config(name), dtype, tokenizer_id=tokenizer.id)
                 for k, name in zip(keys[2:], pair.extra_drafters))
   return LoadedPair(
@@ -203,7 +204,7 @@ def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
   """Opens every checkpoint and checks the vocabularies before reading any
   weight, then loads each tensor straight onto its devices: the verifier
   split over the model axis, the drafters replicated."""
-  dtype = _DTYPES[pair.dtype]
+  dtype = DTYPES[pair.dtype]
   paths = [resolve(p) for p in (pair.drafter, *pair.extra_drafters)]
   drafters = [models.open_checkpoint(p) for p in paths]
   large = models.open_checkpoint(resolve(pair.verifier))

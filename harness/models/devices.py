@@ -202,7 +202,8 @@ def present_model_parallel(requested: int | str,
                            verifier: T5Config | GemmaConfig,
                            drafters: Sequence[T5Config | GemmaConfig],
                            dtype, margin: float = DEFAULT_MARGIN) -> int:
-  """`choose_model_parallel` for this process's devices."""
+  """`choose_model_parallel` for this process's devices (a multi-host run
+  places each model on one host's devices)."""
   return choose_model_parallel(requested, verifier, drafters, dtype,
-                               jax.device_count(), device_memory_bytes(),
-                               margin)
+                               len(jax.local_devices()),
+                               device_memory_bytes(), margin)

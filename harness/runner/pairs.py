@@ -192,12 +192,15 @@ def resolve(path: str) -> str:
   return candidate if os.path.exists(candidate) else path
 
 
-def _mesh(model_parallel: int) -> jax.sharding.Mesh | None:
-  """A ("data", "model") mesh over every device, or None for one chip."""
+def local_mesh(model_parallel: int) -> jax.sharding.Mesh | None:
+  """A ("data", "model") mesh over this process's devices, or None for one
+  chip. Under ``--distributed`` each host runs its own cells, so a model
+  never spans hosts; with one process these are all the devices."""
   if model_parallel == 1:
     return None
-  return jax.make_mesh((jax.device_count() // model_parallel, model_parallel),
-                       ("data", sharding.MODEL_AXIS))
+  local = jax.local_devices()
+  return jax.make_mesh((len(local) // model_parallel, model_parallel),
+                       ("data", sharding.MODEL_AXIS), devices=local)
 
 
 def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
@@ -210,7 +213,7 @@ def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
   large = models.open_checkpoint(resolve(pair.verifier))
   for path, small in zip(paths, drafters):
     models.check_same_vocabulary(small, large, path, large.path)
-  mesh = _mesh(devices.present_model_parallel(
+  mesh = local_mesh(devices.present_model_parallel(
       pair.model_parallel, large.config, [d.config for d in drafters], dtype))
   verifier = weights.load_checkpoint(large, dtype, mesh)
   small, *extra = [weights.load_checkpoint(d, dtype, mesh, replicate=True)
@@ -224,7 +227,7 @@ def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
 
 def _place(loaded: LoadedPair, model_parallel: int | str) -> LoadedPair:
   """Splits a random pair's verifier over chips, replicates its drafters."""
-  mesh = _mesh(devices.present_model_parallel(
+  mesh = local_mesh(devices.present_model_parallel(
       model_parallel, loaded.verifier.config,
       [m.config for m in (loaded.drafter, *loaded.extra_drafters)],
       loaded.verifier.dtype))

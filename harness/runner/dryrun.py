@@ -4,6 +4,9 @@ In seconds and without reading weights, :func:`check` collects EVERY problem
 of an experiment on a (real or simulated) topology, and the command exits
 non-zero when there is any:
 
+* sandbox: a task scored by running generated code (MBPP pass@1) needs a
+  kernel-enforced launcher or the explicit opt-in
+  (``harness.metrics.sandbox``; the problem is the sandbox's own message);
 * data: per task and source, the bundled files or the prepared TFDS dataset
   under ``DATA_DIR`` (its ``dataset_info.json``), and sample sizes against
   what the source holds (``Experiment.sample_policy``: "refuse" lists a
@@ -137,6 +140,36 @@ def apply_sample_policy(exp: cfg.Experiment) -> tuple[cfg.Experiment,
   runs = tuple(_check_data(run, found) for run in exp.tasks)
   found.experiment = dataclasses.replace(exp, tasks=runs)
   return found.experiment, found
+
+
+# --- Sandbox ------------------------------------------------------------------
+
+SANDBOXED_METRICS = ("pass@1",)  # Metrics that execute generated code.
+
+
+def check_sandbox(exp: cfg.Experiment, found: Findings) -> None:
+  """A task scored by running generated code (MBPP pass@1) needs a
+  kernel-enforced sandbox launcher, or the explicit opt-in
+  (``harness.metrics.sandbox.require_isolation``); else a problem with the
+  sandbox's own message, naming what is missing."""
+  runs = [run.task for run in exp.tasks if set(
+      tasks.get_task(run.task).metrics) & set(SANDBOXED_METRICS)]
+  if not runs:
+    return
+  from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
+  try:
+    sandbox.require_isolation()
+  except sandbox.SandboxUnavailable as err:
+    found.add("sandbox", f"{', '.join(dict.fromkeys(runs))} (pass@1): "
+              f"{err}")
+
+
+def pre_run_checks(exp: cfg.Experiment) -> tuple[cfg.Experiment, Findings]:
+  """What a real run checks before its first cell: data and sample sizes
+  (``apply_sample_policy``) and the code sandbox (``check_sandbox``)."""
+  exp, found = apply_sample_policy(exp)
+  check_sandbox(exp, found)
+  return exp, found
 
 
 # --- Checkpoints and configs ----------------------------------------------
@@ -369,7 +402,7 @@ def _gib(n: float) -> str:
 def check(exp: cfg.Experiment, topo: devices_lib.Topology
           ) -> tuple[Findings, dict[cfg.ModelPair, dict[str, Footprint]]]:
   """Every check of the module docstring; footprints per pair for timing."""
-  exp, found = apply_sample_policy(exp)
+  exp, found = pre_run_checks(exp)
   prints = {}
   for pair in dict.fromkeys(run.pair or exp.pair for run in exp.tasks):
     models = resolve_pair(pair, found)

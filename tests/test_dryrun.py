@@ -94,6 +94,20 @@ def test_checkpoint_without_weights(capsys, tmp_path):
       problems[0])
 
 
+def test_t5x_directory_is_read_not_refused_for_lacking_config(capsys,
+                                                              tmp_path):
+  small = _checkpoint(tmp_path / "small", 128)
+  t5x_dir = tmp_path / "t5x"
+  t5x_dir.mkdir()
+  (t5x_dir / "checkpoint").write_bytes(b"not msgpack")
+  code, _, problems = _dry(capsys, tmp_path, *_pair(small, t5x_dir))
+  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert problems[0].startswith(f"problem (checkpoint): verifier checkpoint "
+                                f"{t5x_dir}: ")
+  assert "no config.json" not in problems[0]
+  assert "not a T5X checkpoint" in problems[0]  # read by the T5X reader
+
+
 def test_vocabulary_mismatch(capsys, tmp_path):
   small = _checkpoint(tmp_path / "small", 128)
   large = _checkpoint(tmp_path / "large", 256)

@@ -13,7 +13,8 @@ non-zero when there is any:
   problem, "cap" lowers the size with a warning naming task, source, asked
   and available);
 * checkpoints: each directory, its ``config.json`` (parsed) and a weights
-  file;
+  file; a GGUF file or T5X directory through ``open_checkpoint`` (metadata
+  only);
 * vocabulary agreement of drafter and verifier (from the configs, and the
   tokenizer files' sha256 when both are present);
 * per-chip memory: weights (shapes from ``jax.eval_shape`` on the model
@@ -48,6 +49,7 @@ import jax.numpy as jnp
 from harness import tasks
 from harness.models import devices as chips
 from harness.models import loading
+from harness.models import t5x
 from harness.models import weights
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
@@ -193,10 +195,14 @@ def _checkpoint(path: str, role: str, size: str | None,
   fallback = _size_config(size)
   where = f"{role} checkpoint {path}"
   directory = pairs.resolve(os.path.expanduser(path))
+  config_path = os.path.join(directory, loading.CONFIG_FILE)
+  if not os.path.exists(config_path) and (
+      os.path.isfile(directory) or t5x.is_t5x_checkpoint(directory)
+      or glob.glob(os.path.join(directory, "*.gguf"))):
+    return _self_described(directory, where, fallback, found)
   if not os.path.isdir(directory):
     found.add("checkpoint", f"{where}: no such directory")
     return Resolved(fallback)
-  config_path = os.path.join(directory, "config.json")
   try:
     with open(config_path, encoding="utf-8") as f:
       config = loading.config_from_hf(json.load(f))
@@ -214,6 +220,20 @@ def _checkpoint(path: str, role: str, size: str | None,
   tokenizer = [os.path.join(directory, t) for t in _TOKENIZER_FILES
                if os.path.exists(os.path.join(directory, t))]
   return Resolved(config, _sha(tokenizer[0]) if tokenizer else None)
+
+
+def _self_described(path: str, where: str, fallback,
+                    found: Findings) -> Resolved:
+  """A GGUF file (or a directory holding one) or a T5X checkpoint
+  directory: the architecture is inside, read by
+  ``harness.models.open_checkpoint`` (metadata only, no weight)."""
+  try:
+    return Resolved(loading.open_checkpoint(path,
+                                            require_tokenizer=False).config)
+  except (OSError, ValueError, KeyError) as err:
+    text = str(err.args[0]) if isinstance(err, KeyError) else str(err)
+    found.add("checkpoint", f"{where}: {text.splitlines()[0]}")
+    return Resolved(fallback)
 
 
 def _size_config(size: str | None):

@@ -222,25 +222,6 @@ def test_a_denied_event_cannot_be_caught_or_forgotten():
   assert not result.passed and result.reason == "blocked: filesystem"
 
 
-def test_audit_hook_only_is_refused_unless_opted_in(monkeypatch):
-  weak = sandbox.Launcher("audit hook only", (), sys.executable, None)
-  monkeypatch.setattr(sandbox, "launcher", lambda: weak)
-  monkeypatch.setattr(sandbox, "_sysctl", lambda name: {
-      "kernel.unprivileged_userns_clone": "0"}.get(name))
-  monkeypatch.delenv(sandbox.ALLOW_AUDIT_ONLY_ENV, raising=False)
-  with pytest.raises(sandbox.SandboxUnavailable) as err:
-    sandbox.require_isolation()
-  assert "kernel.unprivileged_userns_clone=1" in str(err.value)
-  assert sandbox.ALLOW_AUDIT_ONLY_ENV in str(err.value)
-  with pytest.raises(execution.registry.MetricError, match="refusing"):
-    execution.pass_at_1([("",)], ["x = 1"], [{"test_list": ["assert x"]}])
-  monkeypatch.setenv(sandbox.ALLOW_AUDIT_ONLY_ENV, "1")
-  assert sandbox.require_isolation() is weak
-  scores = execution.pass_at_1([("",)], ["x = 1"],
-                               [{"test_list": ["assert x == 1"]}])
-  assert scores["pass@1"] == 100
-
-
 _SMOKE = os.path.join(os.path.dirname(__file__), "..", "experiments",
                       "smoke.gin")
 _MBPP_SWEEP = ["sweep", "--gin_file", _SMOKE, "--no_progress",
@@ -257,6 +238,22 @@ def _no_kernel_sandbox(monkeypatch):
   monkeypatch.setattr(sandbox, "_sysctl", lambda name: {
       "kernel.unprivileged_userns_clone": "0"}.get(name))
   monkeypatch.delenv(sandbox.ALLOW_AUDIT_ONLY_ENV, raising=False)
+  return weak
+
+
+def test_audit_hook_only_is_refused_unless_opted_in(monkeypatch):
+  weak = _no_kernel_sandbox(monkeypatch)
+  with pytest.raises(sandbox.SandboxUnavailable) as err:
+    sandbox.require_isolation()
+  assert "kernel.unprivileged_userns_clone=1" in str(err.value)
+  assert sandbox.ALLOW_AUDIT_ONLY_ENV in str(err.value)
+  with pytest.raises(execution.registry.MetricError, match="refusing"):
+    execution.pass_at_1([("",)], ["x = 1"], [{"test_list": ["assert x"]}])
+  monkeypatch.setenv(sandbox.ALLOW_AUDIT_ONLY_ENV, "1")
+  assert sandbox.require_isolation() is weak
+  scores = execution.pass_at_1([("",)], ["x = 1"],
+                               [{"test_list": ["assert x == 1"]}])
+  assert scores["pass@1"] == 100
 
 
 def test_mbpp_sweep_is_refused_before_the_first_cell(monkeypatch, capsys,

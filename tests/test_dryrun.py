@@ -4,6 +4,7 @@ import json
 import os
 
 from harness.__main__ import main
+from harness.models import devices as chips
 from harness.runner import devices
 from harness.runner import dryrun
 
@@ -93,6 +94,20 @@ def test_checkpoint_without_weights(capsys, tmp_path):
       problems[0])
 
 
+def test_t5x_directory_is_read_not_refused_for_lacking_config(capsys,
+                                                              tmp_path):
+  small = _checkpoint(tmp_path / "small", 128)
+  t5x_dir = tmp_path / "t5x"
+  t5x_dir.mkdir()
+  (t5x_dir / "checkpoint").write_bytes(b"not msgpack")
+  code, _, problems = _dry(capsys, tmp_path, *_pair(small, t5x_dir))
+  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert problems[0].startswith(f"problem (checkpoint): verifier checkpoint "
+                                f"{t5x_dir}: ")
+  assert "no config.json" not in problems[0]
+  assert "not a T5X checkpoint" in problems[0]  # read by the T5X reader
+
+
 def test_vocabulary_mismatch(capsys, tmp_path):
   small = _checkpoint(tmp_path / "small", 128)
   large = _checkpoint(tmp_path / "large", 256)
@@ -130,8 +145,8 @@ def test_too_large_sample_refused_or_capped(capsys, tmp_path):
 def test_memory_overflow_per_chip(capsys, tmp_path):
   code, out, problems = _dry(
       capsys, tmp_path, "--gin.ModelPair.verifier='t5_v1_1_xxl'",
-      "--gin.ModelPair.drafter='t5_v1_1_small'", "--simulate_devices",
-      "v5e-8")
+      "--gin.ModelPair.drafter='t5_v1_1_small'",
+      "--gin.ModelPair.model_parallel=1", "--simulate_devices", "v5e-8")
   assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
   assert problems[0].startswith("problem (memory): pair tiny_random_t5 × "
                                 "multi30k_ende: needs ")
@@ -142,6 +157,35 @@ def test_memory_overflow_per_chip(capsys, tmp_path):
       "--gin.ModelPair.drafter='t5_v1_1_small'",
       "--gin.ModelPair.model_parallel=8", "--simulate_devices", "v5e-8")
   assert code == 0 and not problems
+
+
+GEMMA_2B_27B = ["--gin.ModelPair.drafter='gemma2_2b'",
+                "--gin.ModelPair.verifier='gemma2_27b'",
+                "--gin.ModelPair.dtype='bfloat16'"]
+
+
+def test_auto_model_parallel_is_chosen_and_printed(capsys, tmp_path):
+  # Published Gemma 2 shapes: 27B (50.7 GiB) + 2B in bfloat16.
+  code, out, problems = _dry(capsys, tmp_path, *GEMMA_2B_27B,
+                             "--simulate_devices", "v4-8")
+  assert code == 0 and not problems, problems
+  assert ('  tiny_random_t5: model_parallel="auto" chose 4 (of 4 devices '
+          "per host)") in out
+  assert "verifier (1/4)" in out
+  # One host of a v4-16 has 4 chips: the same choice.
+  _, out, _ = _dry(capsys, tmp_path, *GEMMA_2B_27B, "--simulate_devices",
+                   "v4-16")
+  assert 'chose 4 (of 4 devices per host)' in out
+
+
+def test_auto_model_parallel_refuses_on_one_small_chip(capsys, tmp_path):
+  code, _, problems = _dry(capsys, tmp_path, *GEMMA_2B_27B,
+                           "--simulate_devices", "v5e-1")
+  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert problems[0].startswith(
+      'problem (devices): pair tiny_random_t5: model_parallel="auto": '
+      "parameters do not fit: 55.6 GiB in all")
+  assert "1 chips × 16.0 GiB" in problems[0]
 
 
 def test_every_problem_listed_at_once(capsys, tmp_path):
@@ -166,6 +210,15 @@ def test_topology_names():
   assert (devices.parse("8xH100").num_devices,
           devices.parse("8xH100").num_hosts) == (8, 1)
   assert devices.parse("v5e-8").num_hosts == 1
+
+
+def test_topologies_read_the_one_chip_table():
+  for name, chip in (("v4-8", "v4"), ("v5e-8", "v5e"), ("v5p-8", "v5p"),
+                     ("8xH100", "H100"), ("1xH200", "H200"),
+                     ("4xA100", "A100-80GB"), ("4xA100-40GB", "A100-40GB")):
+    assert devices.parse(name).kind is chips.chip_named(chip)
+  assert devices.parse("4xA100-40GB").kind.memory_bytes == 40 * chips.GIB
+  assert devices.parse("cpu").kind.name == devices.CPU
 
 
 def test_estimate_uses_chip_bandwidth_and_split(capsys, tmp_path):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from harness.models import devices, get_config, random_t5, testing
+from harness.models import configs, devices, get_config, random_t5
 from harness.models.sharding import param_partition_specs
 
 GIB = devices.GIB
@@ -21,6 +21,8 @@ def test_chip_table(kind, name, gib):
   chip = devices.chip_of(kind)
   assert (chip.name, chip.memory_gib) == (name, gib)
   assert devices.CHIP_MEMORY_GIB[name] == gib
+  assert devices.chip_named(name) is chip
+  assert chip.bandwidth_bytes_s > 0 and chip.flops > 0
 
 
 def test_cpu_memory_is_host_memory():
@@ -30,12 +32,12 @@ def test_cpu_memory_is_host_memory():
 
 
 def test_weight_bytes_per_chip_counts_split_and_replicated():
-  model = random_t5(jax.random.PRNGKey(0), testing.TINY_T5)
+  model = random_t5(jax.random.PRNGKey(0), configs.TINY_T5)
   leaves = jax.tree.leaves(model.params)
   total = sum(x.size * 2 for x in leaves)
-  assert devices.weight_bytes_per_chip(testing.TINY_T5, jnp.bfloat16,
+  assert devices.weight_bytes_per_chip(configs.TINY_T5, jnp.bfloat16,
                                        1) == total
-  two = devices.weight_bytes_per_chip(testing.TINY_T5, jnp.bfloat16, 2)
+  two = devices.weight_bytes_per_chip(configs.TINY_T5, jnp.bfloat16, 2)
   assert total / 2 < two < total  # norms and biases stay replicated
   mesh = jax.sharding.Mesh(jax.devices()[:1], ("model",))
   split = sum(any(s) for s in jax.tree.leaves(

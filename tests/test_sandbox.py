@@ -222,12 +222,27 @@ def test_a_denied_event_cannot_be_caught_or_forgotten():
   assert not result.passed and result.reason == "blocked: filesystem"
 
 
-def test_audit_hook_only_is_refused_unless_opted_in(monkeypatch):
+_SMOKE = os.path.join(os.path.dirname(__file__), "..", "experiments",
+                      "smoke.gin")
+_MBPP_SWEEP = ["sweep", "--gin_file", _SMOKE, "--no_progress",
+               "--gin.include 'gin/tasks/gemma_mbpp_3shot.gin'",
+               "--gin.TASKS=[@gemma_mbpp_3shot/TaskRun()]",
+               "--gin.gemma_mbpp_3shot/TaskRun.num_examples=2",
+               "--gin.NUM_LATENCY_EXAMPLES=None"]
+
+
+def _no_kernel_sandbox(monkeypatch):
+  """The probe finds only the audit hook; user namespaces are off."""
   weak = sandbox.Launcher("audit hook only", (), sys.executable, None)
   monkeypatch.setattr(sandbox, "launcher", lambda: weak)
   monkeypatch.setattr(sandbox, "_sysctl", lambda name: {
       "kernel.unprivileged_userns_clone": "0"}.get(name))
   monkeypatch.delenv(sandbox.ALLOW_AUDIT_ONLY_ENV, raising=False)
+  return weak
+
+
+def test_audit_hook_only_is_refused_unless_opted_in(monkeypatch):
+  weak = _no_kernel_sandbox(monkeypatch)
   with pytest.raises(sandbox.SandboxUnavailable) as err:
     sandbox.require_isolation()
   assert "kernel.unprivileged_userns_clone=1" in str(err.value)
@@ -239,6 +254,42 @@ def test_audit_hook_only_is_refused_unless_opted_in(monkeypatch):
   scores = execution.pass_at_1([("",)], ["x = 1"],
                                [{"test_list": ["assert x == 1"]}])
   assert scores["pass@1"] == 100
+
+
+def test_mbpp_sweep_is_refused_before_the_first_cell(monkeypatch, capsys,
+                                                      tmp_path):
+  from harness.__main__ import main  # pylint: disable=g-import-not-at-top
+  _no_kernel_sandbox(monkeypatch)
+  results = tmp_path / "results"
+  code = main([*_MBPP_SWEEP, f"--gin.RESULTS_DIR='{results}'"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 1 and len(err) == 1, err
+  assert err[0].startswith("error: sandbox: gemma_mbpp_3shot (pass@1): "
+                           "refusing to run generated code")
+  assert "kernel.unprivileged_userns_clone=1" in err[0]
+  assert sandbox.ALLOW_AUDIT_ONLY_ENV in err[0]
+  assert not results.exists()  # Not a single cell ran.
+
+
+def test_mbpp_dry_run_lists_the_sandbox_refusal(monkeypatch, capsys,
+                                                tmp_path):
+  from harness.__main__ import main  # pylint: disable=g-import-not-at-top
+  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
+  _no_kernel_sandbox(monkeypatch)
+  args = [*_MBPP_SWEEP, "--dry_run", f"--gin.RESULTS_DIR='{tmp_path}'"]
+  assert main(args) == dryrun.PROBLEMS_EXIT
+  problems = [l for l in capsys.readouterr().out.splitlines()
+              if l.startswith("problem (")]
+  assert len(problems) == 1 and problems[0].startswith(
+      "problem (sandbox): gemma_mbpp_3shot (pass@1): refusing to run "
+      "generated code (MBPP) with the audit hook as the only sandbox layer: "
+      "unprivileged user namespaces are disabled"), problems
+  # The explicit opt-in lifts the refusal; tasks without pass@1 never ask.
+  monkeypatch.setenv(sandbox.ALLOW_AUDIT_ONLY_ENV, "1")
+  assert main(args) == 0
+  monkeypatch.delenv(sandbox.ALLOW_AUDIT_ONLY_ENV)
+  assert main(["sweep", "--gin_file", _SMOKE, "--dry_run",
+               f"--gin.RESULTS_DIR='{tmp_path}'"]) == 0
 
 
 def _mbpp_records():

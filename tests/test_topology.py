@@ -101,3 +101,41 @@ def test_gather_refuses_conflicting_cells(tmp_path):
   with pytest.raises(ValueError, match="differs from"):
     topology.gather([str(tmp_path / "a"), str(tmp_path / "b")],
                     str(tmp_path / "m"))
+
+
+_MESH_SCRIPT = """
+import jax
+import jax.numpy as jnp
+from harness.models import configs, devices
+from harness.runner import pairs
+
+assert jax.device_count() == 8, jax.devices()
+every = jax.devices()
+# One process: the mesh spans every device, as before.
+mesh = pairs.local_mesh(4)
+assert dict(mesh.shape) == {"data": 2, "model": 4}, mesh.shape
+assert set(mesh.devices.flat) == set(every)
+# A host of a 2-process run sees 4 of the 8 devices: its models stay there.
+jax.local_devices = lambda *a, **k: every[:4]
+mesh = pairs.local_mesh(2)
+assert dict(mesh.shape) == {"data": 2, "model": 2}, mesh.shape
+assert set(mesh.devices.flat) == set(every[:4])
+# Model parallelism is checked against the local devices only.
+tiny = configs.TINY_T5
+assert devices.present_model_parallel(4, tiny, [], jnp.float32) == 4
+try:
+  devices.present_model_parallel(8, tiny, [], jnp.float32)
+  raise AssertionError("8-way accepted on a host of 4 devices")
+except ValueError as err:
+  assert "does not divide the 4 devices" in str(err), err
+""".strip()
+
+
+def test_model_mesh_uses_this_hosts_devices():
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  proc = subprocess.run([sys.executable, "-c", _MESH_SCRIPT], env=env,
+                        capture_output=True, text=True, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,13 +1,16 @@
-"""Per-chip memory, and the model parallelism a pair needs on this host.
+"""Accelerator chips, and the model parallelism a pair needs on a host.
 
-:data:`CHIP_MEMORY_GIB` is the one table of accelerator memory (nominal HBM
-per chip); :func:`device_memory_bytes` reports the memory of a present
-device (jax's `memory_stats()` where the backend offers it, else the table,
-else host memory for CPUs). :func:`choose_model_parallel` picks the model
-axis size for a verifier split tensor-parallel (`harness.models.sharding`)
-beside replicated drafters: the smallest divisor of the device count whose
-per-chip weights plus a margin fit a chip, or a one-line refusal naming the
-numbers. The dry run uses the same functions with a simulated host.
+:data:`CHIPS` is the one table of accelerator facts: memory, memory
+bandwidth and dense bfloat16 peak FLOP/s per chip (the vendors' published
+figures), and chips per host. The runner's topologies (``--simulate_devices``,
+``harness.runner.devices``) and its time estimate read it;
+:func:`device_memory_bytes` reports the memory of a present device (jax's
+`memory_stats()` where the backend offers it, else the table, else host
+memory for CPUs). :func:`choose_model_parallel` picks the model axis size for
+a verifier split tensor-parallel (`harness.models.sharding`) beside
+replicated drafters: the smallest divisor of the device count whose per-chip
+weights plus a margin fit a chip, or a one-line refusal naming the numbers.
+The dry run uses the same functions with a simulated host.
 """
 
 from __future__ import annotations
@@ -35,28 +38,44 @@ class Chip:
   """One accelerator kind.
 
   Attributes:
-    name: short name (e.g. "v4", "H100").
-    memory_gib: nominal memory per chip, GiB.
-    match: lowercase substrings of jax's `device_kind`, all required.
+    name: short name (e.g. "v4", "H100"); topologies are named by it.
+    title: full name for messages (e.g. "TPU v4").
+    memory_gib: memory per chip, GiB (nominal HBM for the table's chips).
+    bandwidth_bytes_s: memory bandwidth per chip, bytes/s.
+    flops: dense bfloat16 peak per chip, FLOP/s.
+    chips_per_host: chips on one host of a multi-host slice.
+    match: alternatives, each a tuple of lowercase substrings of jax's
+      `device_kind` that must all occur.
   """
   name: str
+  title: str
   memory_gib: float
-  match: tuple[str, ...]
+  bandwidth_bytes_s: float
+  flops: float
+  chips_per_host: int
+  match: tuple[tuple[str, ...], ...] = ()
+
+  @property
+  def memory_bytes(self) -> float:
+    return self.memory_gib * GIB
 
 
 # Most specific first: a device kind takes the first entry it matches.
 CHIPS: tuple[Chip, ...] = (
-    Chip("v5e", 16, ("tpu", "v5 lite")),
-    Chip("v5e", 16, ("tpu", "v5e")),
-    Chip("v5p", 95, ("tpu", "v5p")),
-    Chip("v5p", 95, ("tpu", "v5")),
-    Chip("v4", 32, ("tpu", "v4")),
-    Chip("A100-80GB", 80, ("a100", "80gb")),
-    Chip("A100-40GB", 40, ("a100",)),
-    Chip("H100", 80, ("h100",)),
-    Chip("H200", 141, ("h200",)),
+    Chip("v5e", "TPU v5e", 16, 8.19e11, 197e12, 4,
+         (("tpu", "v5 lite"), ("tpu", "v5e"))),
+    Chip("v5p", "TPU v5p", 95, 2.765e12, 459e12, 4,
+         (("tpu", "v5p"), ("tpu", "v5"))),
+    Chip("v4", "TPU v4", 32, 1.2e12, 275e12, 4, (("tpu", "v4"),)),
+    Chip("A100-80GB", "NVIDIA A100 80GB", 80, 2.039e12, 312e12, 8,
+         (("a100", "80gb"),)),
+    Chip("A100-40GB", "NVIDIA A100 40GB", 40, 1.555e12, 312e12, 8,
+         (("a100",),)),
+    Chip("H100", "NVIDIA H100 80GB SXM", 80, 3.35e12, 989e12, 8,
+         (("h100",),)),
+    Chip("H200", "NVIDIA H200", 141, 4.8e12, 989e12, 8, (("h200",),)),
 )
-# Name -> GiB per chip (the dry run simulates hosts by these names).
+# Name -> GiB per chip.
 CHIP_MEMORY_GIB: dict[str, float] = {c.name: c.memory_gib for c in CHIPS}
 
 
@@ -64,9 +83,17 @@ def chip_of(device_kind: str) -> Chip | None:
   """The table entry of a jax `device_kind` string, or None (CPU, unknown)."""
   kind = device_kind.lower()
   for chip in CHIPS:
-    if all(m in kind for m in chip.match):
+    if any(all(m in kind for m in alt) for alt in chip.match):
       return chip
   return None
+
+
+def chip_named(name: str) -> Chip:
+  """The table entry of a short name, case-insensitive; "A100" is the 80 GB
+  part. KeyError if unknown."""
+  names = {c.name.lower(): c for c in CHIPS}
+  names["a100"] = names["a100-80gb"]
+  return names[name.lower()]
 
 
 def host_memory_bytes() -> int:
@@ -74,24 +101,30 @@ def host_memory_bytes() -> int:
   return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def device_memory_bytes(device: jax.Device | None = None) -> int:
-  """Memory one device can hold, in bytes.
-
-  The backend's own limit (`memory_stats()["bytes_limit"]`, which accounts
-  for XLA's preallocation fraction on GPUs) where available; else the
-  nominal memory of :data:`CHIPS`; else (CPU) the host's memory.
-  """
-  device = device or jax.devices()[0]
+def memory_limit(device: jax.Device) -> int | None:
+  """The backend's own memory limit of a device
+  (`memory_stats()["bytes_limit"]`, which accounts for XLA's preallocation
+  fraction on GPUs), or None where the backend reports none (CPU)."""
   stats = None
   try:
     stats = device.memory_stats()
   except Exception:  # pylint: disable=broad-except
     pass  # backends without memory statistics (CPU) raise or return None
-  if stats and stats.get("bytes_limit"):
-    return int(stats["bytes_limit"])
+  limit = (stats or {}).get("bytes_limit")
+  return int(limit) if limit else None
+
+
+def device_memory_bytes(device: jax.Device | None = None) -> int:
+  """Memory one device can hold, in bytes: :func:`memory_limit` where
+  available; else the nominal memory of :data:`CHIPS`; else (CPU) the
+  host's memory."""
+  device = device or jax.local_devices()[0]
+  limit = memory_limit(device)
+  if limit:
+    return limit
   chip = chip_of(device.device_kind)
   if chip is not None:
-    return int(chip.memory_gib * GIB)
+    return int(chip.memory_bytes)
   return host_memory_bytes()
 
 
@@ -169,7 +202,8 @@ def present_model_parallel(requested: int | str,
                            verifier: T5Config | GemmaConfig,
                            drafters: Sequence[T5Config | GemmaConfig],
                            dtype, margin: float = DEFAULT_MARGIN) -> int:
-  """`choose_model_parallel` for this process's devices."""
+  """`choose_model_parallel` for this process's devices (a multi-host run
+  places each model on one host's devices)."""
   return choose_model_parallel(requested, verifier, drafters, dtype,
-                               jax.device_count(), device_memory_bytes(),
-                               margin)
+                               len(jax.local_devices()),
+                               device_memory_bytes(), margin)

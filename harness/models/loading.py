@@ -113,6 +113,31 @@ def _gemma_config(cfg: dict, version: int) -> GemmaConfig:
       bos_id=cfg.get("bos_token_id", 2))
 
 
+def config_from_hf(cfg: dict, tensor_names: set[str] | None = None
+                   ) -> T5Config | GemmaConfig:
+  """The architecture of a Hugging Face `config.json` (no weight read).
+
+  Args:
+    cfg: the parsed `config.json`.
+    tensor_names: the checkpoint's tensor names (for T5, an
+      `lm_head.weight` means untied embeddings); None when they are not
+      read: untied, as in T5 v1.1.
+
+  Raises:
+    ValueError: a `model_type` other than t5, gemma2, gemma3_text, or an
+      unsupported T5 activation.
+    KeyError: a required field is missing.
+  """
+  model_type = cfg.get("model_type")
+  if model_type == "t5":
+    names = {"lm_head.weight"} if tensor_names is None else tensor_names
+    return _t5_config(cfg, names)
+  if model_type in GEMMA_TYPES:
+    return _gemma_config(cfg, GEMMA_TYPES[model_type])
+  raise ValueError(f"unknown architecture {model_type!r}; supported: t5, "
+                   f"{', '.join(GEMMA_TYPES)}")
+
+
 def _hf_t5_config(c: T5Config) -> dict:
   return {
       "architectures": ["T5ForConditionalGeneration"], "model_type": "t5",
@@ -379,10 +404,8 @@ def open_checkpoint(path: str | os.PathLike,
     raise ValueError(f"unknown architecture {model_type!r} in {path}/"
                      f"{CONFIG_FILE}; supported: t5, gemma2, gemma3_text")
   tensors = tensor_source(path)
-  if model_type == "t5":
-    config, family = _t5_config(cfg, tensors.names()), "t5"
-  else:
-    config, family = _gemma_config(cfg, GEMMA_TYPES[model_type]), "gemma"
+  config = config_from_hf(cfg, tensors.names())
+  family = "t5" if model_type == "t5" else "gemma"
   tok_file = os.path.join(path, TOKENIZER_FILES[family])
   tokenizer = None
   if require_tokenizer or os.path.exists(tok_file):

@@ -136,9 +136,10 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
 
 
 def _gate(exp):
-  """Before the first cell: data and sample sizes (all tasks at once)."""
+  """Before the first cell: data, sample sizes and, for MBPP, the code
+  sandbox (all tasks at once; ``dryrun.pre_run_checks``)."""
   from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
-  exp, found = dryrun.apply_sample_policy(exp)
+  exp, found = dryrun.pre_run_checks(exp)
   for line in found.warnings:
     print(f"warning: {line}", file=sys.stderr)
   if found.problems:

@@ -4,13 +4,17 @@ In seconds and without reading weights, :func:`check` collects EVERY problem
 of an experiment on a (real or simulated) topology, and the command exits
 non-zero when there is any:
 
+* sandbox: a task scored by running generated code (MBPP pass@1) needs a
+  kernel-enforced launcher or the explicit opt-in
+  (``harness.metrics.sandbox``; the problem is the sandbox's own message);
 * data: per task and source, the bundled files or the prepared TFDS dataset
   under ``DATA_DIR`` (its ``dataset_info.json``), and sample sizes against
   what the source holds (``Experiment.sample_policy``: "refuse" lists a
   problem, "cap" lowers the size with a warning naming task, source, asked
   and available);
 * checkpoints: each directory, its ``config.json`` (parsed) and a weights
-  file;
+  file; a GGUF file or T5X directory through ``open_checkpoint`` (metadata
+  only);
 * vocabulary agreement of drafter and verifier (from the configs, and the
   tokenizer files' sha256 when both are present);
 * per-chip memory: weights (shapes from ``jax.eval_shape`` on the model
@@ -20,10 +24,13 @@ non-zero when there is any:
   its cross-attention cache) + a margin (``MARGIN_FRACTION`` of that plus
   ``MARGIN_BYTES``), against the chip's memory;
 * device count against ``model_parallel`` (a multiple of it; on several
-  hosts each host runs its own cells, so at most one host's devices).
+  hosts each host runs its own cells, so at most one host's devices);
+  "auto" (the default) is chosen as the real run chooses it
+  (``harness.models.devices.choose_model_parallel`` over one host's
+  devices) and printed, or its one-line refusal listed as a problem.
 
 The time estimate (``harness.runner.estimate``) uses the topology's
-bandwidth and FLOPs per chip (``harness.runner.devices``) and the split.
+bandwidth and FLOPs per chip (``harness.models.devices.CHIPS``) and the split.
 """
 
 from __future__ import annotations
@@ -37,8 +44,13 @@ import os
 from typing import Any, TextIO
 
 import jax
+import jax.numpy as jnp
 
 from harness import tasks
+from harness.models import devices as chips
+from harness.models import loading
+from harness.models import t5x
+from harness.models import weights
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import devices as devices_lib
@@ -47,12 +59,11 @@ from harness.runner import execute
 from harness.runner import pairs
 
 MARGIN_FRACTION = 0.2  # Activations, logits, XLA workspace, fragmentation.
-MARGIN_BYTES = 1 * devices_lib.GIB
+MARGIN_BYTES = 1 * chips.GIB
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
                  "pytorch_model.bin", "pytorch_model.bin.index.json",
                  "flax_model.msgpack")
 _TOKENIZER_FILES = ("tokenizer.model", "spiece.model")
-_BYTES = {cfg.DType.FLOAT32: 4, cfg.DType.BFLOAT16: 2}
 
 
 @dataclasses.dataclass
@@ -63,11 +74,13 @@ class Findings:
     problems: (kind, one line) that make the run refuse.
     warnings: one line each, the run still proceeds.
     memory: lines of the per-chip memory table.
+    parallel: one line per pair: its model parallelism ("auto" resolved).
     experiment: the experiment after the sample policy (sizes capped).
   """
   problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)
   warnings: list[str] = dataclasses.field(default_factory=list)
   memory: list[str] = dataclasses.field(default_factory=list)
+  parallel: list[str] = dataclasses.field(default_factory=list)
   experiment: cfg.Experiment | None = None
 
   def add(self, kind: str, message: str) -> None:
@@ -131,20 +144,37 @@ def apply_sample_policy(exp: cfg.Experiment) -> tuple[cfg.Experiment,
   return found.experiment, found
 
 
+# --- Sandbox ------------------------------------------------------------------
+
+SANDBOXED_METRICS = ("pass@1",)  # Metrics that execute generated code.
+
+
+def check_sandbox(exp: cfg.Experiment, found: Findings) -> None:
+  """A task scored by running generated code (MBPP pass@1) needs a
+  kernel-enforced sandbox launcher, or the explicit opt-in
+  (``harness.metrics.sandbox.require_isolation``); else a problem with the
+  sandbox's own message, naming what is missing."""
+  runs = [run.task for run in exp.tasks if set(
+      tasks.get_task(run.task).metrics) & set(SANDBOXED_METRICS)]
+  if not runs:
+    return
+  from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
+  try:
+    sandbox.require_isolation()
+  except sandbox.SandboxUnavailable as err:
+    found.add("sandbox", f"{', '.join(dict.fromkeys(runs))} (pass@1): "
+              f"{err}")
+
+
+def pre_run_checks(exp: cfg.Experiment) -> tuple[cfg.Experiment, Findings]:
+  """What a real run checks before its first cell: data and sample sizes
+  (``apply_sample_policy``) and the code sandbox (``check_sandbox``)."""
+  exp, found = apply_sample_policy(exp)
+  check_sandbox(exp, found)
+  return exp, found
+
+
 # --- Checkpoints and configs ----------------------------------------------
-
-
-def config_from_hf(hf: dict[str, Any]):
-  """A ``T5Config`` / ``GemmaConfig`` from a Hugging-Face ``config.json``."""
-  from harness.models import loading  # pylint: disable=g-import-not-at-top
-  kind = str(hf.get("model_type", ""))
-  # pylint: disable=protected-access
-  if kind == "t5":
-    return loading._t5_config(hf, {"lm_head.weight"})
-  if kind in ("gemma2", "gemma3", "gemma3_text"):
-    return loading._gemma_config(hf, 2 if kind == "gemma2" else 3)
-  # pylint: enable=protected-access
-  raise ValueError(f"model_type {kind!r} is not t5, gemma2 or gemma3")
 
 
 def _sha(path: str) -> str:
@@ -165,13 +195,17 @@ def _checkpoint(path: str, role: str, size: str | None,
   fallback = _size_config(size)
   where = f"{role} checkpoint {path}"
   directory = pairs.resolve(os.path.expanduser(path))
+  config_path = os.path.join(directory, loading.CONFIG_FILE)
+  if not os.path.exists(config_path) and (
+      os.path.isfile(directory) or t5x.is_t5x_checkpoint(directory)
+      or glob.glob(os.path.join(directory, "*.gguf"))):
+    return _self_described(directory, where, fallback, found)
   if not os.path.isdir(directory):
     found.add("checkpoint", f"{where}: no such directory")
     return Resolved(fallback)
-  config_path = os.path.join(directory, "config.json")
   try:
     with open(config_path, encoding="utf-8") as f:
-      config = config_from_hf(json.load(f))
+      config = loading.config_from_hf(json.load(f))
   except FileNotFoundError:
     found.add("checkpoint", f"{where}: no config.json")
     return Resolved(fallback)
@@ -188,6 +222,20 @@ def _checkpoint(path: str, role: str, size: str | None,
   return Resolved(config, _sha(tokenizer[0]) if tokenizer else None)
 
 
+def _self_described(path: str, where: str, fallback,
+                    found: Findings) -> Resolved:
+  """A GGUF file (or a directory holding one) or a T5X checkpoint
+  directory: the architecture is inside, read by
+  ``harness.models.open_checkpoint`` (metadata only, no weight)."""
+  try:
+    return Resolved(loading.open_checkpoint(path,
+                                            require_tokenizer=False).config)
+  except (OSError, ValueError, KeyError) as err:
+    text = str(err.args[0]) if isinstance(err, KeyError) else str(err)
+    found.add("checkpoint", f"{where}: {text.splitlines()[0]}")
+    return Resolved(fallback)
+
+
 def _size_config(size: str | None):
   if not size:
     return None
@@ -199,7 +247,8 @@ def _size_config(size: str | None):
 
 def resolve_pair(pair: cfg.ModelPair, found: Findings
                  ) -> dict[str, Resolved]:
-  """{"drafter": …, "verifier": …} configs; problems added to ``found``."""
+  """{"drafter": …, "verifier": …, "extra drafter i": …} configs; problems
+  added to ``found``."""
   out = {}
   for role in ("drafter", "verifier"):
     name = getattr(pair, role)
@@ -211,6 +260,14 @@ def resolve_pair(pair: cfg.ModelPair, found: Findings
     else:
       out[role] = _checkpoint(name, role, getattr(pair, f"{role}_size"),
                               found)
+  for i, name in enumerate(pair.extra_drafters):
+    role = f"extra drafter {i + 1}"
+    if pair.kind is cfg.PairKind.RANDOM:
+      out[role] = Resolved(_size_config(name))
+      if out[role].config is None:
+        found.add("model", f"pair {pair.name}: {role} size {name!r} unknown")
+    else:
+      out[role] = _checkpoint(name, role, None, found)
   _check_vocab(pair, out, found)
   return out
 
@@ -256,31 +313,14 @@ class Footprint:
     return self.weight_bytes + self.kv_bytes
 
 
-def _param_shapes(config):
-  from harness import models  # pylint: disable=g-import-not-at-top
-  if isinstance(config, models.T5Config):
-    from harness.models import t5  # pylint: disable=g-import-not-at-top
-    init = lambda key: t5.init_t5_params(key, config)
-  else:
-    from harness.models import gemma  # pylint: disable=g-import-not-at-top
-    init = lambda key: gemma.init_gemma_params(key, config)
-  return jax.eval_shape(init, jax.random.key(0))
-
-
 def footprint(config, dtype: cfg.DType, split: int, input_len: int,
               output_len: int, gamma: int) -> Footprint:
   """Per-chip weights and KV cache of ``config`` split ``split`` ways."""
   from harness import models  # pylint: disable=g-import-not-at-top
-  from harness.models import sharding  # pylint: disable=g-import-not-at-top
-  size = _BYTES[dtype]
-  total, per_chip = 0, 0.0
-  for path, leaf in jax.tree_util.tree_flatten_with_path(
-      _param_shapes(config))[0]:
-    n = math.prod(leaf.shape)
-    # pylint: disable-next=protected-access
-    spec = sharding._spec(sharding._leaf_name(path), leaf.shape, split)
-    total += n
-    per_chip += n / split if any(spec) else n
+  dtype = pairs.DTYPES[dtype]
+  size = jnp.dtype(dtype).itemsize
+  total = sum(math.prod(leaf.shape)
+              for leaf in jax.tree.leaves(weights.param_shapes(config)))
   positions = input_len + output_len + gamma + 1
   if isinstance(config, models.T5Config):
     heads, width, layers = config.num_heads, config.d_kv, (
@@ -293,26 +333,53 @@ def footprint(config, dtype: cfg.DType, split: int, input_len: int,
     kv = 2 * heads * width * positions * layers
     depth = layers
   kv_split = split if heads % split == 0 else 1
-  return Footprint(total, per_chip * size, kv * size / kv_split, depth, split)
+  return Footprint(total, chips.weight_bytes_per_chip(config, dtype, split),
+                   kv * size / kv_split, depth, split)
 
 
-def _check_devices(pair: cfg.ModelPair, topo: devices_lib.Topology,
-                   found: Findings) -> None:
-  mp = pair.model_parallel
+def _model_parallel(pair: cfg.ModelPair, models: dict[str, Resolved],
+                    topo: devices_lib.Topology, found: Findings
+                    ) -> int | None:
+  """The pair's model parallelism on one host of ``topo``: a number is
+  checked against the devices, "auto" chosen as the real run chooses it
+  (``harness.models.devices.choose_model_parallel``, each host running its
+  own cells). None (with a problem) when it cannot be decided or used."""
+  mp, per_host = pair.model_parallel, topo.devices_per_host
+  if mp == chips.AUTO:
+    configs = [m.config for m in models.values()]
+    if any(c is None for c in configs):
+      return None  # The missing model is already a problem.
+    drafters = [m.config for role, m in models.items() if role != "verifier"]
+    try:
+      mp = chips.choose_model_parallel(
+          chips.AUTO, models["verifier"].config, drafters,
+          pairs.DTYPES[pair.dtype], per_host, int(topo.kind.memory_bytes))
+    except ValueError as err:
+      found.add("devices", f"pair {pair.name}: model_parallel=\"auto\": "
+                f"{err}; {topo.describe()}")
+      return None
+    found.parallel.append(f"  {pair.name}: model_parallel=\"auto\" chose "
+                          f"{mp} (of {per_host} devices per host)")
+    return mp
   if mp > topo.num_devices or topo.num_devices % mp:
     found.add("devices", f"pair {pair.name}: model_parallel={mp} needs a "
               f"multiple of {mp} devices; {topo.describe()}")
-  elif mp > topo.num_devices // topo.num_hosts:
+    return None
+  if mp > per_host:
     found.add("devices", f"pair {pair.name}: model_parallel={mp} exceeds "
-              f"the {topo.num_devices // topo.num_hosts} devices of one host "
-              "(each host runs its own cells); "
-              f"{topo.describe()}")
+              f"the {per_host} devices of one host (each host runs its own "
+              f"cells); {topo.describe()}")
+    return None
+  found.parallel.append(f"  {pair.name}: model_parallel={mp}")
+  return mp
 
 
 def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
-                  exp: cfg.Experiment, topo: devices_lib.Topology,
+                  split: int, exp: cfg.Experiment,
+                  topo: devices_lib.Topology,
                   found: Findings) -> dict[str, Footprint]:
-  """Worst task's per-chip memory; returns that task's footprints."""
+  """Worst task's per-chip memory with the verifier split ``split`` ways;
+  returns that task's footprints."""
   if any(m.config is None for m in models.values()):
     return {}
   gamma = max(exp.gammas)
@@ -325,28 +392,28 @@ def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
         "drafter": footprint(models["drafter"].config, pair.dtype, 1,
                              spec.max_input_len, run.decode_len(), gamma),
         "verifier": footprint(models["verifier"].config, pair.dtype,
-                              pair.model_parallel, spec.max_input_len,
+                              split, spec.max_input_len,
                               run.decode_len(), gamma)}
     used = sum(p.bytes for p in prints.values())
     kv = sum(p.kv_bytes for p in prints.values())
     total = used * (1 + MARGIN_FRACTION) + MARGIN_BYTES
     line = (f"  {pair.name} × {run.task}: per chip weights "
             f"{_gib(prints['verifier'].weight_bytes)} verifier (1/"
-            f"{pair.model_parallel}) + {_gib(prints['drafter'].weight_bytes)}"
+            f"{split}) + {_gib(prints['drafter'].weight_bytes)}"
             f" drafter, KV {_gib(kv)}"
             f", + margin = {_gib(total)} of {_gib(topo.kind.memory_bytes)}")
     found.memory.append(line)
     if total > topo.kind.memory_bytes:
       found.add("memory", f"pair {pair.name} × {run.task}: needs "
                 f"{_gib(total)} per chip (weights + KV + margin) but a "
-                f"{topo.kind.name} holds {_gib(topo.kind.memory_bytes)}")
+                f"{topo.kind.title} holds {_gib(topo.kind.memory_bytes)}")
     if total > worst_total:
       worst, worst_total = prints, total
   return worst
 
 
 def _gib(n: float) -> str:
-  return f"{n / devices_lib.GIB:.2f} GiB"
+  return f"{n / chips.GIB:.2f} GiB"
 
 
 # --- Entry point --------------------------------------------------------------
@@ -355,12 +422,15 @@ def _gib(n: float) -> str:
 def check(exp: cfg.Experiment, topo: devices_lib.Topology
           ) -> tuple[Findings, dict[cfg.ModelPair, dict[str, Footprint]]]:
   """Every check of the module docstring; footprints per pair for timing."""
-  exp, found = apply_sample_policy(exp)
+  exp, found = pre_run_checks(exp)
   prints = {}
   for pair in dict.fromkeys(run.pair or exp.pair for run in exp.tasks):
     models = resolve_pair(pair, found)
-    _check_devices(pair, topo, found)
-    prints[pair] = _check_memory(pair, models, exp, topo, found)
+    split = _model_parallel(pair, models, topo, found)
+    if split is None and pair.model_parallel != chips.AUTO:
+      split = pair.model_parallel  # Unusable here, but its memory is known.
+    prints[pair] = (_check_memory(pair, models, split, exp, topo, found)
+                    if split else {})
   return found, prints
 
 
@@ -387,6 +457,10 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
     print(f"{mark}  {execute.num_decodes(cell):6d} decodes  "
           f"{cell.cell_id}", file=out)
   print(f"topology: {topo.describe()}", file=out)
+  print("model parallelism (verifier split over chips, drafters "
+        "replicated):", file=out)
+  for line in found.parallel:
+    print(line, file=out)
   print("per-chip memory (weights + KV caches at the task's maximum lengths"
         f" + {MARGIN_FRACTION:.0%} + {_gib(MARGIN_BYTES)}):", file=out)
   for line in found.memory:
@@ -396,7 +470,7 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
         f"{est.num_decodes} decodes to run, estimated {est.seconds:.0f} s "
         f"({est.seconds / 3600:.2f} h) = decodes × max_decode_len × step "
         f"time (verifier {est.step_s['verifier'] * 1e3:.3g} ms, drafter "
-        f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.name}; "
+        f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.title}; "
         "harness/runner/estimate.py)", file=out)
   if topo.num_hosts > 1:
     shards = cells_lib.deal(todo, topo.num_hosts)

@@ -11,7 +11,7 @@ KV cache a chip holds once, so
                      2 × params per chip / chip FLOPs)
       + (split > 1) × 2 × layers × ``COLLECTIVE_S``
 
-with the chip's figures from ``harness.runner.devices`` (CPU: bandwidth
+with the chip's figures from ``harness.models.devices.CHIPS`` (CPU: bandwidth
 measured here), bytes per chip from ``dryrun.footprint`` (the verifier split
 ``model_parallel`` ways) and two all-reduces per layer when split. Without
 footprints (a model whose shapes are unknown) a step costs
@@ -53,11 +53,11 @@ class Estimate:
   step_s: dict[str, float]
 
 
-def step_seconds(footprint, kind: devices_lib.DeviceKind) -> float:
+def step_seconds(footprint, kind: devices_lib.Chip) -> float:
   """Seconds per decoding step of one model (module docstring)."""
   if footprint is None:
     return DEFAULT_STEP_S
-  cpu = kind.name.startswith("CPU")
+  cpu = kind.name == devices_lib.CPU
   overhead = CPU_STEP_OVERHEAD_S if cpu else ACCELERATOR_STEP_OVERHEAD_S
   flops = 2 * footprint.num_params / footprint.split
   collectives = (2 * footprint.num_layers * COLLECTIVE_S
@@ -67,7 +67,7 @@ def step_seconds(footprint, kind: devices_lib.DeviceKind) -> float:
 
 
 def estimate(cells: Sequence[cells_lib.Cell],
-             kind: devices_lib.DeviceKind | None = None,
+             kind: devices_lib.Chip | None = None,
              footprints: Mapping | None = None) -> Estimate:
   """Decodes and estimated seconds of running ``cells`` (module docstring).
 

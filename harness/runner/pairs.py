@@ -52,7 +52,8 @@ SHIPPED_SIZES: dict[str, str] = {
 }
 RANDOM_VOCAB_SIZE = 100  # SentencePiece pieces of random pairs (< 128).
 _TOKENIZER_LINES = 400  # Multi30k lines per language to train it on.
-_DTYPES = {cfg.DType.FLOAT32: jnp.float32, cfg.DType.BFLOAT16: jnp.bfloat16}
+# ``ModelPair.dtype`` -> the parameter dtype.
+DTYPES = {cfg.DType.FLOAT32: jnp.float32, cfg.DType.BFLOAT16: jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +170,7 @@ def _random_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
   build = models.random_t5 if t5 else models.random_gemma
   keys = jax.random.split(jax.random.key(pair.model_seed),
                           2 + len(pair.extra_drafters))
-  dtype = _DTYPES[pair.dtype]
+  dtype = DTYPES[pair.dtype]
   extra = tuple(build(k, size_config(name), dtype, tokenizer_id=tokenizer.id)
                 for k, name in zip(keys[2:], pair.extra_drafters))
   return LoadedPair(
@@ -191,25 +192,28 @@ def resolve(path: str) -> str:
   return candidate if os.path.exists(candidate) else path
 
 
-def _mesh(model_parallel: int) -> jax.sharding.Mesh | None:
-  """A ("data", "model") mesh over every device, or None for one chip."""
+def local_mesh(model_parallel: int) -> jax.sharding.Mesh | None:
+  """A ("data", "model") mesh over this process's devices, or None for one
+  chip. Under ``--distributed`` each host runs its own cells, so a model
+  never spans hosts; with one process these are all the devices."""
   if model_parallel == 1:
     return None
-  return jax.make_mesh((jax.device_count() // model_parallel, model_parallel),
-                       ("data", sharding.MODEL_AXIS))
+  local = jax.local_devices()
+  return jax.make_mesh((len(local) // model_parallel, model_parallel),
+                       ("data", sharding.MODEL_AXIS), devices=local)
 
 
 def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
   """Opens every checkpoint and checks the vocabularies before reading any
   weight, then loads each tensor straight onto its devices: the verifier
   split over the model axis, the drafters replicated."""
-  dtype = _DTYPES[pair.dtype]
+  dtype = DTYPES[pair.dtype]
   paths = [resolve(p) for p in (pair.drafter, *pair.extra_drafters)]
   drafters = [models.open_checkpoint(p) for p in paths]
   large = models.open_checkpoint(resolve(pair.verifier))
   for path, small in zip(paths, drafters):
     models.check_same_vocabulary(small, large, path, large.path)
-  mesh = _mesh(devices.present_model_parallel(
+  mesh = local_mesh(devices.present_model_parallel(
       pair.model_parallel, large.config, [d.config for d in drafters], dtype))
   verifier = weights.load_checkpoint(large, dtype, mesh)
   small, *extra = [weights.load_checkpoint(d, dtype, mesh, replicate=True)
@@ -223,7 +227,7 @@ def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
 
 def _place(loaded: LoadedPair, model_parallel: int | str) -> LoadedPair:
   """Splits a random pair's verifier over chips, replicates its drafters."""
-  mesh = _mesh(devices.present_model_parallel(
+  mesh = local_mesh(devices.present_model_parallel(
       model_parallel, loaded.verifier.config,
       [m.config for m in (loaded.drafter, *loaded.extra_drafters)],
       loaded.verifier.dtype))

@@ -16,8 +16,8 @@ import pytest
 import sentencepiece as spm
 
 from harness.models import (AttentionType, GemmaConfig, Tokenizer,
-                            load_pretrained, random_gemma, save_pretrained,
-                            testing)
+                            load_pretrained, random_gemma, save_pretrained)
+from harness.testing import tokenizers as tok_fixtures
 from harness.models import gguf as hgguf
 from harness.models import weights
 
@@ -40,7 +40,7 @@ def _train_bpe() -> bytes:
   """A Gemma-style BPE SentencePiece model (byte fallback, no dummy prefix)."""
   model = io.BytesIO()
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(testing.synthetic_lines()), model_writer=model,
+      sentence_iterator=iter(tok_fixtures.synthetic_lines()), model_writer=model,
       vocab_size=VOCAB, model_type="bpe", byte_fallback=True,
       split_digits=True, add_dummy_prefix=False,
       remove_extra_whitespaces=False, normalization_rule_name="identity",
@@ -169,7 +169,7 @@ def test_logits_match_the_source_model(gguf_file, model):
 def test_tokenizer_rebuild_matches_the_original(gguf_file, proto, tmp_path):
   _, _, tokenizer = load_pretrained(gguf_file)
   original = spm.SentencePieceProcessor(model_proto=proto)
-  lines = testing.synthetic_lines(num_lines=50, seed=7) + [
+  lines = tok_fixtures.synthetic_lines(num_lines=50, seed=7) + [
       "two  spaces and   three", "<start_of_turn>user\n", "digits 12345 ü日本"]
   for line in lines:
     assert tokenizer.encode(line, add_bos=True) == original.encode(

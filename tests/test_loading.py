@@ -15,14 +15,16 @@ import safetensors.numpy
 from harness.models import (Tokenizer, check_same_tokenizer,
                             check_same_vocabulary, load_pretrained,
                             open_checkpoint, random_gemma, random_t5,
-                            save_pretrained, testing)
+                            save_pretrained)
+from harness.models import configs
+from harness.testing import tokenizers as tok_fixtures
 from harness.runner import config as cfg
 from harness.runner import pairs
 
 
 @pytest.fixture(scope="module")
 def spm_file(tmp_path_factory):
-  return testing.train_tiny_sentencepiece(
+  return tok_fixtures.train_tiny_sentencepiece(
       tmp_path_factory.mktemp("spm") / "t5.model")
 
 
@@ -30,8 +32,8 @@ def spm_file(tmp_path_factory):
 def saved(request, tmp_path_factory, spm_file):
   """(model, directory) of a random tiny model saved with a tokenizer."""
   key = jax.random.PRNGKey(1)
-  model = (random_t5(key, testing.TINY_T5) if request.param == "t5"
-           else random_gemma(key, testing.TINY_GEMMA3))
+  model = (random_t5(key, configs.TINY_T5) if request.param == "t5"
+           else random_gemma(key, configs.TINY_GEMMA3))
   directory = tmp_path_factory.mktemp(request.param)
   save_pretrained(model, directory, Tokenizer(spm_file))
   return model, str(directory)
@@ -133,7 +135,7 @@ def test_wrong_shape_names_the_tensor(saved, tmp_path):
 def test_tokenizer_wrapper(spm_file):
   tok = Tokenizer(spm_file)
   assert (tok.pad_id, tok.eos_id, tok.bos_id) == (0, 1, -1)
-  text = testing.synthetic_lines(3, seed=5)[0]
+  text = tok_fixtures.synthetic_lines(3, seed=5)[0]
   ids = tok.encode(text)
   assert ids and all(3 <= i < tok.vocab_size for i in ids)
   assert tok.decode(ids) == text
@@ -145,7 +147,7 @@ def test_tokenizer_mismatch_is_rejected(saved, spm_file, tmp_path):
   model, directory = saved
   loaded, _, tok = load_pretrained(directory)
   check_same_tokenizer(loaded, loaded)
-  other = Tokenizer(testing.train_tiny_sentencepiece(
+  other = Tokenizer(tok_fixtures.train_tiny_sentencepiece(
       tmp_path / "other.model", vocab_size=90, seed=1))
   assert other.id != tok.id
   with pytest.raises(ValueError, match="tokenizers differ"):

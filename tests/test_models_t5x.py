@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from harness.models import (T5Config, Tokenizer, load_pretrained, random_t5,
-                            save_pretrained, testing)
+                            save_pretrained)
+from harness.testing import tokenizers as tok_fixtures
 
 ts = pytest.importorskip("tensorstore")
 serialization = pytest.importorskip("flax.serialization")
@@ -105,7 +106,7 @@ def _logits(model):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_t5x_checkpoint_matches_safetensors(tmp_path, dtype):
   model = random_t5(jax.random.PRNGKey(3), CONFIG, dtype)
-  tokenizer = Tokenizer(testing.train_tiny_sentencepiece(
+  tokenizer = Tokenizer(tok_fixtures.train_tiny_sentencepiece(
       tmp_path / "spm.model", vocab_size=90))
   save_pretrained(model, tmp_path / "hf", tokenizer)
   t5x_dir = tmp_path / "checkpoint_1000"

@@ -325,7 +325,9 @@ def footprint(config, dtype: cfg.DType, split: int, input_len: int,
   if isinstance(config, models.T5Config):
     heads, width, layers = config.num_heads, config.d_kv, (
         config.num_decoder_layers)
-    kv = 2 * heads * width * (positions + input_len) * layers
+    # Decoder self-attention: start token + output + scratch (the encoder
+    # bucket does not size it); cross-attention: the encoder input.
+    kv = 2 * heads * width * ((output_len + gamma + 3) + input_len) * layers
     depth = layers
   else:
     heads, width, layers = config.num_kv_heads, config.head_dim, (

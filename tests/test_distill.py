@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from harness.models import (GemmaConfig, Tokenizer, load_pretrained,
-                            random_gemma, save_pretrained, testing)
+                            random_gemma, save_pretrained)
+from harness.testing import tokenizers as tok_fixtures
 from harness.tasks import data_root
 from harness.training import distill
 
@@ -22,7 +23,7 @@ SEQ_LEN = 24
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-  return Tokenizer(testing.train_tiny_sentencepiece(
+  return Tokenizer(tok_fixtures.train_tiny_sentencepiece(
       tmp_path_factory.mktemp("spm") / "g.model", vocab_size=100,
       with_bos=True))
 
@@ -38,7 +39,7 @@ def teacher(tokenizer):
 
 @pytest.fixture(scope="module")
 def rows(tokenizer):
-  texts = testing.synthetic_lines(num_lines=300, seed=1)
+  texts = tok_fixtures.synthetic_lines(num_lines=300, seed=1)
   return distill.pack_sequences(texts, tokenizer, SEQ_LEN, seed=0)
 
 
@@ -123,7 +124,7 @@ def test_cost_ratio_of_a_narrower_model(teacher, tokenizer):
   drafter = distill.init_drafter(teacher, distill.drafter_config(
       TEACHER, d_model=16, num_layers=1, num_heads=2, head_dim=8, d_ff=32))
   prompts = [tokenizer.encode(t, add_bos=True)[:6]
-             for t in testing.synthetic_lines(num_lines=3, seed=2)]
+             for t in tok_fixtures.synthetic_lines(num_lines=3, seed=2)]
   cost = distill.cost_ratio(drafter, drafter, prompts, num_tokens=4)
   assert cost.num_prompts == 3 and cost.tokens_per_prompt == 4
   assert cost.drafter_s_per_token > 0 and cost.ratio > 0

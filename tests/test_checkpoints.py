@@ -67,6 +67,7 @@ def test_cards_meet_the_quality_targets(pair):
     assert large - small >= 5.0
 
 
+@pytest.mark.slow  # ~20 s each
 @pytest.mark.parametrize("size", ["small", "large"])
 def test_t5_bleu_on_a_few_test_sentences_matches_card(size):
   """Fast default-run check: the first FAST_N sentences, T5 pair."""

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import jax
+import pytest
 from jax.sharding import PartitionSpec as P
 
 from harness.models import configs, random_gemma, random_t5
@@ -106,6 +107,9 @@ def run_on_8_devices(script: str) -> str:
   return proc.stdout
 
 
+# ~50 s: the 4-way mesh-loading test (test_models_mesh_loading.py) covers
+# sharded greedy decoding in the default run.
+@pytest.mark.slow
 def test_sharded_verifier_matches_and_decodes_on_8_devices():
   stdout = run_on_8_devices(_SCRIPT)
   for line in ("t5 logits ok", "gemma logits ok", "gemma decode ok"):

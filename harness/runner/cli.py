@@ -103,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
         exp.results_dir, shard))
     print(f"host {shard.index} of {shard.count}: results in "
           f"{exp.results_dir}", file=sys.stderr)
-  if args.compilation_cache_dir:
+  if getattr(args, "compilation_cache_dir", None):
     from harness import decoding  # pylint: disable=g-import-not-at-top
     decoding.enable_compilation_cache(args.compilation_cache_dir)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),

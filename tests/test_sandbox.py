@@ -288,6 +288,10 @@ def test_mbpp_dry_run_lists_the_sandbox_refusal(monkeypatch, capsys,
   monkeypatch.setenv(sandbox.ALLOW_AUDIT_ONLY_ENV, "1")
   assert main(args) == 0
   monkeypatch.delenv(sandbox.ALLOW_AUDIT_ONLY_ENV)
+  assert main(args) == dryrun.PROBLEMS_EXIT  # refused again without it
+  assert main([*args, "--allow_unisolated_mbpp"]) == 0  # the flag form
+  os.environ.pop(sandbox.ALLOW_AUDIT_ONLY_ENV)
+  capsys.readouterr()
   assert main(["sweep", "--gin_file", _SMOKE, "--dry_run",
                f"--gin.RESULTS_DIR='{tmp_path}'"]) == 0
 

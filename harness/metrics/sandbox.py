@@ -267,7 +267,8 @@ def require_isolation() -> Launcher:
     raise SandboxUnavailable(
         "refusing to run generated code (MBPP) with the audit hook as the only"
         " sandbox layer: " + "; ".join(missing_isolation()) +
-        f". To run anyway (unsafe), set {ALLOW_AUDIT_ONLY_ENV}=1.")
+        f". To run anyway (unsafe), pass --allow_unisolated_mbpp or set "
+        f"{ALLOW_AUDIT_ONLY_ENV}=1.")
   return how
 
 

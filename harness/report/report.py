@@ -74,11 +74,12 @@ class Report:
   bootstrap: analysis.BootstrapReport
 
   def notes(self) -> list[str]:
-    """Footnotes: the bootstrap's cost, the timing protocol, warnings."""
+    """Footnotes: the bootstrap, the timing protocol, warnings (no wall
+    times, so that re-rendering the same results gives the same bytes)."""
     b = self.bootstrap
     head = (f"Bootstrap: {b.num_resamples} resamples of examples per task "
             f"(shared by all cells of a task), 95% percentile intervals; "
-            f"{b.num_cells} cells with quality intervals; {b.seconds:.1f} s.")
+            f"{b.num_cells} cells with quality intervals.")
     notes = [head]
     if ("latency_protocol" in self.cells
         and (self.cells["latency_protocol"] == PAIRED).any()):

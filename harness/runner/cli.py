@@ -63,6 +63,11 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="persistent XLA compilation cache: a repeated run "
                       "loads its programs instead of compiling them (also "
                       "HARNESS_COMPILATION_CACHE; off by default)")
+  parser.add_argument("--allow_unisolated_mbpp", action="store_true",
+                      help="run MBPP's generated code even where no "
+                      "kernel-enforced sandbox works (audit hook only; "
+                      "unsafe; same as HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY"
+                      "=1)")
   parser.add_argument("--no_progress", action="store_true",
                       help="no progress bars (cell lines still printed)")
   parser.add_argument("--debug", action="store_true",
@@ -103,6 +108,9 @@ def _run(args: argparse.Namespace) -> int:
         exp.results_dir, shard))
     print(f"host {shard.index} of {shard.count}: results in "
           f"{exp.results_dir}", file=sys.stderr)
+  if getattr(args, "allow_unisolated_mbpp", False):
+    from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
+    os.environ[sandbox.ALLOW_AUDIT_ONLY_ENV] = "1"
   if getattr(args, "compilation_cache_dir", None):
     from harness import decoding  # pylint: disable=g-import-not-at-top
     decoding.enable_compilation_cache(args.compilation_cache_dir)

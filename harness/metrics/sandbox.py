@@ -63,7 +63,7 @@ _GUARD_PATH = os.path.join(os.path.dirname(__file__), "_sandbox_guard.py")
 NOBODY_ID = 65534
 # Interpreters tried for the child, in order, when running as nobody: ours may
 # live under /root (mode 0700), which nobody cannot enter.
-_FALLBACK_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
+FALLBACK_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 _MIB = 1 << 20
 
 
@@ -190,7 +190,7 @@ def _candidates() -> list[Launcher]:
   drop = _drop_to_nobody()
   uid = NOBODY_ID if drop else None
   # Ours may be unreachable inside (e.g. under /root, mode 0700).
-  pythons = (sys.executable,) + _FALLBACK_PYTHONS
+  pythons = (sys.executable,) + FALLBACK_PYTHONS
   found = []
   if unshare and drop is not None:
     found += [Launcher("userns", drop + (

@@ -474,7 +474,7 @@ def _interpreter_for(drop: list[str]) -> str | None:
   """An interpreter that the ``drop`` prefix's uid can run and that imports
   this suite, or None."""
   from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
-  fallbacks = sandbox._FALLBACK_PYTHONS  # pylint: disable=protected-access
+  fallbacks = sandbox.FALLBACK_PYTHONS
   for python in (sys.executable,) + fallbacks:
     check = subprocess.run(
         drop + [python, "-c", "import subprocess, sys, tools.faults.sandbox\n"

@@ -269,3 +269,18 @@ def test_model_parallel_beyond_one_host(capsys, tmp_path):
                            "--simulate_devices", "v4-16")
   assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
   assert "model_parallel=8 exceeds the 4 devices of one host" in problems[0]
+
+
+def test_estimate_counts_the_paired_protocols_reference_decodes(
+    capsys, tmp_path):
+  def decodes_and_seconds(*extra):
+    _, out, _ = _dry(capsys, tmp_path, *extra)
+    line = next(l for l in out.splitlines() if "decodes to run" in l)
+    return (int(line.split(" decodes to run")[0].split(", ")[-1]),
+            float(line.split("estimated ")[1].split(" s")[0]))
+  large = ("--gin.ModelPair.verifier='t5_v1_1_large'",
+           "--gin.ModelPair.drafter='t5_v1_1_small'",
+           "--gin.multi30k_ende/TaskRun.num_examples=1000")
+  paired = decodes_and_seconds(*large)
+  unpaired = decodes_and_seconds(*large, "--gin.LATENCY_PROTOCOL='unpaired'")
+  assert paired[0] > unpaired[0] and paired[1] > unpaired[1]

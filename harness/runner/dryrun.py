@@ -467,7 +467,8 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
         f" + {MARGIN_FRACTION:.0%} + {_gib(MARGIN_BYTES)}):", file=out)
   for line in found.memory:
     print(line, file=out)
-  est = estimate_lib.estimate(todo, topo.kind, prints)
+  protocol = found.experiment.latency_protocol
+  est = estimate_lib.estimate(todo, topo.kind, prints, protocol)
   print(f"{len(cells)} cells ({len(cells) - len(todo)} done), "
         f"{est.num_decodes} decodes to run, estimated {est.seconds:.0f} s "
         f"({est.seconds / 3600:.2f} h) = decodes × max_decode_len × step "
@@ -476,7 +477,8 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
         "harness/runner/estimate.py)", file=out)
   if topo.num_hosts > 1:
     shards = cells_lib.deal(todo, topo.num_hosts)
-    slowest = max(estimate_lib.estimate(c, topo.kind, prints).seconds
+    slowest = max(estimate_lib.estimate(c, topo.kind, prints,
+                                        protocol).seconds
                   for c in shards)
     print(f"over {topo.num_hosts} hosts (--distributed, whole (task, T, "
           f"top-P) groups per host): the busiest host about "

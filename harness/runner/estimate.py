@@ -15,8 +15,12 @@ with the chip's figures from ``harness.models.devices.CHIPS`` (CPU: bandwidth
 measured here), bytes per chip from ``dryrun.footprint`` (the verifier split
 ``model_parallel`` ways) and two all-reduces per layer when split. Without
 footprints (a model whose shapes are unknown) a step costs
-``DEFAULT_STEP_S``. Compile time, early EOS and the drafter's share of a
-method's steps are ignored; real runs record the calibrated constants.
+``DEFAULT_STEP_S``. Under the paired latency protocol (the default) every
+timed decode of a method or reference_small cell is accompanied by one
+verifier decode of its reference (``reference_decodes``), costed like a
+reference_large decode. Compile time, per-cell calibration, early EOS and
+the drafter's share of a method's steps are ignored; real runs record the
+calibrated constants.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 from harness.runner import cells as cells_lib
 from harness.runner import devices as devices_lib
 from harness.runner import execute
+from harness.results import latency as latency_lib
 from harness.results import schema
 
 CPU_STEP_OVERHEAD_S = 2e-4  # Loop overhead per step on a CPU.
@@ -43,7 +48,8 @@ class Estimate:
 
   Attributes:
     num_cells: cells counted.
-    num_decodes: decodes (examples × trials) over those cells.
+    num_decodes: decodes (examples × trials) over those cells, the
+      paired protocol's reference decodes included.
     seconds: estimated wall time.
     step_s: {"drafter": s, "verifier": s} of the first cell's pair.
   """
@@ -66,9 +72,17 @@ def step_seconds(footprint, kind: devices_lib.Chip) -> float:
                         flops / kind.flops) + collectives
 
 
+def reference_decodes(cell: cells_lib.Cell, protocol: str) -> int:
+  """Verifier decodes the paired protocol times beside ``cell``'s own."""
+  if not execute.is_paired(cell, protocol):
+    return 0
+  return cell.num_trials * cell.task_run.latency_examples
+
+
 def estimate(cells: Sequence[cells_lib.Cell],
              kind: devices_lib.Chip | None = None,
-             footprints: Mapping | None = None) -> Estimate:
+             footprints: Mapping | None = None,
+             protocol: str = latency_lib.PAIRED) -> Estimate:
   """Decodes and estimated seconds of running ``cells`` (module docstring).
 
   Args:
@@ -76,6 +90,8 @@ def estimate(cells: Sequence[cells_lib.Cell],
     kind: the chip (default: this machine's CPU, measured).
     footprints: pair -> {"drafter": Footprint, "verifier": Footprint}
       (``dryrun.check``); a missing pair costs ``DEFAULT_STEP_S`` a step.
+    protocol: the experiment's latency protocol ("paired" adds the
+      reference decodes).
   """
   kind = kind or devices_lib.cpu_kind()
   footprints = footprints or {}
@@ -83,10 +99,13 @@ def estimate(cells: Sequence[cells_lib.Cell],
                   for role in ("drafter", "verifier")}
            for pair in {c.pair for c in cells}}
   decodes = [execute.num_decodes(c) for c in cells]
+  paired = [reference_decodes(c, protocol) for c in cells]
   seconds = sum(
-      n * c.max_decode_len * steps[c.pair][
+      c.max_decode_len * (n * steps[c.pair][
           "drafter" if c.role is schema.Role.REFERENCE_SMALL else "verifier"]
-      for n, c in zip(decodes, cells))
+                          + r * steps[c.pair]["verifier"])
+      for n, r, c in zip(decodes, paired, cells))
   first = steps[cells[0].pair] if cells else {"drafter": 0.0, "verifier": 0.0}
-  return Estimate(num_cells=len(cells), num_decodes=int(np.sum(decodes)),
+  return Estimate(num_cells=len(cells),
+                  num_decodes=int(np.sum(decodes) + np.sum(paired)),
                   seconds=float(seconds), step_s=first)

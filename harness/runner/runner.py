@@ -75,7 +75,7 @@ def print_plan(exp: cfg.Experiment, cells: list[cells_lib.Cell],
     mark = "done" if store.is_done(cell.cell_id) else "todo"
     print(f"{mark}  {execute.num_decodes(cell):6d} decodes  {cell.cell_id}",
           file=out)
-  est = estimate_lib.estimate(todo)
+  est = estimate_lib.estimate(todo, protocol=exp.latency_protocol)
   print(f"{len(cells)} cells ({len(cells) - len(todo)} done), "
         f"{est.num_decodes} decodes to run, estimated {est.seconds:.0f} s "
         f"({est.seconds / 3600:.2f} h) = decodes × max_decode_len × step "

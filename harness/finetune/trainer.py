@@ -203,10 +203,12 @@ def _micro_loss(params, model: T5, batch, rng, cfg: FinetuneConfig,
 
 
 def make_train_step(cfg: FinetuneConfig, model: T5,
-                    tx: optax.GradientTransformation):
+                    tx: optax.GradientTransformation, state_shardings,
+                    mesh: Mesh):
   """A jitted ``(state, batch[A, rows, L]) -> (state, metrics)``.
 
-  `state` is {"step", "params", "opt_state"}; it is donated.
+  `state` is {"step", "params", "opt_state"}; it is donated, and keeps the
+  placement `state_shardings` (one compilation for the whole run).
   """
   base_key = jax.random.PRNGKey(cfg.seed)
   schedule = learning_rate_schedule(cfg)
@@ -245,7 +247,10 @@ def make_train_step(cfg: FinetuneConfig, model: T5,
                "grad_norm": optax.global_norm(grads)}
     return new_state, metrics
 
-  return jax.jit(step_fn, donate_argnums=(0,))
+  replicated = NamedSharding(mesh, PartitionSpec())
+  return jax.jit(step_fn, donate_argnums=(0,),
+                 in_shardings=(state_shardings, batch_sharding(mesh)),
+                 out_shardings=(state_shardings, replicated))
 
 
 def make_eval_step(cfg: FinetuneConfig, model: T5):
@@ -262,11 +267,22 @@ def make_eval_step(cfg: FinetuneConfig, model: T5):
   return jax.jit(eval_fn)
 
 
-def init_state(params, tx: optax.GradientTransformation) -> dict:
-  """{"step": 0, "params", "opt_state"} (optimiser state placed by XLA)."""
-  opt_state = jax.jit(tx.init)(params)
-  return {"step": jnp.zeros((), jnp.int32), "params": params,
-          "opt_state": opt_state}
+def init_state(params, tx: optax.GradientTransformation, mesh: Mesh
+               ) -> dict:
+  """{"step": 0, "params", "opt_state"}: the optimiser state is placed by
+  XLA from the params' placement (factored statistics follow their rows or
+  columns), the step counter replicated."""
+  replicated = NamedSharding(mesh, PartitionSpec())
+  opt_state = jax.tree.map(
+      lambda x: x if isinstance(x.sharding, NamedSharding) else (
+          jax.device_put(x, replicated)), jax.jit(tx.init)(params))
+  step = jax.device_put(jnp.zeros((), jnp.int32), replicated)
+  return {"step": step, "params": params, "opt_state": opt_state}
+
+
+def shardings_of(tree):
+  """The placement of each array of a pytree."""
+  return jax.tree.map(lambda x: x.sharding, tree)
 
 
 # --- data ---------------------------------------------------------------------
@@ -277,6 +293,7 @@ def synthetic_batches(cfg: FinetuneConfig, vocab_size: int, split: str,
   """Random copy-task rows (targets = inputs), unpacked, deterministic per
   (seed, split, batch index, shard): a stand-in for text when measuring
   speed or testing the loop. Row lengths vary; 0 pads, 1 ends."""
+  del num_shards  # the shard index alone separates the hosts' streams
   split_id = {"train": 0, "validation": 1, "test": 2}.get(split, 3)
   length = min(cfg.inputs_length, cfg.targets_length)
   index = start_batch
@@ -295,7 +312,6 @@ def synthetic_batches(cfg: FinetuneConfig, vocab_size: int, split: str,
            "decoder_target_tokens": tgt,
            "decoder_loss_weights": (tgt != 0).astype(np.int32)}
     index += 1
-    del num_shards
 
 
 def register_tasks(cfg: FinetuneConfig, vocab_path: str | None) -> None:
@@ -508,7 +524,8 @@ def train(cfg: FinetuneConfig, workdir: str, gin_text: str = "", *,
   vocab_path, vocab_size = initial.vocab_path, model.config.vocab_size
   register_tasks(cfg, vocab_path)
   tx = make_optimizer(cfg)
-  state = init_state(model.params, tx)
+  state = init_state(model.params, tx, mesh)
+  state_shardings = shardings_of(state)
   ckpts = Checkpoints(os.path.join(workdir, "checkpoints"),
                       cfg.keep_checkpoints)
   train_log = _Log(os.path.join(workdir, TRAIN_LOG))
@@ -530,7 +547,7 @@ def train(cfg: FinetuneConfig, workdir: str, gin_text: str = "", *,
       truncate_log(eval_log.path, start)
   start = start or 0
   write_provenance(workdir, cfg, gin_text, initial, mesh)
-  step_fn = make_train_step(cfg, model, tx)
+  step_fn = make_train_step(cfg, model, tx, state_shardings, mesh)
   eval_step = make_eval_step(cfg, model)
   summary: dict[str, Any] = {"start_step": start, "evaluations": []}
 

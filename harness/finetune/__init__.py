@@ -1,0 +1,1 @@
+"""Fine-tuning and continued pre-training of T5 models."""

@@ -4,7 +4,8 @@
 
 Modules: `config` (the run's settings and their gin files), `trainer` (the
 loop: Adafactor, accumulation, dropout, mesh, logs), `checkpoint` (orbax),
-`mfu` (model FLOPs and their utilisation), `cli` (the command). Imports stay
+`mfu` (model FLOPs and their utilisation), `cli` (the command), `data`
+(seqio tasks and batches), `span_corruption` (T5's objective). Imports stay
 light: ``python -m harness list`` imports this package (for the command)
-without loading gin, jax or the models.
+without loading gin, jax, TensorFlow or the models.
 """

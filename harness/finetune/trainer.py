@@ -671,15 +671,13 @@ def train(cfg: FinetuneConfig, workdir: str, gin_text: str = "", *,
 
 
 def export(cfg: FinetuneConfig, workdir: str, initial: Initial, params,
-           step: int) -> str | None:
-  """Writes the Hugging Face folder (process 0); returns its path."""
-  host_params = _gather(params)
-  if jax.process_index() != 0:
-    return None
+           step: int) -> str:
+  """Writes the Hugging Face folder (every process calls it: the sharded
+  weights are gathered; process 0 writes); returns its path."""
   from harness.finetune import export as export_lib  # pylint: disable=g-import-not-at-top
   out_dir = os.path.join(workdir, cfg.export_dir)
   export_lib.export_hf(
-      host_params, initial.model.config, initial.vocab_path, out_dir,
+      params, initial.model.config, initial.vocab_path, out_dir,
       dtype=cfg.param_dtype,
       extra_card={"init": initial.source, "task": cfg.task, "step": step,
                   "train_steps": cfg.train_steps,

@@ -132,7 +132,8 @@ FinetuneConfig.dropout_rate = 0.1
 FinetuneConfig.activation_dtype = "float32"
 FinetuneConfig.checkpoint_every_steps = 4
 FinetuneConfig.eval_every_steps = 0
-FinetuneConfig.eval_batches = 1
+FinetuneConfig.eval_split = None
+FinetuneConfig.eval_batches = 0
 FinetuneConfig.eval_examples = 0
 FinetuneConfig.export_dir = "export"
 """

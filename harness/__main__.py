@@ -3,7 +3,8 @@
 Commands are small functions registered in ``_COMMANDS``: ``list`` and
 ``report`` here (the report reads results files only, through
 ``harness.report`` and ``harness.results``), ``run`` and ``sweep`` from
-``harness.runner.cli`` with ``add_command``.
+``harness.runner.cli`` and ``finetune`` from ``harness.finetune.cli`` with
+``add_command``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ def report_command(args: argparse.Namespace) -> int:
 def _register_runner() -> None:
   from harness.runner import cli  # pylint: disable=g-import-not-at-top
   cli.register(add_command)
+  from harness.finetune import cli as finetune_cli  # pylint: disable=g-import-not-at-top
+  finetune_cli.register(add_command)
 
 
 _register_runner()

@@ -8,6 +8,8 @@ Parameters are plain arrays. Shape letters used in einsum strings:
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -53,7 +55,9 @@ def softcap(x: jax.Array, cap: float | None) -> jax.Array:
 
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
            bias: jax.Array | None = None,
-           logit_cap: float | None = None) -> jax.Array:
+           logit_cap: float | None = None,
+           probs_dropout: Callable[[jax.Array], jax.Array] | None = None
+           ) -> jax.Array:
   """Grouped-query dot-product attention with an explicit mask.
 
   The caller has already scaled `q` (T5 uses no scaling at all).
@@ -65,6 +69,8 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
     mask: [B or 1, T, S] bool, True where a query may see a key.
     bias: [H, T, S] additive logit bias (T5 relative positions), or None.
     logit_cap: tanh soft-cap of the logits (Gemma 2), or None.
+    probs_dropout: training only: applied to the [B, N, G, T, S] attention
+      probabilities (after the softmax), or None.
 
   Returns:
     [B, T, H, K] attention outputs in the dtype of `v`.
@@ -81,6 +87,8 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
     logits = logits + bias.reshape(1, n, h // n, t, -1).astype(jnp.float32)
   logits = jnp.where(mask[:, None, None, :, :], logits, NEG_INF)
   probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  if probs_dropout is not None:
+    probs = probs_dropout(probs)
   out = jnp.einsum("bngts,bsnk->btngk", probs, v)
   # [B, T, N, G, K] -> [B, T, H, K]
   return out.reshape(b, t, h, d)

@@ -7,6 +7,11 @@ the query init), untied input and output embeddings and therefore no
 `d_model ** -0.5` scaling of the decoder output (that scaling applies only to
 v1.0-style models: `T5Config.tie_embeddings` and `T5Config.scale_logits`).
 
+Training: :meth:`T5.train_logits` runs the whole network on a batch in
+seqio's encoder-decoder feature layout (packed or not), with dropout where
+t5x's T5 v1.1 puts it and optional bfloat16 activations over float32
+parameters. The decoding paths below never apply dropout.
+
 Cached decoding: :meth:`T5.prefill` runs the encoder once on the padded prompt
 and precomputes every decoder layer's cross-attention keys and values;
 :meth:`T5.score` then runs the decoder on K new tokens, computing the relative
@@ -23,7 +28,9 @@ F feed-forward width, V vocabulary, R relative-position buckets:
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Mapping
 
 import flax.struct
 import jax
@@ -100,6 +107,68 @@ def position_bias(table: jax.Array, q_pos: jax.Array, k_pos: jax.Array,
   return jnp.transpose(table[buckets], (2, 0, 1))
 
 
+class Dropout:
+  """Dropout sites of one training forward pass, as t5x places them.
+
+  Every call is one site; site i draws its mask from `fold_in(rng, i)`, so
+  the masks depend only on the rng and the (static) order of the sites. Off
+  (the identity, adding no operation) when the rate is 0 or rng is None.
+
+  Args:
+    rate: drop probability, a Python float in [0, 1).
+    rng: a `jax.random` key, or None for no dropout.
+  """
+
+  def __init__(self, rate: float = 0.0, rng: jax.Array | None = None):
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+      raise ValueError(f"dropout_rate: must be in [0, 1), got {rate}")
+    self.rate = rate if rng is not None else 0.0
+    self._rng = rng
+    self._sites = 0
+
+  @property
+  def active(self) -> bool:
+    return self.rate > 0.0
+
+  def __call__(self, x: jax.Array,
+               broadcast_axis: int | None = -2) -> jax.Array:
+    """Drops entries of x, scaling the kept ones by 1 / (1 - rate).
+
+    Args:
+      x: activations.
+      broadcast_axis: the mask is shared along this axis (t5x shares it along
+        the sequence axis, -2 of [B, T, D]), or None for an independent mask
+        per entry.
+    """
+    if not self.active:
+      return x
+    key = jax.random.fold_in(self._rng, self._sites)
+    self._sites += 1
+    shape = list(x.shape)
+    if broadcast_axis is not None:
+      shape[broadcast_axis] = 1
+    keep = jax.random.bernoulli(key, 1.0 - self.rate, shape)
+    return jnp.where(keep, x / jnp.asarray(1.0 - self.rate, x.dtype),
+                     jnp.zeros((), x.dtype))
+
+  def attention(self):
+    """The attention-probabilities dropout for `layers.attend`, or None.
+
+    The probabilities are [B, N, G, T, S]; the mask is shared along the query
+    axis T, as in t5x.
+    """
+    if not self.active:
+      return None
+    return functools.partial(self, broadcast_axis=-2)
+
+
+NO_DROPOUT = Dropout()
+
+PACKING_FEATURES = ("encoder_segment_ids", "encoder_positions",
+                    "decoder_segment_ids", "decoder_positions")
+
+
 def _project_qkv(p: Params, x: jax.Array):
   """x [B, T, D] -> q, k, v [B, T, H, K]."""
   q = jnp.einsum("btd,dhk->bthk", x, p["q"])
@@ -113,14 +182,15 @@ def _out(p: Params, attn: jax.Array) -> jax.Array:
   return jnp.einsum("bthk,hkd->btd", attn, p["o"])
 
 
-def _mlp(p: Params, x: jax.Array, config: T5Config) -> jax.Array:
+def _mlp(p: Params, x: jax.Array, config: T5Config,
+         drop: Dropout = NO_DROPOUT) -> jax.Array:
   """Gated-GELU (v1.1) or ReLU (v1.0) feed-forward, x [B, T, D]."""
   if config.gated_act == "gelu_tanh":
     gate = layers.gelu_tanh(jnp.einsum("btd,df->btf", x, p["wi_0"]))
     hidden = gate * jnp.einsum("btd,df->btf", x, p["wi_1"])
   else:
     hidden = jax.nn.relu(jnp.einsum("btd,df->btf", x, p["wi"]))
-  return jnp.einsum("btf,fd->btd", hidden, p["wo"])
+  return jnp.einsum("btf,fd->btd", drop(hidden), p["wo"])
 
 
 def _norm(x: jax.Array, scale: jax.Array, config: T5Config) -> jax.Array:
@@ -181,7 +251,7 @@ class T5(Transformer):
       x = x + _out(p["self_attn"],
                    layers.attend(q, keys, values, self_mask, bias))
       x = self._cross_and_mlp(p, x, cache.cross_k[i], cache.cross_v[i],
-                              cache.enc_mask)
+                              cache.enc_mask[:, None, :])
     cache = cache.replace(self_k=tuple(new_k), self_v=tuple(new_v),
                           length=start + num)
     return self._logits(x), cache
@@ -206,43 +276,173 @@ class T5(Transformer):
     encoded = self.encode(input_ids, enc_mask)
     pos = jnp.arange(tokens.shape[1], dtype=jnp.int32)
     mask = layers.causal_mask(pos, pos, tokens.shape[1])
-    bias = position_bias(self.params["decoder"]["rel_bias"], pos, pos, False,
-                         self.config)
-    x = self.params["embed"][tokens]
-    for p in self.params["decoder"]["layers"]:
-      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"],
-                                                   self.config))
-      x = x + _out(p["self_attn"], layers.attend(q, k, v, mask, bias))
-      ca = p["cross_attn"]
-      cross_k = jnp.einsum("bpd,dhk->bphk", encoded, ca["k"])
-      cross_v = jnp.einsum("bpd,dhk->bphk", encoded, ca["v"])
-      x = self._cross_and_mlp(p, x, cross_k, cross_v, enc_mask)
+    x = self._decode_all(tokens, encoded, mask, enc_mask[:, None, :])
     return self._logits(x)
 
+  # --- training -----------------------------------------------------------
+  def train_logits(self, features: Mapping[str, jax.Array], *,
+                   dropout_rate: float = 0.0, rng: jax.Array | None = None,
+                   activation_dtype=jnp.float32) -> jax.Array:
+    """Teacher-forced logits of a training batch, with optional dropout.
+
+    `features` follows seqio's `EncDecFeatureConverter`: encoder_input_tokens
+    [B, P], decoder_input_tokens [B, T] (decoder_target_tokens and
+    decoder_loss_weights are the loss's business and unused here), and for
+    packed batches encoder_segment_ids / encoder_positions [B, P] and
+    decoder_segment_ids / decoder_positions [B, T] (segment 0 = padding).
+
+    Unpacked, padding tokens (id 0) are masked as encoder keys (as
+    `forward_logits` with `attention_mask = input_ids > 0`). Packed, each
+    token attends only within its segment: encoder self-attention, causal
+    decoder self-attention, and cross-attention from a decoder segment to
+    the encoder segment with the same id. The relative-position bias only
+    enters between tokens of one segment, whose positions are consecutive,
+    so the key-minus-query offsets from the row indices equal those from the
+    per-token positions and a packed example gets the logits it gets alone
+    (t5x computes the bias the same way).
+
+    Dropout (rate `dropout_rate`, off when it is 0 or `rng` is None) sits
+    where t5x's T5 v1.1 puts it: on the token embeddings, the attention
+    probabilities, each sub-layer's output before its residual add, the
+    feed-forward hidden layer, and after each stack's final norm. Masks are
+    shared along the sequence axis (the attention mask along the query axis),
+    except after the encoder's final norm.
+
+    With `activation_dtype=jnp.bfloat16`, parameters stay float32 in
+    storage and are cast to bfloat16 for the matmuls and the residual
+    stream; norms, attention logits and softmax, and the output layer run in
+    float32 (t5x's mixed precision). Gradients flow back to the stored
+    float32 parameters.
+
+    Args:
+      features: int arrays, see above.
+      dropout_rate: a Python float in [0, 1).
+      rng: dropout key, or None for no dropout.
+      activation_dtype: dtype of the activations and the cast weights.
+
+    Returns:
+      [B, T, V] float32 logits.
+
+    Raises:
+      ValueError: a missing feature, a partial set of packing features, or
+        inconsistent shapes.
+    """
+    c = self.config
+    enc_tokens, dec_tokens, segments = _train_features(features)
+    drop = Dropout(dropout_rate, rng)
+    # [B, P] real encoder tokens
+    enc_real = enc_tokens > 0
+    dec_pos = jnp.arange(dec_tokens.shape[1], dtype=jnp.int32)
+    # [1, T, T] causal
+    causal = layers.causal_mask(dec_pos, dec_pos, dec_tokens.shape[1])
+    if segments is None:
+      enc_mask = enc_real[:, None, :]  # [B, 1, P]
+      self_mask = causal
+      cross_mask = enc_real[:, None, :]
+    else:
+      enc_seg, dec_seg = segments
+      # [B, P, P], [B, T, T], [B, T, P]
+      enc_mask = enc_real[:, None, :] & (enc_seg[:, :, None]
+                                         == enc_seg[:, None, :])
+      self_mask = causal & (dec_seg[:, :, None] == dec_seg[:, None, :])
+      cross_mask = enc_real[:, None, :] & (dec_seg[:, :, None]
+                                           == enc_seg[:, None, :])
+
+    def cast(a):
+      return (a.astype(activation_dtype)
+              if jnp.issubdtype(a.dtype, jnp.floating) else a)
+    model = self.replace(params=jax.tree.map(cast, self.params))
+    encoded = model.encode(enc_tokens, enc_mask, drop)
+    x = model._decode_all(dec_tokens, encoded, self_mask, cross_mask, drop)
+    x = _norm(x, model.params["decoder"]["final_norm"], c)
+    x = drop(x)
+    if c.scale_logits:
+      x = x * (c.d_model ** -0.5)
+    # The output layer in float32 from the stored weights.
+    x = x.astype(jnp.float32)
+    if c.tie_embeddings:
+      return jnp.einsum("btd,vd->btv", x,
+                        self.params["embed"].astype(jnp.float32))
+    return jnp.einsum("btd,dv->btv", x,
+                      self.params["lm_head"].astype(jnp.float32))
+
   # --- pieces -------------------------------------------------------------
-  def encode(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
-    """Encoder: tokens [B, P], mask [B, P] bool -> [B, P, D] outputs."""
+  def encode(self, tokens: jax.Array, mask: jax.Array,
+             drop: Dropout = NO_DROPOUT) -> jax.Array:
+    """Encoder: tokens [B, P] -> [B, P, D] outputs.
+
+    Args:
+      tokens: [B, P] int32.
+      mask: [B, P] bool real tokens (the keys every query may see), or a full
+        [B, 1 or P, P] attention mask (packed training batches).
+      drop: dropout sites (training only).
+    """
     c = self.config
     enc = self.params["encoder"]
     pos = jnp.arange(tokens.shape[1], dtype=jnp.int32)
     bias = position_bias(enc["rel_bias"], pos, pos, True, c)
-    attn_mask = mask[:, None, :]  # [B, 1(T), P]
-    x = self.params["embed"][tokens]
+    # [B, 1 or P (T), P]
+    attn_mask = mask[:, None, :] if mask.ndim == 2 else mask
+    x = drop(self.params["embed"][tokens])
     for p in enc["layers"]:
       q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"], c))
-      x = x + _out(p["self_attn"], layers.attend(q, k, v, attn_mask, bias))
-      x = x + _mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c)
-    return _norm(x, enc["final_norm"], c)
+      attn = layers.attend(q, k, v, attn_mask, bias,
+                           probs_dropout=drop.attention())
+      x = x + drop(_out(p["self_attn"], attn))
+      x = x + drop(_mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c, drop))
+    return drop(_norm(x, enc["final_norm"], c), broadcast_axis=None)
+
+  def _decode_all(self, tokens: jax.Array, encoded: jax.Array,
+                  self_mask: jax.Array, cross_mask: jax.Array,
+                  drop: Dropout = NO_DROPOUT) -> jax.Array:
+    """Uncached decoder stack up to (not including) the final norm.
+
+    Args:
+      tokens: [B, T] decoder input tokens.
+      encoded: [B, P, D] encoder outputs.
+      self_mask: [B or 1, T, T] bool self-attention mask.
+      cross_mask: [B, T or 1, P] bool cross-attention mask.
+      drop: dropout sites (training only).
+
+    Returns:
+      [B, T, D] residual stream after the last block.
+    """
+    c = self.config
+    pos = jnp.arange(tokens.shape[1], dtype=jnp.int32)
+    bias = position_bias(self.params["decoder"]["rel_bias"], pos, pos, False,
+                         c)
+    x = drop(self.params["embed"][tokens])
+    for p in self.params["decoder"]["layers"]:
+      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"], c))
+      attn = layers.attend(q, k, v, self_mask, bias,
+                           probs_dropout=drop.attention())
+      x = x + drop(_out(p["self_attn"], attn))
+      ca = p["cross_attn"]
+      cross_k = jnp.einsum("bpd,dhk->bphk", encoded, ca["k"])
+      cross_v = jnp.einsum("bpd,dhk->bphk", encoded, ca["v"])
+      x = self._cross_and_mlp(p, x, cross_k, cross_v, cross_mask, drop)
+    return x
 
   def _cross_and_mlp(self, p: Params, x: jax.Array, cross_k: jax.Array,
-                     cross_v: jax.Array, enc_mask: jax.Array) -> jax.Array:
-    """Cross-attention then feed-forward sub-layers of one decoder block."""
+                     cross_v: jax.Array, cross_mask: jax.Array,
+                     drop: Dropout = NO_DROPOUT) -> jax.Array:
+    """Cross-attention then feed-forward sub-layers of one decoder block.
+
+    Args:
+      p: the block's params.
+      x: [B, T, D] residual stream.
+      cross_k: [B, P, H, K] encoder keys.
+      cross_v: [B, P, H, K] encoder values.
+      cross_mask: [B, T or 1, P] bool, the encoder keys each query may see.
+      drop: dropout sites (training only).
+    """
     c = self.config
     h = _norm(x, p["cross_attn_norm"], c)
     q = jnp.einsum("btd,dhk->bthk", h, p["cross_attn"]["q"])
-    attn = layers.attend(q, cross_k, cross_v, enc_mask[:, None, :])
-    x = x + _out(p["cross_attn"], attn)
-    return x + _mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c)
+    attn = layers.attend(q, cross_k, cross_v, cross_mask,
+                         probs_dropout=drop.attention())
+    x = x + drop(_out(p["cross_attn"], attn))
+    return x + drop(_mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c, drop))
 
   def _logits(self, x: jax.Array) -> jax.Array:
     """Decoder output [B, T, D] -> float32 logits [B, T, V]."""
@@ -258,6 +458,35 @@ class T5(Transformer):
 
 
 jax.tree_util.register_pytree_node_class(T5)
+
+
+def _train_features(features: Mapping[str, jax.Array]):
+  """Checks a training batch; (encoder tokens, decoder tokens, segments).
+
+  segments is None (unpacked) or (encoder [B, P], decoder [B, T]) ids.
+  """
+  for name in ("encoder_input_tokens", "decoder_input_tokens"):
+    if name not in features:
+      raise ValueError(f"features: missing {name!r}")
+  enc = jnp.asarray(features["encoder_input_tokens"], jnp.int32)
+  dec = jnp.asarray(features["decoder_input_tokens"], jnp.int32)
+  if enc.ndim != 2 or dec.ndim != 2 or enc.shape[0] != dec.shape[0]:
+    raise ValueError(
+        "features: encoder_input_tokens and decoder_input_tokens must be "
+        f"[B, P] and [B, T], got {enc.shape} and {dec.shape}")
+  present = [n for n in PACKING_FEATURES if n in features]
+  if not present:
+    return enc, dec, None
+  missing = [n for n in PACKING_FEATURES if n not in features]
+  if missing:
+    raise ValueError(f"features: packed batch without {', '.join(missing)}")
+  for name in PACKING_FEATURES:
+    want = enc.shape if name.startswith("encoder") else dec.shape
+    if tuple(features[name].shape) != tuple(want):
+      raise ValueError(f"features: {name} has shape "
+                       f"{tuple(features[name].shape)}, expected {want}")
+  return enc, dec, (jnp.asarray(features["encoder_segment_ids"], jnp.int32),
+                    jnp.asarray(features["decoder_segment_ids"], jnp.int32))
 
 
 # --- random init ------------------------------------------------------------

@@ -1,0 +1,11 @@
+"""Fine-tuning and continued pre-training of T5 v1.1, the t5x way.
+
+  python -m harness finetune --gin_file finetune/<name>.gin --workdir DIR
+
+Modules: `config` (the run's settings and their gin files), `trainer` (the
+loop: Adafactor, accumulation, dropout, mesh, logs), `checkpoint` (orbax),
+`mfu` (model FLOPs and their utilisation), `cli` (the command), `data`
+(seqio tasks and batches), `span_corruption` (T5's objective). Imports stay
+light: ``python -m harness list`` imports this package (for the command)
+without loading gin, jax, TensorFlow or the models.
+"""

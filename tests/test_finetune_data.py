@@ -1,0 +1,161 @@
+"""harness.finetune.data: seqio tasks and batches for fine-tuning."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import pathlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("seqio")
+
+from harness.finetune import data  # noqa: E402
+from harness.tasks.spec import DataError  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+VOCAB = str(ROOT / "checkpoints/multi30k_t5/large/spiece.model")
+NEWSTEST = "ft_wmt_newstest_offline"
+PACKED = ("encoder_segment_ids", "encoder_positions", "decoder_segment_ids",
+          "decoder_positions")
+BASE = ("encoder_input_tokens", "decoder_input_tokens",
+        "decoder_target_tokens", "decoder_loss_weights")
+
+
+def _batches(task=NEWSTEST, split="train", n=None, **kw):
+  args = dict(vocab_path=VOCAB, lengths={"inputs": 32, "targets": 32},
+              batch_size=4, pack=False, seed=0, shuffle=True, repeat=True)
+  args.update(kw)
+  it = data.make_dataset(task, split, **args)
+  return list(itertools.islice(it, n)) if n is not None else list(it)
+
+
+def _rows(batches, key="encoder_input_tokens"):
+  """Non-empty rows as tuples of their non-zero tokens."""
+  return [tuple(r[r != 0]) for b in batches for r in b[key] if r.any()]
+
+
+def check_layout(batch, batch_size, lengths, pack):
+  """EncDecFeatureConverter invariants of one batch."""
+  names = BASE + (PACKED if pack else ())
+  assert sorted(batch) == sorted(names)
+  for k, v in batch.items():
+    side = "inputs" if k.startswith("encoder") else "targets"
+    assert v.dtype == np.int32 and v.shape == (batch_size, lengths[side]), k
+  tgt, dec_in = batch["decoder_target_tokens"], batch["decoder_input_tokens"]
+  if not pack:
+    np.testing.assert_array_equal(dec_in[:, 0], 0)
+    np.testing.assert_array_equal(dec_in[:, 1:], tgt[:, :-1])
+    np.testing.assert_array_equal(batch["decoder_loss_weights"], tgt > 0)
+    return
+  for side, tokens in (("encoder", batch["encoder_input_tokens"]),
+                       ("decoder", tgt)):
+    seg, pos = batch[f"{side}_segment_ids"], batch[f"{side}_positions"]
+    np.testing.assert_array_equal(seg > 0, tokens > 0)
+    for s_row, p_row in zip(seg, pos):
+      assert (np.diff(s_row[s_row > 0]) >= 0).all()  # Segments in order.
+      for s in np.unique(s_row[s_row > 0]):  # Positions 0..n-1 per segment.
+        np.testing.assert_array_equal(p_row[s_row == s],
+                                      np.arange((s_row == s).sum()))
+  # Decoder inputs: targets shifted right within each segment.
+  seg, pos = batch["decoder_segment_ids"], batch["decoder_positions"]
+  starts = (pos == 0) & (seg > 0)
+  np.testing.assert_array_equal(dec_in[starts], 0)
+  inner = (pos > 0)
+  np.testing.assert_array_equal(dec_in[:, 1:][inner[:, 1:]],
+                                tgt[:, :-1][inner[:, 1:]])
+  np.testing.assert_array_equal(batch["decoder_loss_weights"], tgt > 0)
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_newstest_layout(pack):
+  lengths = {"inputs": 128, "targets": 128}
+  batches = _batches(n=3, pack=pack, lengths=lengths)
+  for b in batches:
+    check_layout(b, 4, lengths, pack)
+  enc = np.concatenate([b["encoder_input_tokens"] for b in batches])
+  # Every example ends with EOS (id 1).
+  eos_count = (enc == 1).sum(axis=1)
+  if pack:
+    segments = np.concatenate([b["encoder_segment_ids"] for b in batches])
+    np.testing.assert_array_equal(eos_count, segments.max(axis=1))
+    # Sentences are ~45 tokens: packing puts several in some 128-token rows.
+    assert segments.max() > 1
+  else:
+    np.testing.assert_array_equal(eos_count, 1)
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_resume_yields_the_same_batches(pack):
+  lengths = {"inputs": 64, "targets": 64}
+  full = _batches(n=6, pack=pack, lengths=lengths, seed=7)
+  resumed = _batches(n=3, pack=pack, lengths=lengths, seed=7, start_batch=3)
+  for a, b in zip(full[3:], resumed):
+    assert a.keys() == b.keys()
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_seed_determines_the_order():
+  a, b = _batches(n=2, seed=1), _batches(n=2, seed=1)
+  c = _batches(n=2, seed=2)
+  assert _rows(a) == _rows(b)
+  assert _rows(a) != _rows(c)
+  unshuffled = _batches(n=1, shuffle=False, repeat=False)
+  assert _rows(unshuffled) == _rows(_batches(n=1, shuffle=False, seed=5))
+
+
+def test_offline_counts_and_final_batch_padding():
+  val = _batches(split="validation", shuffle=False, repeat=False,
+                 batch_size=256)
+  assert len(val) == 12  # ceil(3000 / 256), the last padded with zero rows.
+  assert len(_rows(val)) == 3000
+  last = val[-1]
+  assert last["encoder_input_tokens"].shape == (256, 32)
+  assert not last["encoder_input_tokens"][3000 - 11 * 256:].any()
+  assert not last["decoder_loss_weights"][3000 - 11 * 256:].any()
+  test = _batches(split="test", shuffle=False, repeat=False, batch_size=512)
+  assert len(_rows(test)) == 3003
+  train = _batches(split="train", shuffle=False, repeat=False, batch_size=1024)
+  assert len(_rows(train)) == 13071
+
+
+def test_shards_partition_the_split():
+  kw = dict(split="validation", shuffle=True, repeat=False, batch_size=512,
+            seed=3)
+  full = collections.Counter(_rows(_batches(**kw)))
+  s0 = _rows(_batches(shard_index=0, num_shards=2, **kw))
+  s1 = _rows(_batches(shard_index=1, num_shards=2, **kw))
+  assert len(s0) == 1500 and len(s1) == 1500
+  assert collections.Counter(s0) + collections.Counter(s1) == full
+
+
+def test_prefix_is_configurable():
+  plain = _batches(n=1, shuffle=False)
+  try:
+    data.register_finetune_tasks(VOCAB, prefixes={NEWSTEST: "English: "})
+    prefixed = _batches(n=1, shuffle=False)
+  finally:
+    data.register_finetune_tasks(VOCAB)
+  import seqio  # pylint: disable=g-import-not-at-top
+  vocab = seqio.SentencePieceVocabulary(VOCAB)
+  text = vocab.decode(list(_rows(prefixed)[0]))
+  assert text.startswith("English: ")
+  assert text[len("English: "):] == vocab.decode(list(_rows(plain)[0]))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"task": "nope"}, "unknown fine-tuning task 'nope'"),
+    ({"split": "dev"}, "split: ft_wmt_newstest_offline has splits"),
+    ({"lengths": {"inputs": 32}}, "lengths: expected"),
+    ({"shard_index": 2, "num_shards": 2}, "shard_index: 2 not in"),
+    ({"vocab_path": "/no/such.model"}, "/no/such.model: SentencePiece"),
+])
+def test_bad_arguments_fail_clearly(kwargs, match):
+  args = dict(task=NEWSTEST, split="train", vocab_path=VOCAB,
+              lengths={"inputs": 32, "targets": 32}, batch_size=2, pack=False,
+              seed=0, shuffle=False, repeat=False)
+  args.update(kwargs)
+  with pytest.raises(DataError, match=match):
+    data.make_dataset(args.pop("task"), args.pop("split"), **args)

@@ -225,14 +225,14 @@ def test_tfds_task_batches(task, mock_tfds):
   assert packed_examples == collections.Counter(_rows(plain))
 
 
-@pytest.mark.parametrize("task", [pytest.param("ft_xsum", marks=pytest.mark.slow),
-                                  "ft_c4_span"])
+@pytest.mark.parametrize(
+    "task", [pytest.param("ft_xsum", marks=pytest.mark.slow), "ft_c4_span"])
 def test_tfds_shards_are_disjoint(task, mock_tfds):
   kw = dict(task=task, split="train", batch_size=2, data_dir=mock_tfds,
             shuffle=True, repeat=False, seed=4,
             lengths={"inputs": 64, "targets": 32})
-  s0 = _rows(_batches(shard_index=0, num_shards=2, **kw), "decoder_target_tokens")
-  s1 = _rows(_batches(shard_index=1, num_shards=2, **kw), "decoder_target_tokens")
+  s0, s1 = (_rows(_batches(shard_index=i, num_shards=2, **kw),
+                  "decoder_target_tokens") for i in (0, 1))
   assert s0 and s1 and not set(s0) & set(s1)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from harness.finetune import span_corruption
 from harness.tasks import datasets
 from harness.tasks import prompts
 from harness.tasks import registry
@@ -125,7 +126,6 @@ def _source(task: FinetuneTask, data_dir: str | None) -> seqio.DataSource:
 def _seqio_task(task: FinetuneTask, vocab_path: str, prefix: str,
                 data_dir: str | None, extra_ids: int) -> seqio.Task:
   if task.target_field is None:
-    from harness.finetune import span_corruption  # pylint: disable=g-import-not-at-top
     vocabulary = seqio.SentencePieceVocabulary(
         vocab_path, extra_ids=extra_ids or T5_EXTRA_IDS)
     preprocessors = span_corruption.seqio_preprocessors(
@@ -277,7 +277,8 @@ def make_dataset(task: str, split: str, *, vocab_path: str,
   lengths = {k: int(v) for k, v in lengths.items()}
   ds = seqio_task.get_dataset(
       sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
-      shard_info=seqio.ShardInfo(index=shard_index, num_shards=num_shards),
+      shard_info=(seqio.ShardInfo(index=shard_index, num_shards=num_shards)
+                  if num_shards > 1 else None),
       num_epochs=None if repeat else 1, try_in_mem_cache=False)
   ds = seqio.EncDecFeatureConverter(pack=pack)(ds, task_feature_lengths=lengths)
   if repeat:

@@ -63,6 +63,10 @@ def test_export_loads_with_the_same_logits_and_decodes(small, tmp_path):
   os.umask(umask)
   # A directory as os.makedirs makes it (not tempfile's private 0700).
   assert os.stat(out).st_mode & 0o777 == 0o777 & ~umask
+  # Files as open() makes them: the weights too (not a writer's 0600).
+  for name in os.listdir(out):
+    assert os.stat(os.path.join(out, name)).st_mode & 0o777 == (
+        0o666 & ~umask), name
 
 
 def test_bfloat16_export(small, tmp_path):

@@ -151,6 +151,8 @@ def export_hf(params, config: T5Config, tokenizer_file: str | os.PathLike,
                  "num_parameters": num_params, "tokenizer": tokenizer.id,
                  "training": extra}, f, indent=2, sort_keys=True,
                 default=str)
+    for name in os.listdir(tmp):  # some writers create files 0600
+      os.chmod(os.path.join(tmp, name), 0o666 & ~umask)
     _replace_dir(tmp, out_dir)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -263,12 +263,16 @@ class InputIterator:
     directory = os.path.abspath(directory)
     tmp = f"{directory}.tmp-{os.getpid()}"
     tf.io.gfile.makedirs(tmp)
-    tf.train.Checkpoint(iterator=self._iterator).write(
-        os.path.join(tmp, _STATE_PREFIX))
-    meta = {"format": 1, "position": self.position, "skipped": self._skipped,
-            "signature": self._signature}
-    with tf.io.gfile.GFile(os.path.join(tmp, _STATE_META), "w") as f:
-      f.write(json.dumps(meta))
+    try:
+      tf.train.Checkpoint(iterator=self._iterator).write(
+          os.path.join(tmp, _STATE_PREFIX))
+      meta = {"format": 1, "position": self.position,
+              "skipped": self._skipped, "signature": self._signature}
+      with tf.io.gfile.GFile(os.path.join(tmp, _STATE_META), "w") as f:
+        f.write(json.dumps(meta))
+    except BaseException:
+      tf.io.gfile.rmtree(tmp)
+      raise
     if tf.io.gfile.exists(directory):
       tf.io.gfile.rmtree(directory)
     tf.io.gfile.rename(tmp, directory)

@@ -34,7 +34,7 @@ import functools
 import json
 import logging
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import seqio

@@ -357,6 +357,7 @@ def test_restore_reads_no_more_examples_far_into_the_stream(
   assert restore[1] < replay[1] / 10, (restore, replay)
 
 
+@pytest.mark.slow
 def test_span_corruption_iterator_state_restores(tmp_path, tfds_dir):
   """The C4 pipeline (span corruption runs in a numpy function, a pure
   function of seed and tokens) restores to the same batches. The source is

@@ -7,8 +7,13 @@ rename: a SIGKILL mid-save leaves the previous checkpoints intact and the
 partial one is ignored). It holds two items: ``state`` (the train state
 pytree, sharded arrays written per shard) and ``meta`` (JSON: step, data
 position, the config's fingerprint). The input pipeline's position is the
-step itself (``start_batch = step × accumulate_steps``), so nothing else is
-needed to resume.
+step itself (``start_batch = step × accumulate_steps``). Once the checkpoint
+is complete, each process adds its input iterator's state
+(``<step>/input_iterator/process_<i>_of_<n>/``, see
+`harness.finetune.data.InputIterator`), so that a resume restores the
+pipeline instead of replaying ``start_batch`` batches; a checkpoint without
+it (killed in between, an older run, a pipeline that cannot be
+checkpointed) is resumed by replaying.
 """
 
 from __future__ import annotations
@@ -57,6 +62,12 @@ class Checkpoints:
     restored = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["meta"])
+
+  def iterator_dir(self, step: int) -> str:
+    """Where this process's input iterator state of `step` goes."""
+    return os.path.join(
+        self.directory, str(step), "input_iterator",
+        f"process_{jax.process_index()}_of_{jax.process_count()}")
 
   def close(self) -> None:
     self._manager.close()

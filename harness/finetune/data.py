@@ -22,15 +22,19 @@ Both features get an EOS appended after trimming to the task lengths
 
 ``make_dataset`` turns a task split into numpy batches in the layout of
 seqio's ``EncDecFeatureConverter`` (packed or padded), sharded per host with
-``seqio.ShardInfo``, deterministic for a seed, resumable at a batch index.
+``seqio.ShardInfo``, deterministic for a seed, resumable at a batch index:
+in constant time from an iterator state that ``InputIterator.save`` wrote,
+else by replaying the stream.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import logging
 import os
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import seqio
@@ -211,12 +215,97 @@ def _pad_batch(batch: dict[str, tf.Tensor],
   return {k: pad(v) for k, v in batch.items()}
 
 
+class InputIterator:
+  """Numpy batches of a tf.data pipeline whose position can be saved.
+
+  Iterates like a plain iterator (``next`` gives feature name → int32
+  array). ``save(directory)`` writes the pipeline iterator's state (tf.data's
+  own checkpoint of every stage: file offsets, shuffle buffers and seeds,
+  packing and prefetch buffers) with ``tf.train.Checkpoint``; building the
+  same pipeline with ``make_dataset(..., iterator_state=directory)`` restores
+  it, so resuming costs the same at any position instead of replaying the
+  stream.
+
+  Attributes:
+    position: batches of the stream yielded so far (counting the ones
+      skipped or restored at construction).
+    resume: how the start position was reached: "start" (position 0),
+      "restored" (iterator state read) or "replayed" (the first ``position``
+      batches were read and skipped).
+    replayed: batches this iterator reads and drops to reach its start
+      (``position`` when replayed, 0 when started or restored).
+  """
+
+  def __init__(self, dataset: tf.data.Dataset, *, skipped: int,
+               position: int, resume: str, signature: dict):
+    self._iterator = iter(dataset)
+    self._skipped = skipped  # The pipeline's skip(): part of its structure.
+    self._signature = signature
+    self.position = position
+    self.resume = resume
+    self.replayed = position if resume == "replayed" else 0
+
+  def __iter__(self) -> "InputIterator":
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batch = next(self._iterator)
+    self.position += 1
+    return {k: v.numpy() for k, v in batch.items()}
+
+  def save(self, directory: str) -> None:
+    """Writes the iterator state to ``directory`` (atomically: a temporary
+    sibling, then a rename; an existing state is replaced).
+
+    Raises:
+      tf.errors.OpError: a pipeline stage cannot be checkpointed.
+    """
+    directory = os.path.abspath(directory)
+    tmp = f"{directory}.tmp-{os.getpid()}"
+    tf.io.gfile.makedirs(tmp)
+    try:
+      tf.train.Checkpoint(iterator=self._iterator).write(
+          os.path.join(tmp, _STATE_PREFIX))
+      meta = {"format": 1, "position": self.position,
+              "skipped": self._skipped, "signature": self._signature}
+      with tf.io.gfile.GFile(os.path.join(tmp, _STATE_META), "w") as f:
+        f.write(json.dumps(meta))
+    except BaseException:
+      tf.io.gfile.rmtree(tmp)
+      raise
+    if tf.io.gfile.exists(directory):
+      tf.io.gfile.rmtree(directory)
+    tf.io.gfile.rename(tmp, directory)
+
+  def _restore(self, directory: str) -> None:
+    tf.train.Checkpoint(iterator=self._iterator).read(
+        os.path.join(directory, _STATE_PREFIX)).assert_consumed()
+
+
+_STATE_PREFIX = "iterator"
+_STATE_META = "meta.json"
+
+
+def read_iterator_meta(directory: str | None) -> dict | None:
+  """The metadata of an iterator state written by ``InputIterator.save``,
+  or None when there is none (or it is unreadable)."""
+  if not directory:
+    return None
+  path = os.path.join(directory, _STATE_META)
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      meta = json.loads(f.read())
+  except (tf.errors.NotFoundError, OSError, ValueError):
+    return None
+  return meta if isinstance(meta, dict) and meta.get("format") == 1 else None
+
+
 def make_dataset(task: str, split: str, *, vocab_path: str,
                  lengths: Mapping[str, int], batch_size: int, pack: bool,
                  seed: int, shuffle: bool, repeat: bool, shard_index: int = 0,
                  num_shards: int = 1, start_batch: int = 0,
-                 data_dir: str | None = None
-                 ) -> Iterator[dict[str, np.ndarray]]:
+                 data_dir: str | None = None,
+                 iterator_state: str | None = None) -> InputIterator:
   """Batches of a task split in seqio's ``EncDecFeatureConverter`` layout.
 
   Features (int32, ``[batch_size, length]``): ``encoder_input_tokens``
@@ -228,11 +317,15 @@ def make_dataset(task: str, split: str, *, vocab_path: str,
 
   The stream is a function of (task, split, vocabulary, lengths, pack,
   batch_size, seed, shuffle, shard): ``start_batch=k`` yields exactly the
-  batches an uninterrupted iterator yields from its k-th on (the pipeline is
-  replayed and the first k batches skipped). Every host must pass the same
-  ``seed`` so that the shards stay disjoint. With ``repeat`` the epochs run
-  forever (a fresh shuffle each) and incomplete batches never occur; without
-  it the last batch is completed with all-zero rows (loss weight 0).
+  batches an uninterrupted iterator yields from its k-th on. When
+  ``iterator_state`` names a state that ``InputIterator.save`` wrote at
+  position k for the same stream, it is restored (constant time in k);
+  otherwise (no state, another position or stream) the pipeline is replayed
+  and the first k batches skipped. ``InputIterator.resume`` says which. Every
+  host must pass the same ``seed`` so that the shards stay disjoint. With
+  ``repeat`` the epochs run forever (a fresh shuffle each) and incomplete
+  batches never occur; without it the last batch is completed with all-zero
+  rows (loss weight 0).
 
   If the tasks were not registered with this vocabulary and data_dir,
   registers them (keeping earlier ``register_finetune_tasks`` prefixes and
@@ -250,12 +343,14 @@ def make_dataset(task: str, split: str, *, vocab_path: str,
     repeat: Repeat the split indefinitely.
     shard_index: This host's shard.
     num_shards: Number of shards (hosts).
-    start_batch: Batches to skip (resume position).
+    start_batch: Resume position (batches already consumed).
     data_dir: TFDS data directory.
+    iterator_state: Directory of a saved iterator state to restore at
+      ``start_batch`` (ignored when absent or not of this stream).
 
   Returns:
-    An iterator of feature name → int32 array (arguments are checked and
-    the pipeline built before it is returned).
+    An ``InputIterator`` (arguments are checked and the pipeline built
+    before it is returned).
 
   Raises:
     DataError: a bad argument, naming it.
@@ -275,17 +370,51 @@ def make_dataset(task: str, split: str, *, vocab_path: str,
     raise DataError(f"split: {task} has splits {TASKS[task].splits}, not "
                     f"{split!r}")
   lengths = {k: int(v) for k, v in lengths.items()}
-  ds = seqio_task.get_dataset(
-      sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
-      shard_info=(seqio.ShardInfo(index=shard_index, num_shards=num_shards)
-                  if num_shards > 1 else None),
-      num_epochs=None if repeat else 1, try_in_mem_cache=False)
-  ds = seqio.EncDecFeatureConverter(pack=pack)(ds, task_feature_lengths=lengths)
-  if repeat:
-    ds = ds.batch(batch_size, drop_remainder=True)
-  else:
-    ds = ds.batch(batch_size).map(
-        functools.partial(_pad_batch, batch_size=batch_size))
-  ds = ds.skip(start_batch).map(
-      lambda b: {k: tf.cast(v, tf.int32) for k, v in b.items()})
-  return (dict(b) for b in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
+  signature = {"task": task, "split": split, "lengths": lengths,
+               "batch_size": batch_size, "pack": pack, "seed": seed,
+               "shuffle": shuffle, "repeat": repeat,
+               "shard_index": shard_index, "num_shards": num_shards}
+  meta = read_iterator_meta(iterator_state) if start_batch else None
+  restore = (meta is not None and meta.get("position") == start_batch
+             and meta.get("signature") == signature)
+
+  def build(skip: int) -> tf.data.Dataset:
+    ds = seqio_task.get_dataset(
+        sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
+        shard_info=(seqio.ShardInfo(index=shard_index, num_shards=num_shards)
+                    if num_shards > 1 else None),
+        num_epochs=None if repeat else 1, try_in_mem_cache=False)
+    ds = seqio.EncDecFeatureConverter(pack=pack)(
+        ds, task_feature_lengths=lengths)
+    if repeat:
+      ds = ds.batch(batch_size, drop_remainder=True)
+    else:
+      ds = ds.batch(batch_size).map(
+          functools.partial(_pad_batch, batch_size=batch_size))
+    ds = ds.skip(skip).map(
+        lambda b: {k: tf.cast(v, tf.int32) for k, v in b.items()})
+    options = tf.data.Options()
+    # The pipelines' Python stages (span corruption) are pure functions of
+    # their inputs and the SentencePiece resource is read-only: there is no
+    # external state that a checkpoint of the iterator would miss.
+    options.experimental_external_state_policy = (
+        tf.data.experimental.ExternalStatePolicy.IGNORE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+  if restore:
+    # The restored state includes the skip() of the run that saved it (a
+    # stage of the pipeline's structure); nothing is read again.
+    skipped = int(meta["skipped"])
+    it = InputIterator(build(skipped), skipped=skipped, position=start_batch,
+                       resume="restored", signature=signature)
+    try:
+      it._restore(iterator_state)  # pylint: disable=protected-access
+      return it
+    except (tf.errors.OpError, AssertionError, ValueError) as err:
+      logging.warning("%s: iterator state not restored (%s); replaying %d "
+                      "batches", iterator_state, str(err).splitlines()[0],
+                      start_batch)
+  return InputIterator(build(start_batch), skipped=start_batch,
+                       position=start_batch,
+                       resume="replayed" if start_batch else "start",
+                       signature=signature)

@@ -327,9 +327,13 @@ def register_tasks(cfg: FinetuneConfig, vocab_path: str | None) -> None:
 
 
 def batches(cfg: FinetuneConfig, vocab_path: str | None, vocab_size: int,
-            split: str, *, train: bool, start_batch: int = 0
-            ) -> Iterator[Batch]:
-  """This host's microbatches (rows = microbatch / hosts) of a split."""
+            split: str, *, train: bool, start_batch: int = 0,
+            iterator_state: str | None = None) -> Iterator[Batch]:
+  """This host's microbatches (rows = microbatch / hosts) of a split.
+
+  Text tasks give a `harness.finetune.data.InputIterator` (its state can be
+  saved; `iterator_state` is restored when it matches `start_batch`); the
+  synthetic task indexes its batches, so starts anywhere at once."""
   hosts, host = jax.process_count(), jax.process_index()
   rows = cfg.microbatch_size // hosts
   if rows * hosts != cfg.microbatch_size:
@@ -345,7 +349,8 @@ def batches(cfg: FinetuneConfig, vocab_path: str | None, vocab_size: int,
       lengths={"inputs": cfg.inputs_length, "targets": cfg.targets_length},
       batch_size=rows, pack=cfg.pack, seed=cfg.seed,
       shuffle=cfg.shuffle and train, repeat=train, shard_index=host,
-      num_shards=hosts, start_batch=start_batch, data_dir=cfg.data_dir))
+      num_shards=hosts, start_batch=start_batch, data_dir=cfg.data_dir,
+      iterator_state=iterator_state))
 
 
 def _stack(iterator: Iterator[Batch], num: int) -> Batch | None:
@@ -580,7 +585,24 @@ def train(cfg: FinetuneConfig, workdir: str, gin_text: str = "", *,
                          cfg.targets_length)
   peak = mfu.peak_flops()
   it = batches(cfg, vocab_path, vocab_size, cfg.train_split, train=True,
-               start_batch=start * cfg.accumulate_steps)
+               start_batch=start * cfg.accumulate_steps,
+               iterator_state=ckpts.iterator_dir(start) if start else None)
+  if start:
+    how = getattr(it, "resume", "indexed (synthetic data)")
+    log(f"input pipeline at batch {start * cfg.accumulate_steps}: {how}"
+        + (" from its saved iterator state" if how == "restored" else ""))
+  saving_iterator = [hasattr(it, "save")]
+
+  def save_checkpoint(step: int) -> None:
+    ckpts.save(step, state, {"step": step, "fingerprint": fingerprint,
+                             "data_batches": step * cfg.accumulate_steps})
+    if saving_iterator[0]:
+      try:
+        it.save(ckpts.iterator_dir(step))
+      except Exception as err:  # pylint: disable=broad-except
+        saving_iterator[0] = False
+        log(f"input iterator state not saved ({str(err).splitlines()[0]}); "
+            "a resume will replay the input pipeline")
   last_step = cfg.last_step
   bar = _progress(last_step, start, progress)
   began = last_save = time.monotonic()
@@ -628,8 +650,7 @@ def train(cfg: FinetuneConfig, workdir: str, gin_text: str = "", *,
     if (step % cfg.checkpoint_every_steps == 0 or step == last_step
         or out_of_time or (cfg.checkpoint_every_s is not None
                            and now - last_save >= cfg.checkpoint_every_s)):
-      ckpts.save(step, state, {"step": step, "fingerprint": fingerprint,
-                               "data_batches": step * cfg.accumulate_steps})
+      save_checkpoint(step)
       last_save = time.monotonic()
     if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and (
         step < last_step):
@@ -643,8 +664,7 @@ def train(cfg: FinetuneConfig, workdir: str, gin_text: str = "", *,
   if bar is not None:
     bar.close()
   if step > start and ckpts.latest_step() != step:
-    ckpts.save(step, state, {"step": step, "fingerprint": fingerprint,
-                             "data_batches": step * cfg.accumulate_steps})
+    save_checkpoint(step)
   ckpts.close()
   summary.update(
       end_step=step, stop_reason=reason,

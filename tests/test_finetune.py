@@ -211,3 +211,23 @@ def test_export_loads_and_decodes(runs):
   tokens = evaluate.greedy_tokens(loaded.model, prompt, max_decode_len=8)
   assert 1 <= len(tokens) <= 8
   assert all(0 <= t < loaded.model.config.vocab_size for t in tokens)
+
+
+def test_parses_after_another_gin_config_was_locked():
+  # A sweep's gin parse locks gin's config; the fine-tuning config (and the
+  # sweep's configurables, registered on first use) must still register.
+  code = textwrap.dedent("""
+      import gin
+      gin.parse_config("")  # finalises: the config is now locked
+      from harness.finetune import config
+      cfg, _ = config.parse(["finetune/wmt14_ende_small.gin"],
+                            ["INIT_CHECKPOINT = '/ckpt'"])
+      from harness.runner import gin_config
+      gin_config._register()  # pylint: disable=protected-access
+      print("OK", cfg.task)
+  """)
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=REPO))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "OK ft_wmt14_ende" in out.stdout

@@ -200,8 +200,10 @@ def _register() -> None:
   try:
     gin.get_configurable(name)
   except ValueError:
-    gin.external_configurable(FinetuneConfig, name="FinetuneConfig",
-                              module=GIN_MODULE)
+    # A parse of any gin config (the sweeps' included) locks it at the end.
+    with gin.unlock_config():
+      gin.external_configurable(FinetuneConfig, name="FinetuneConfig",
+                                module=GIN_MODULE)
 
 
 def search_paths() -> list[str]:

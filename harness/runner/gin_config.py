@@ -84,8 +84,9 @@ def _register() -> None:
   for name, cls in CONFIGURABLES.items():
     full = f"{GIN_MODULE}.{name}"
     if not _is_registered(full):
-      gin.external_configurable(_factory(name, cls), name=name,
-                                module=GIN_MODULE)
+      with gin.unlock_config():  # a finished parse leaves the config locked
+        gin.external_configurable(_factory(name, cls), name=name,
+                                  module=GIN_MODULE)
 
 
 def _is_registered(name: str) -> bool:

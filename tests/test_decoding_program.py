@@ -197,7 +197,7 @@ STOP_METHODS = [
     ("spec_cascade_chow", 0.3, {}),
     ("token_cascade_chow", 0.4, {"max_small_run": 3}),
     ("oracle_cascade_diff", 0.1, {}),
-    ("cs_drafting", 0.0, {}),
+    pytest.param("cs_drafting", 0.0, {}, marks=pytest.mark.slow),  # ~21 s
 ]
 
 
@@ -245,6 +245,7 @@ def test_stop_sequence_must_lie_in_the_generated_tokens():
 
 # --- buffers of encoder-decoder models ---------------------------------------
 
+@pytest.mark.slow  # default-suite budget (make test-slow); ~23 s
 def test_long_encoder_prompt_does_not_grow_the_decoder_cache():
   t5 = random_t5(jax.random.key(0), configs.TINY_T5)
   sizes = {b: decoding.buffer_size("spec_decode", t5, t5, prompt_bucket=b,

@@ -98,6 +98,7 @@ def test_metrics_known_values():
       pytest.approx(float(uniform["kl"]), rel=1e-6))
 
 
+@pytest.mark.slow  # default-suite budget (make test-slow); ~20 s
 def test_a_few_steps_lower_the_kl(teacher, rows, tmp_path, tokenizer):
   config = distill.drafter_config(TEACHER, d_model=16, num_layers=2,
                                   num_heads=2, head_dim=8, d_ff=32)

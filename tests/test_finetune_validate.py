@@ -45,6 +45,7 @@ def test_bleu_equals_the_evaluate_path(small, sentences):
   assert got["decode_seconds"] > 0
 
 
+@pytest.mark.slow  # default-suite budget (make test-slow); ~11 s
 def test_prefix_and_truncation_reach_the_prompt(small, sentences):
   ex = sentences[0]
   full = validate.greedy_eval(small.model, small.tokenizer,

@@ -14,6 +14,7 @@ XLA_FLAGS must be set before jax initialises, so the checks run in a fresh
 interpreter (as in test_sharding.py).
 """
 
+import pytest
 import textwrap
 
 from tests.test_sharding import run_on_8_devices
@@ -100,6 +101,7 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # default-suite budget (make test-slow); ~60 s
 def test_sharded_safetensors_load_into_4_way_mesh():
   stdout = run_on_8_devices(_SCRIPT)
   for line in ("gemma2 ok", "t5 ok", "REPORT"):

@@ -287,6 +287,7 @@ def _subprocess_sweep(results, cache):
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow  # default-suite budget (make test-slow); ~30 s; make faults also kills and resumes sweeps
 def test_sigkill_mid_sweep_then_resume_matches(uninterrupted, jax_cache,
                                                tmp_path):
   cells_dir = tmp_path / "smoke" / "cells"

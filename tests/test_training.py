@@ -148,6 +148,7 @@ def test_time_limit_stops_training(tokenizer):
   assert result.best_step == 1
 
 
+@pytest.mark.slow  # default-suite budget (make test-slow); ~15 s
 def test_t5_query_steps_are_scaled(tokenizer):
   t5 = train.init_model(_tiny_config("t5", tokenizer.vocab_size), 0)
   scales = train.query_step_scales(t5)

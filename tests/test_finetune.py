@@ -163,7 +163,7 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("finetune")
   gin_file = root / "tiny.gin"
   gin_file.write_text(_GIN.format(vocab=VOCAB))
-  cache = str(root / "xla_cache")
+  cache = os.environ["HARNESS_TEST_FINETUNE_XLA_CACHE"]  # conftest.py
   full, killed = str(root / "full"), str(root / "killed")
   first = _finetune(full, str(gin_file), cache)
   assert first.returncode == 0, first.stderr[-3000:]

@@ -135,7 +135,7 @@ def _args(tmp_path, gin):
 
 
 def test_key_error_message_is_not_quoted(capsys):
-  cli._fail(KeyError("checkpoint x has no tensor 'w'"), 1, debug=False)
+  cli.fail_one_line(KeyError("checkpoint x has no tensor 'w'"), 1, debug=False)
   assert capsys.readouterr().err == (
       "error: checkpoint x has no tensor 'w'\n")
 

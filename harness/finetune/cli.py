@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-import traceback
 
 CONFIG_ERROR_EXIT = 2
 RUN_ERROR_EXIT = 1
@@ -43,30 +41,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def _fail(err: BaseException, code: int, debug: bool) -> int:
-  if debug:
-    traceback.print_exception(err)
-  else:
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else (
-        str(err))
-    message = text.strip().splitlines()[0] if text.strip() else (
-        type(err).__name__)
-    print(f"error: {message}", file=sys.stderr)
-  return code
-
-
 def finetune(args: argparse.Namespace) -> int:
   """Parses the gin config, then runs `trainer.train`."""
   # pylint: disable=g-import-not-at-top
   from harness.finetune import config as config_lib
   from harness.runner import gin_config
+  from harness.runner.cli import fail_one_line, gin_overrides
   # pylint: enable=g-import-not-at-top
-  bindings = args.gin_binding + [
-      g.removeprefix("--gin.") for g in getattr(args, "gin", [])]
+  bindings = args.gin_binding + gin_overrides(getattr(args, "gin", []))
   try:
     cfg, text = config_lib.parse(args.gin_file, bindings)
   except (gin_config.ConfigError, ValueError) as err:
-    return _fail(err, CONFIG_ERROR_EXIT, args.debug)
+    return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   import jax  # pylint: disable=g-import-not-at-top
   if args.distributed:
     jax.distributed.initialize()
@@ -77,9 +63,9 @@ def finetune(args: argparse.Namespace) -> int:
     trainer.train(cfg, args.workdir, text, progress=not args.no_progress,
                   kill_at_step=args.kill_at_step)
   except (ValueError, FileNotFoundError, KeyError) as err:
-    return _fail(err, CONFIG_ERROR_EXIT, args.debug)
+    return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   except Exception as err:  # pylint: disable=broad-except
-    return _fail(err, RUN_ERROR_EXIT, args.debug)
+    return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
   return 0
 
 

@@ -28,7 +28,7 @@ RUN_ERROR_EXIT = 1
 EXPERIMENTS_GLOB = os.path.join("experiments", "*.gin")
 
 
-def _gin_overrides(values: list[str]) -> list[str]:
+def gin_overrides(values: list[str]) -> list[str]:
   """``--gin.X=Y`` arguments -> gin binding strings ``X=Y``."""
   return [v.removeprefix("--gin.") for v in values]
 
@@ -74,7 +74,9 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="show tracebacks")
 
 
-def _fail(err: BaseException, code: int, debug: bool) -> int:
+def fail_one_line(err: BaseException, code: int, debug: bool) -> int:
+  """Prints ``error: <first line>`` (or the traceback with ``--debug``);
+  returns ``code``. Shared by the sweep and fine-tuning commands."""
   if debug:
     traceback.print_exception(err)
   else:
@@ -91,13 +93,13 @@ def _run(args: argparse.Namespace) -> int:
   from harness.runner import cells  # pylint: disable=g-import-not-at-top
   from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
   from harness.runner import runner  # pylint: disable=g-import-not-at-top
-  bindings = args.gin_binding + _gin_overrides(getattr(args, "gin", []))
+  bindings = args.gin_binding + gin_overrides(getattr(args, "gin", []))
   try:
     shard = cells.Shard.parse(getattr(args, "shard", "0/1"))
     unused = []
     exp, text = gin_config.parse(args.gin_file, bindings, unused)
   except (gin_config.ConfigError, ValueError) as err:
-    return _fail(err, CONFIG_ERROR_EXIT, args.debug)
+    return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   for binding in unused:
     print(f"warning: --gin.{binding}: no gin file defines or uses this "
           "macro (a typo?); it has no effect", file=sys.stderr)
@@ -124,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     exp = _gate(exp)
     runner.run_experiment(exp, options)
   except Exception as err:  # pylint: disable=broad-except
-    return _fail(err, RUN_ERROR_EXIT, args.debug)
+    return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
   return 0
 
 
@@ -137,7 +139,7 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
   try:
     topo = devices.parse(simulate) if simulate else devices.detect()
   except ValueError as err:
-    return _fail(err, CONFIG_ERROR_EXIT, debug)
+    return fail_one_line(err, CONFIG_ERROR_EXIT, debug)
   results = store.ResultsStore(exp.results_dir, exp.name)
   return dryrun.dry_run(exp, lambda e: runner.plan(e, options), topo,
                         results.is_done, results.dir, sys.stdout)
@@ -169,7 +171,7 @@ def _gather(args: argparse.Namespace) -> int:
   try:
     copied, filled = topology.gather(args.hosts, args.into)
   except (OSError, ValueError) as err:
-    return _fail(err, RUN_ERROR_EXIT, args.debug)
+    return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
   print(f"gathered {copied} files from {len(args.hosts)} hosts into "
         f"{args.into}; filled relative latency of {len(filled)} cells")
   return 0

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
          args.gin_file, f"--gin.RESULTS_DIR='{parent}'",
          f"--gin.EXPERIMENT_NAME='{name}'"]
   cmd += [f"--gin.{g}" for g in args.gin]
+  if args.cpu_threads is not None:
+    cmd += ["--cpu_threads", args.cpu_threads]
   info = {"command": cmd, "busy": args.busy, "seed": args.seed,
           "loadavg_before": _loadavg(), "start_unix": time.time()}
   burner: list[subprocess.Popen] = []
@@ -131,6 +133,10 @@ def main() -> int:
   r.add_argument("--out", required=True)
   r.add_argument("--gin", action="append", default=[],
                  help="extra gin binding, e.g. \"Latency.protocol='paired'\"")
+  r.add_argument("--cpu_threads", default=None,
+                 help="passed to the sweep (default: the sweep's 'auto', one "
+                 "XLA:CPU thread on a CPU-only host; 0 = one per CPU, the "
+                 "setting of the runs before --cpu_threads existed)")
   r.add_argument("--busy", action="store_true")
   r.add_argument("--seed", type=int, default=0)
   r.add_argument("--burn_from", type=float, default=60.0)

@@ -63,6 +63,11 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="persistent XLA compilation cache: a repeated run "
                       "loads its programs instead of compiling them (also "
                       "HARNESS_COMPILATION_CACHE; off by default)")
+  parser.add_argument("--cpu_threads", default=None, metavar="N",
+                      help="XLA:CPU threads per program: 'auto' (default; 1 "
+                      "on a CPU-only host, so that relative latencies do not "
+                      "depend on how many cores are free), 0 = one per CPU, "
+                      "or N (also HARNESS_CPU_THREADS)")
   parser.add_argument("--allow_unisolated_mbpp", action="store_true",
                       help="run MBPP's generated code even where no "
                       "kernel-enforced sandbox works (audit hook only; "
@@ -93,7 +98,14 @@ def _run(args: argparse.Namespace) -> int:
   from harness.runner import cells  # pylint: disable=g-import-not-at-top
   from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
   from harness.runner import runner  # pylint: disable=g-import-not-at-top
+  from harness.runner import cpu_threads  # pylint: disable=g-import-not-at-top
   bindings = args.gin_binding + gin_overrides(getattr(args, "gin", []))
+  try:
+    threads = cpu_threads.resolve(getattr(args, "cpu_threads", None))
+  except ValueError as err:
+    return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
+  if not args.dry_run:
+    cpu_threads.limit(threads)
   try:
     shard = cells.Shard.parse(getattr(args, "shard", "0/1"))
     unused = []

@@ -58,9 +58,14 @@ def device_info() -> dict:
   """Platform, device kind and device count of the default JAX backend."""
   import jax  # pylint: disable=g-import-not-at-top
   devices = jax.devices()
+  from harness.runner import cpu_threads  # pylint: disable=g-import-not-at-top
   return {"platform": devices[0].platform,
           "device_kind": devices[0].device_kind,
-          "num_devices": len(devices)}
+          "num_devices": len(devices),
+          # XLA:CPU's pool size when --cpu_threads set it (None: one per CPU).
+          "xla_cpu_threads": cpu_threads.applied(),
+          "cpus_allowed": len(os.sched_getaffinity(0)) if hasattr(
+              os, "sched_getaffinity") else os.cpu_count()}
 
 
 _SYS_FREQ = "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"

@@ -91,3 +91,16 @@ def test_sweep_rejects_a_bad_cpu_threads_in_one_line(tmp_path):
   lines = out.stderr.strip().splitlines()
   assert lines == ["error: --cpu_threads / HARNESS_CPU_THREADS: 'many' is not "
                    "'auto' or an integer >= 0"]
+
+
+def test_report_names_the_thread_count_and_warns_when_runs_mix_them():
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from harness.report import report  # pylint: disable=g-import-not-at-top
+  one = pd.DataFrame({"platform": ["cpu", "cpu"], "xla_cpu_threads": [1, 1]})
+  assert "XLA:CPU threads per program: 1" in report.cpu_threads_note(one)
+  mixed = pd.DataFrame({"platform": ["cpu", "cpu"],
+                        "xla_cpu_threads": [1, 0]})
+  note = report.cpu_threads_note(mixed)
+  assert note.startswith("Warning") and "1, one per CPU" in note
+  gpu = pd.DataFrame({"platform": ["gpu"], "xla_cpu_threads": [0]})
+  assert report.cpu_threads_note(gpu) is None

@@ -158,7 +158,8 @@ def summary_row(summary: Any, path: pathlib.Path) -> dict[str, Any]:
     A dict with the ``cell`` fields, ``cell_id``, ``experiment``,
     ``headline_metric``, ``quality`` (the headline value, NaN if null),
     ``qualities`` (all metrics), ``mean_s``, ``relative_latency``,
-    ``latency_protocol`` ("paired" or "unpaired"),
+    ``latency_protocol`` ("paired" or "unpaired"), ``platform`` and
+    ``xla_cpu_threads`` (the provenance's device; 0 = XLA's default pool),
     ``cost_relative_latency``, the :data:`STAT_COLUMNS`, ``summary_path``
     and ``config_json`` (for duplicate detection).
   """
@@ -186,6 +187,11 @@ def summary_row(summary: Any, path: pathlib.Path) -> dict[str, Any]:
   row["latency_protocol"] = get_field(
       summary, "latency.protocol", where, kind="str", nullable=True,
       default=latency_lib.UNPAIRED)
+  row["platform"] = get_field(summary, "provenance.device.platform", where,
+                              kind="str", nullable=True, default="")
+  threads = get_field(summary, "provenance.device.xla_cpu_threads", where,
+                      kind="number", nullable=True)
+  row["xla_cpu_threads"] = 0 if threads is None else int(threads)
   row["cost_relative_latency"] = _number(
       summary, "cost_model.relative_latency", where)
   for name in STAT_COLUMNS:

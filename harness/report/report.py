@@ -33,6 +33,23 @@ PAIRED_NOTE = (
     "geometric mean of the per-example ratios, with a bootstrap interval "
     "over examples.")
 TABLE_STEM = "table2"
+
+
+def cpu_threads_note(cells: pd.DataFrame) -> str | None:
+  """One sentence on XLA:CPU's pool size for results timed on a CPU."""
+  if "platform" not in cells or "xla_cpu_threads" not in cells:
+    return None
+  on_cpu = cells[cells["platform"] == "cpu"]
+  if on_cpu.empty:
+    return None
+  sizes = sorted(set(int(n) for n in on_cpu["xla_cpu_threads"]))
+  names = ["one per CPU" if n == 0 else str(n) for n in sizes]
+  if len(sizes) > 1:
+    return ("Warning: these CPU results were timed with different XLA:CPU "
+            f"thread counts ({', '.join(names)}; --cpu_threads): their "
+            "relative latencies are not comparable with one another.")
+  return (f"XLA:CPU threads per program: {names[0]} (--cpu_threads; "
+          "relative latencies depend on it, docs/timing.md).")
 POINTS_FILE = "points.csv"
 # Columns of points.csv: everything needed to re-plot a curve.
 POINT_COLUMNS = (
@@ -84,6 +101,9 @@ class Report:
     if ("latency_protocol" in self.cells
         and (self.cells["latency_protocol"] == PAIRED).any()):
       notes.append(PAIRED_NOTE)
+    threads = cpu_threads_note(self.cells)
+    if threads:
+      notes.append(threads)
     return notes + list(b.notes)
 
 

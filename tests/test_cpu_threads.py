@@ -101,6 +101,21 @@ def test_report_names_the_thread_count_and_warns_when_runs_mix_them():
   mixed = pd.DataFrame({"platform": ["cpu", "cpu"],
                         "xla_cpu_threads": [1, 0]})
   note = report.cpu_threads_note(mixed)
-  assert note.startswith("Warning") and "1, one per CPU" in note
+  assert note.startswith("Warning") and "one per CPU, 1;" in note
   gpu = pd.DataFrame({"platform": ["gpu"], "xla_cpu_threads": [0]})
   assert report.cpu_threads_note(gpu) is None
+
+
+def test_in_process_sweep_keeps_a_running_jax_under_auto_but_not_explicit(
+    capsys):
+  import jax  # pylint: disable=g-import-not-at-top
+  from harness import __main__ as cli  # pylint: disable=g-import-not-at-top
+  jax.devices()
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.skip("one CPU: limit(1) is the default and does nothing")
+  code = cli.main(["sweep", "--gin_file", "experiments/default.gin",
+                   "--cpu_threads", "1", "--gin.NUM_EXAMPLES=1"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2
+  assert err[-1].startswith("error: --cpu_threads 1: JAX's backends already "
+                            "exist")

@@ -71,7 +71,8 @@ def resolve(value: str | int | None) -> int:
   return n
 
 
-def _backends_exist() -> bool:
+def backends_exist() -> bool:
+  """Whether JAX has created its backends (XLA's pools are sized)."""
   from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
   return xla_bridge.backends_are_initialized()
 
@@ -93,7 +94,7 @@ def limit(n: int) -> int | None:
       None)
   if n <= 0 or allowed is None or n >= len(allowed):
     return None
-  if _backends_exist():
+  if backends_exist():
     raise RuntimeError(f"--cpu_threads {n}: JAX's backends already exist, so "
                        "XLA's CPU thread pool is already sized; set it "
                        "before the first JAX device call")

@@ -34,22 +34,6 @@ PAIRED_NOTE = (
     "over examples.")
 TABLE_STEM = "table2"
 
-
-def cpu_threads_note(cells: pd.DataFrame) -> str | None:
-  """One sentence on XLA:CPU's pool size for results timed on a CPU."""
-  if "platform" not in cells or "xla_cpu_threads" not in cells:
-    return None
-  on_cpu = cells[cells["platform"] == "cpu"]
-  if on_cpu.empty:
-    return None
-  sizes = sorted(set(int(n) for n in on_cpu["xla_cpu_threads"]))
-  names = ["one per CPU" if n == 0 else str(n) for n in sizes]
-  if len(sizes) > 1:
-    return ("Warning: these CPU results were timed with different XLA:CPU "
-            f"thread counts ({', '.join(names)}; --cpu_threads): their "
-            "relative latencies are not comparable with one another.")
-  return (f"XLA:CPU threads per program: {names[0]} (--cpu_threads; "
-          "relative latencies depend on it, docs/timing.md).")
 POINTS_FILE = "points.csv"
 # Columns of points.csv: everything needed to re-plot a curve.
 POINT_COLUMNS = (
@@ -75,6 +59,23 @@ FIGURES: dict[str, Callable[[pd.DataFrame], object]] = {
     "bild": appendix.plot_bild,
     "speedup": appendix.plot_speedup,
 }
+
+
+def cpu_threads_note(cells: pd.DataFrame) -> str | None:
+  """One sentence on XLA:CPU's pool size for results timed on a CPU."""
+  if "platform" not in cells or "xla_cpu_threads" not in cells:
+    return None
+  on_cpu = cells[cells["platform"] == "cpu"]
+  if on_cpu.empty:
+    return None
+  sizes = sorted(set(int(n) for n in on_cpu["xla_cpu_threads"]))
+  names = ["one per CPU" if n == 0 else str(n) for n in sizes]
+  if len(sizes) > 1:
+    return ("Warning: these CPU results were timed with different XLA:CPU "
+            f"thread counts ({', '.join(names)}; --cpu_threads): their "
+            "relative latencies are not comparable with one another.")
+  return (f"XLA:CPU threads per program: {names[0]} (--cpu_threads; "
+          "relative latencies depend on it, docs/timing.md).")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

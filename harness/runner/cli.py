@@ -100,17 +100,12 @@ def _run(args: argparse.Namespace) -> int:
   from harness.runner import runner  # pylint: disable=g-import-not-at-top
   from harness.runner import cpu_threads  # pylint: disable=g-import-not-at-top
   bindings = args.gin_binding + gin_overrides(getattr(args, "gin", []))
-  requested = getattr(args, "cpu_threads", None) or os.environ.get(
-      cpu_threads.ENV)
   try:
-    threads = cpu_threads.resolve(requested)
-    # An in-process caller (a notebook, the tests) whose JAX is already up
-    # keeps its pool under `auto`; an explicit count that can't be honoured
-    # is an error.
-    if not args.dry_run and not (
-        str(requested or "auto").strip().lower() == "auto"
-        and cpu_threads.backends_exist()):
-      cpu_threads.limit(threads)
+    value = getattr(args, "cpu_threads", None)
+    if args.dry_run:
+      cpu_threads.resolve(value)  # checked; a dry run loads no program
+    else:
+      cpu_threads.apply(value)
   except (ValueError, RuntimeError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   try:

@@ -113,6 +113,23 @@ def limit(n: int) -> int | None:
   return n
 
 
+def apply(value: str | int | None) -> int | None:
+  """``--cpu_threads`` as the sweep command takes it: resolve, then limit.
+
+  An in-process caller (a notebook, the tests) whose JAX is already running
+  keeps its pool under ``auto``; an explicit count that can no longer be
+  honoured raises.
+
+  Raises:
+    ValueError for a bad value, RuntimeError as ``limit``.
+  """
+  n = resolve(value)
+  explicit = value if value is not None else os.environ.get(ENV)
+  if str(explicit or "auto").strip().lower() == "auto" and backends_exist():
+    return None
+  return limit(n)
+
+
 def applied() -> int | None:
   """The pool size ``limit`` set in this process (None: XLA's default)."""
   return _applied

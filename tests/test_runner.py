@@ -16,6 +16,7 @@ import time
 import jax
 import pytest
 
+from harness import decoding
 from harness.__main__ import main
 from harness.metrics import sandbox
 from harness.runner import calibration as cal
@@ -127,6 +128,54 @@ def test_modeled_seconds_interpolates_widths():
   assert cal.modeled_seconds(stats, calib) == pytest.approx(6 + 2 * 25.0)
 
 
+def test_prompt_bucket_pads_short_prompts_and_keeps_old_cell_ids():
+  run = cfg.TaskRun(task="multi30k_ende", num_examples=4, prompt_bucket=40)
+  assert [run.bucket(n) for n in (1, 12, 40, 41, 70)] == [40, 40, 40, 64, 128]
+  default = cfg.TaskRun(task="multi30k_ende", num_examples=4)
+  assert [default.bucket(n) for n in (1, 12, 40)] == [8, 16, 64]
+  for bad in (0, -8, 2.5, True, "40"):
+    with pytest.raises(cfg.FieldError, match="prompt_bucket"):
+      cfg.TaskRun(task="multi30k_ende", num_examples=4, prompt_bucket=bad)
+  # Unset, the config (so every existing cell id) is what it was before the
+  # field existed; set, it is part of the id and of the reference key.
+  old = cells_lib.build_cells(_experiment(tasks=(default,)))[5]
+  new = cells_lib.build_cells(_experiment(tasks=(run,)))[5]
+  assert "prompt_bucket" not in old.to_json()
+  assert new.to_json()["prompt_bucket"] == 40
+  assert old.cell_id != new.cell_id
+  assert old.reference_key != new.reference_key
+
+
+def test_calibration_times_calls_inside_one_program():
+  """The loop really makes its calls (XLA neither hoists nor drops them)."""
+  from harness.runner import pairs  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from harness import models  # pylint: disable=g-import-not-at-top
+  verifier = models.random_t5(jax.random.key(0),
+                              pairs.size_config("tiny_t5_large"),
+                              jax.numpy.float32)
+  prompt = np.arange(2, 12, dtype=np.int32)
+  cache = cal._cache(verifier, 4, prompt, 8, bucket=16)
+  tokens = jax.numpy.full((1, 4), 2, jax.numpy.int32)
+  never = jax.numpy.asarray(jax.numpy.inf)
+
+  def seconds(calls):
+    best = math.inf
+    for _ in range(3):
+      start = time.perf_counter()
+      jax.block_until_ready(cal._score_loop(verifier, tokens, cache,
+                                            jax.numpy.asarray(calls), never))
+      best = min(best, time.perf_counter() - start)
+    return best
+
+  seconds(1)  # compile
+  assert seconds(400) > 20 * seconds(1)
+  per_call = cal.time_score(verifier, 4, 6, prompt, 8, bucket=16)
+  assert 0 < per_call < seconds(400) / 100
+  with pytest.raises(ValueError, match="exceeds the bucket"):
+    cal._cache(verifier, 4, prompt, 8, bucket=8)
+
+
 def _record(stats, times=(1.0,)):
   return {"stats": stats, "times_s": list(times), "modeled_s": 1.0,
           "targets": ["x"], "prediction": "x"}
@@ -221,6 +270,7 @@ def _load_dir(exp_dir):
 @pytest.fixture(scope="module")
 def uninterrupted(jax_cache, tmp_path_factory):
   results = str(tmp_path_factory.mktemp("results"))
+  decoding.clear_cache()  # the manifest counts what this run compiled
   assert _sweep(results) == 0
   return os.path.join(results, "smoke")
 
@@ -369,6 +419,30 @@ def _slowdown_sweep(monkeypatch, results, protocol):
   assert _sweep(results, f"--gin.LATENCY_PROTOCOL='{protocol}'") == 0
   store = store_lib.ResultsStore(results, "smoke")
   return {s["cell_id"]: s for s in store.summaries()}, store
+
+
+def test_task_prompt_bucket_compiles_one_program_per_family(
+    uninterrupted, tmp_path):
+  """A task bucket pads every prompt to one program per loop family, and
+  the outputs are the power-of-two buckets' ones token for token."""
+  decoding.clear_cache()
+  assert _sweep(str(tmp_path), "--gin.multi30k_ende/TaskRun.prompt_bucket=72"
+                ) == 0
+  exp_dir = os.path.join(str(tmp_path), "smoke")
+  manifest = store_lib.read_json(os.path.join(exp_dir, "manifest.json"))
+  # Two families (autoregressive, the speculative loop), one bucket each
+  # (the smoke prompts have 40–64 tokens: bucket 64 without the setting).
+  assert manifest["compile"]["programs"] == 2
+  before = _load_dir(uninterrupted)
+  after = _load_dir(exp_dir)
+  assert len(after) == len(before) == 4
+  for cell_id, (records, *_) in after.items():
+    summary = store_lib.read_json(
+        os.path.join(exp_dir, "cells", cell_id + ".json"))
+    assert summary["cell"]["prompt_bucket"] == 72
+    twin = next(v for k, v in before.items()
+                if k.rsplit("__", 1)[0] == cell_id.rsplit("__", 1)[0])
+    assert [r["tokens"] for r in records] == [r["tokens"] for r in twin[0]]
 
 
 def test_paired_ratio_survives_a_mid_group_slowdown(jax_cache, monkeypatch,

@@ -115,6 +115,8 @@ class CellConfig(TypedDict):
       trial (the latency subset).
     num_trials: timing trials over the latency subset.
     role: a ``Role`` value.
+    prompt_bucket: the task's fixed prompt length (present only when the
+      task run sets one; latency depends on it, outputs do not).
   """
   task: str
   method: str
@@ -132,6 +134,7 @@ class CellConfig(TypedDict):
   num_latency_examples: int
   num_trials: int
   role: str
+  prompt_bucket: NotRequired[int]
 
 
 class ExampleRecord(TypedDict):
@@ -380,8 +383,9 @@ class Manifest(TypedDict):
 def reference_key(cell: CellConfig) -> tuple:
   """The key a cell shares with its reference cells.
 
-  Task, pair, T, top-P, length limit and examples (seed, sample sizes).
+  Task, pair, T, top-P, length limit, examples (seed, sample sizes) and
+  the prompt bucket (None when the task run sets none).
   """
   return (cell["task"], cell["pair"], cell["temperature"], cell["top_p"],
           cell["max_decode_len"], cell["seed"], cell["num_examples"],
-          cell["num_latency_examples"])
+          cell["num_latency_examples"], cell.get("prompt_bucket"))

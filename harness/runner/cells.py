@@ -77,7 +77,7 @@ class Cell:
 
   def to_json(self) -> schema.CellConfig:
     """The ``schema.CellConfig`` of this cell."""
-    return schema.CellConfig(
+    config = schema.CellConfig(
         task=self.task, method=self.method, alpha=self.alpha,
         gamma=self.gamma, temperature=self.temperature, top_p=self.top_p,
         max_decode_len=self.max_decode_len,
@@ -86,6 +86,9 @@ class Cell:
         num_examples=self.task_run.num_examples,
         num_latency_examples=self.task_run.latency_examples,
         num_trials=self.num_trials, role=self.role.value)
+    if self.task_run.prompt_bucket is not None:  # absent: old ids unchanged
+      config["prompt_bucket"] = self.task_run.prompt_bucket
+    return config
 
   @property
   def cell_id(self) -> str:

@@ -130,6 +130,11 @@ class TaskRun:
     data_dir: TFDS data directory (TFDS source only).
     pair: a model pair for this task only (the paper's T5 pairs are
       fine-tuned per task); None = the experiment's pair.
+    prompt_bucket: the task's fixed prompt length: every prompt of at most
+      this many tokens is padded to it, so each loop family compiles one
+      program for the task (as t5x pads inputs to a task's feature length);
+      a longer prompt falls back to its power-of-two bucket. None = every
+      prompt's power-of-two bucket (``decoding.prompt_bucket``).
   """
   task: str
   num_examples: int
@@ -138,6 +143,7 @@ class TaskRun:
   source: DataSource = DataSource.OFFLINE
   data_dir: Optional[str] = None
   pair: Optional[ModelPair] = None
+  prompt_bucket: Optional[int] = None
 
   def __post_init__(self):
     from harness import tasks  # pylint: disable=g-import-not-at-top
@@ -150,11 +156,22 @@ class TaskRun:
            n, f"must be in [1, num_examples={self.num_examples}]")
     m = self.max_decode_len
     _check(m is None or m >= 1, "max_decode_len", m, "must be ≥ 1")
+    b = self.prompt_bucket
+    _check(b is None or (isinstance(b, int) and not isinstance(b, bool)
+                         and b >= 1), "prompt_bucket", b,
+           "must be an integer ≥ 1 or None")
 
   @property
   def latency_examples(self) -> int:
     return self.num_examples if self.num_latency_examples is None else (
         self.num_latency_examples)
+
+  def bucket(self, num_tokens: int) -> int:
+    """The padded length of a prompt of ``num_tokens`` tokens."""
+    from harness import decoding  # pylint: disable=g-import-not-at-top
+    if self.prompt_bucket is not None and num_tokens <= self.prompt_bucket:
+      return self.prompt_bucket
+    return decoding.prompt_bucket(num_tokens)
 
   def decode_len(self) -> int:
     from harness import tasks  # pylint: disable=g-import-not-at-top

@@ -132,8 +132,9 @@ def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> TimedCall:
   This is the one place that decides what is timed. Everything static (the
   method, models, γ, length limit, options, α, T, top-P) is bound here, so
   the timed span is this single call: a compiled ``decoding.Program`` per
-  prompt bucket (``decoding.compile``, checked and compiled on the bucket's
-  first call, the untimed warm-up), called with the cell's α, T and top-P.
+  prompt bucket (``TaskRun.bucket``; ``decoding.compile``, checked and
+  compiled on the bucket's first call, the untimed warm-up), called with the
+  cell's α, T and top-P.
   """
   drafter = loaded.drafter_for(cell.method)
   options = dict(cell.options)
@@ -143,7 +144,7 @@ def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> TimedCall:
   by_bucket: dict[int, decoding.Program] = {}
 
   def compiled(prompt: np.ndarray) -> decoding.Program:
-    bucket = decoding.prompt_bucket(prompt.size)
+    bucket = cell.task_run.bucket(prompt.size)
     if bucket not in by_bucket:  # first call per bucket: the warm-up
       decoding.validate(cell.method, drafter, loaded.verifier, prompt,
                         gamma=gamma, alpha=alpha,
@@ -182,7 +183,7 @@ def warm_up(program: TimedCall, cell: cells_lib.Cell,
   """Runs one example per prompt bucket; returns the total seconds."""
   firsts: dict[int, Prepared] = {}
   for item in prepared:
-    firsts.setdefault(decoding.prompt_bucket(item.prompt.size), item)
+    firsts.setdefault(cell.task_run.bucket(item.prompt.size), item)
   return sum(timed_decode(program, cell, item)[2]
              for item in firsts.values())
 

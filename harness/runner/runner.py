@@ -113,13 +113,16 @@ def group_drift(store: store_lib.ResultsStore, cells: list[cells_lib.Cell]
   return drift
 
 
-def compile_totals() -> dict[str, object]:
+def compile_totals(since: dict[str, object] | None = None
+                   ) -> dict[str, object]:
   """``{"programs", "seconds"}``: the decoding programs this process compiled
   and their total trace + lower + compile seconds
-  (``harness.decoding.compile_stats()``)."""
+  (``harness.decoding.compile_stats()``), less the totals ``since`` (an
+  earlier return value: what one run compiled in a longer-lived process)."""
   stats = decoding.compile_stats()
-  return {"programs": int(stats["programs"]),
-          "seconds": float(stats["compile_s"])}
+  since = since or {"programs": 0, "seconds": 0.0}
+  return {"programs": int(stats["programs"]) - int(since["programs"]),
+          "seconds": float(stats["compile_s"]) - float(since["seconds"])}
 
 
 def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
@@ -164,7 +167,8 @@ def _calibrate_cell(session: Session, cell: cells_lib.Cell,
   session.calibration = cal.calibrate(
       session.loaded.drafter, session.loaded.verifier,
       cal.widths_for(exp.gammas), exp.calibration_calls, cell.pair.name,
-      prompt=item.prompt, max_decode_len=cell.max_decode_len)
+      prompt=item.prompt, max_decode_len=cell.max_decode_len,
+      bucket=cell.task_run.bucket(item.prompt.size))
   return session.calibration
 
 
@@ -280,6 +284,7 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
   provenance = provenance_lib.collect(
       options.gin_config, {"seed": exp.seed, "model_seed": exp.pair.model_seed})
   progress = progress_lib.Progress(len(todo), enabled=options.progress)
+  compiled_before = compile_totals()
   calibrations = {}
   store.write_manifest(_manifest(exp, cells, options, calibrations,
                                  provenance, store))
@@ -292,7 +297,7 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
   finally:
     progress.close()
   manifest = _manifest(exp, cells, options, calibrations, provenance, store)
-  manifest["compile"] = compile_totals()
+  manifest["compile"] = compile_totals(since=compiled_before)
   store.write_manifest(manifest)
   c = manifest["compile"]
   print(f"compiled programs: {c['programs']}, compile seconds: "

@@ -22,7 +22,7 @@ model).
 from harness.decoding import methods as _methods  # registers the methods
 from harness.decoding.program import (Program, buffer_size, clear_cache,
                                       compile, compile_stats, decode,
-                                      decode_many, enable_compilation_cache,
+                                      decode_many, decoder_prompt_len, enable_compilation_cache,
                                       reset_compile_stats, trace_count)
 from harness.decoding.protocol import Cache, DecodingModel
 from harness.decoding.registry import (METHODS, MethodSpec, prompt_bucket,
@@ -34,7 +34,8 @@ del _methods
 
 __all__ = ["METHODS", "MethodSpec", "Program", "Cache", "DecodingModel",
            "buffer_size", "clear_cache", "compile", "compile_stats",
-           "decode", "decode_many", "enable_compilation_cache",
+           "decode", "decode_many", "decoder_prompt_len",
+           "enable_compilation_cache",
            "prompt_bucket", "register_method", "reset_compile_stats",
            "trace_count", "validate", "PAD_TOKEN", "STAT_DOCS",
            "DecodeOutput", "RULES", "target"]

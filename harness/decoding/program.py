@@ -127,8 +127,9 @@ def _architecture(model) -> tuple:
   return treedef, tuple(_leaf_key(x) for x in leaves)
 
 
-def _decoder_prompt_len(verifier: DecodingModel, bucket: int) -> int:
-  """Static length of the decoder prompt for a prompt bucket (no FLOPs)."""
+def decoder_prompt_len(verifier: DecodingModel, bucket: int) -> int:
+  """Static length of the decoder prompt for a prompt bucket (no FLOPs):
+  the bucket for decoder-only models, one start token for T5."""
   start, _ = jax.eval_shape(verifier.decoder_prompt,
                             jax.ShapeDtypeStruct((bucket,), jnp.int32), _I32)
   return int(start.shape[0])
@@ -153,7 +154,7 @@ def buffer_size(method: str, drafter, verifier: DecodingModel, *,
     scratch = spec.scratch(gamma, options, drafter)
   else:
     scratch = registry.default_scratch(gamma, options)
-  return (_decoder_prompt_len(verifier, prompt_bucket) + max_decode_len
+  return (decoder_prompt_len(verifier, prompt_bucket) + max_decode_len
           + scratch)
 
 

@@ -6,11 +6,11 @@ decoding loops make them (no host dispatch between calls, which would add
 ~0.2 ms to every call on a CPU: more than a small drafter's step): after a
 ``WARMUP_CALLS`` run, ``TIMED_RUNS`` runs share ``num_calls`` calls (more
 when a run would last under ``MIN_RUN_S``) and the constant is the median of
-the runs' seconds per call, each run timed around ``jax.block_until_ready``. The paired protocol calibrates just before each
-cell, on one of the task's real prompts (the median-length prompt of the
-latency subset, padded to the task's bucket) with the cache the decode
-would allocate, so the constants are per-step costs at that context in that
-cell's time window. The unpaired protocol calibrates once per pair at the
+the runs' seconds per call, each run timed around ``jax.block_until_ready``.
+The paired protocol calibrates just before each cell, on one of the task's
+real prompts (the median-length prompt of the latency subset, padded to the
+task's bucket) with the cache the decode would allocate, so the constants
+are per-step costs at that context in that cell's time window. The unpaired protocol calibrates once per pair at the
 start of the run on an ``_PROMPT_LEN``-token prompt. Modeled time of one
 example: ``drafter_steps · c_q + verifier_calls · c_p(w̄)`` with
 ``w̄ = verifier_positions / verifier_calls`` and c_p linearly interpolated
@@ -67,13 +67,6 @@ def _prefill_jit(model, prompt, prompt_len, cache_size):
   return model.prefill(prompt, prompt_len, cache_size)
 
 
-def _decoder_prompt_len(model, bucket: int) -> int:
-  start, _ = jax.eval_shape(model.decoder_prompt,
-                            jax.ShapeDtypeStruct((bucket,), jnp.int32),
-                            jax.ShapeDtypeStruct((), jnp.int32))
-  return int(start.shape[0])
-
-
 def _cache(model, width: int, prompt: np.ndarray | None,
            max_decode_len: int, bucket: int | None = None):
   """A prefilled cache with room for ``width`` more tokens.
@@ -94,7 +87,7 @@ def _cache(model, width: int, prompt: np.ndarray | None,
                      f"{bucket}")
   ids = np.zeros(bucket, np.int32)
   ids[:prompt.size] = prompt
-  size = _decoder_prompt_len(model, bucket) + max_decode_len + width + 1
+  size = decoding.decoder_prompt_len(model, bucket) + max_decode_len + width + 1
   return _prefill_jit(model, jnp.asarray(ids),
                       jnp.asarray(prompt.size, jnp.int32), cache_size=size)
 
@@ -159,8 +152,7 @@ def calibrate(drafter, verifier, widths: Iterable[int], num_calls: int,
          for w in widths}
   calibration = schema.Calibration(
       c_q=time_score(drafter, 1, num_calls, prompt, max_decode_len, bucket),
-      c_p=c_p,
-      num_calls=num_calls, pair=pair)
+      c_p=c_p, num_calls=num_calls, pair=pair)
   if prompt is not None:
     calibration["prompt_len"] = int(prompt.size)
   return calibration

@@ -56,10 +56,14 @@ reproduce-table2: $(STAMP)
 plots: $(STAMP)
 	$(PY) -m harness report --results $(RESULTS)
 
-# Decoding efficiency vs its theoretical limit, and Hugging Face side by side
-# (writes results/bench/bench.{json,md}; run it on a quiet machine).
+# Decoding efficiency vs its theoretical limit, Hugging Face side by side at
+# one thread (as the sweeps run) and at two, and this host's roofline with
+# every model's t(K) beside it (writes results/bench/bench.{json,md},
+# hf_threads2.{json,md}, roofline.{json,md}; run it on a quiet machine).
 bench: $(REF_STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks --cpu_threads 1
+	$(PY) -m benchmarks --cpu_threads 2 --hf_only
+	$(PY) -m benchmarks.roofline --cpu_threads 1
 
 # Fault injection: crash/resume trials, disk full, bad input, numerics,
 # determinism, the MBPP sandbox (writes results/faults/faults.{md,json}).

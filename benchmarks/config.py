@@ -30,7 +30,9 @@ class BenchConfig:
     repeats: timed repetitions of every measurement (the best is reported).
     step_calls: calls per isolated-step measurement (fori_loop length).
     hf: run the Hugging Face side-by-side.
-    hf_threads: torch intra-op threads.
+    threads: XLA:CPU threads of our side (set before JAX starts).
+    hf_threads: torch intra-op threads (equal to `threads` from the CLI).
+    hf_only: only the Hugging Face comparison (hf_threads<N>.json).
     hf_repeats: timed repetitions of each HF pass.
     rss_gin_file: experiment whose reduced run gives the peak RSS (None or
       missing: skipped).
@@ -47,7 +49,9 @@ class BenchConfig:
   repeats: int = 5
   step_calls: int = 200
   hf: bool = True
-  hf_threads: int = 2
+  threads: int = 1
+  hf_threads: int = 1
+  hf_only: bool = False
   hf_repeats: int = 2
   rss_gin_file: str | None = "experiments/default.gin"
   rss_overrides: tuple[str, ...] = (

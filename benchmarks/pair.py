@@ -10,8 +10,10 @@ import numpy as np
 
 from harness import decoding
 from harness import tasks
-from harness.models import Tokenizer, encode_prompt, load_pretrained, random_t5
+from harness.models import Tokenizer, encode_prompt, random_t5
 from harness.models import save_pretrained
+from harness.runner import config as run_config
+from harness.runner import pairs
 from harness.training.presets import make_config
 
 
@@ -56,15 +58,22 @@ class Prompts:
     return self.padded[i, :self.lengths[i]]
 
 
-def load_pair(drafter_dir: str, verifier_dir: str) -> Pair:
-  """Loads both checkpoints; they must share a tokenizer."""
-  small = load_pretrained(drafter_dir)
-  large = load_pretrained(verifier_dir)
-  if small.tokenizer.id != large.tokenizer.id:
-    raise ValueError(f"{drafter_dir} and {verifier_dir} have different "
-                     "tokenizers")
-  return Pair(small.model, large.model, os.fspath(drafter_dir),
-              os.fspath(verifier_dir), large.tokenizer)
+def load_pair(drafter_dir: str, verifier_dir: str,
+              dtype: str = "float32") -> Pair:
+  """Loads both checkpoints exactly as a sweep does.
+
+  Through the sweep's own loader (`runner.pairs.load_pair`, one chip, the
+  pair's configured dtype: float32 by default, as `ModelPair.dtype`), so
+  the bench times the models the sweeps run, whatever dtype the checkpoint
+  stores; the loader checks that both share a vocabulary.
+  """
+  pair = run_config.ModelPair(
+      name="bench", drafter=os.fspath(drafter_dir),
+      verifier=os.fspath(verifier_dir), dtype=run_config.DType(dtype),
+      model_parallel=1)
+  loaded = pairs.load_pair(pair, work_dir=os.fspath(verifier_dir))
+  return Pair(loaded.drafter, loaded.verifier, os.fspath(drafter_dir),
+              os.fspath(verifier_dir), loaded.tokenizer)
 
 
 def pad_prompts(prompts: list[np.ndarray]) -> Prompts:

@@ -11,11 +11,12 @@ import sys
 import jax
 
 from benchmarks import (analysis, costs, hf, loop_cost, memory, report,
-                           runs, timing)
+                        roofline, runs, timing)
 from benchmarks.config import (SPEC_METHODS, SWEEP_ALPHAS,
                                   TOKEN_CASCADE_ALPHA, BenchConfig)
 from benchmarks.pair import Pair, Prompts, load_pair, task_prompts
 from harness import decoding
+from harness.models import cpu_matmul
 
 MS = 1e3
 # γ of the autoregressive runs: only sets their buffer (window 2, smallest).
@@ -167,6 +168,7 @@ def device_info(load_start, load_end) -> dict:
     pass
   info = {"backend": jax.default_backend(), "devices": str(jax.devices()),
           "cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
+          "small_m_kernel": cpu_matmul.status(),
           "python": platform.python_version(),
           "load_average_start": list(load_start),
           "load_average_end": list(load_end)}
@@ -176,8 +178,33 @@ def device_info(load_start, load_end) -> dict:
   return info
 
 
+def run_hf_only(cfg: BenchConfig) -> dict:
+  """Ours vs Hugging Face alone, at cfg.threads; writes hf_threads<N>.*."""
+  load_start = timing.load_average()
+  pair = load_pair(cfg.drafter_dir, cfg.verifier_dir)
+  prompts = task_prompts(pair.tokenizer, cfg.task, cfg.num_prompts,
+                         MAX_PROMPT_LEN)
+  _log(f"{len(prompts)} prompts; ours and Hugging Face at {cfg.threads} "
+       "thread(s)")
+  specs = [runs.ar_spec("verifier", AR_GAMMA),
+           spec_run("spec_decode", cfg.hf_gamma)]
+  results = runs.run_all(pair, prompts, specs, cfg.max_decode_len,
+                         cfg.repeats)
+  cfg = dataclasses.replace(cfg, hf=True)
+  out = _hf_keys(pair, prompts, results, cfg)
+  out["device"] = device_info(load_start, timing.load_average())
+  out["device"]["xla_cpu_threads"] = cfg.threads
+  out["config"] = dataclasses.asdict(cfg)
+  out["timestamp"] = datetime.datetime.now().isoformat(timespec="seconds")
+  paths = report.write_hf_only(out, cfg.out_dir, cfg.threads)
+  _log(f"wrote {', '.join(paths)}")
+  return out
+
+
 def run_bench(cfg: BenchConfig) -> dict:
   """Runs every measurement; writes and returns bench.json's content."""
+  if cfg.hf_only:
+    return run_hf_only(cfg)
   load_start = timing.load_average()
   pair = load_pair(cfg.drafter_dir, cfg.verifier_dir)
   prompts = task_prompts(pair.tokenizer, cfg.task, cfg.num_prompts,
@@ -207,6 +234,7 @@ def run_bench(cfg: BenchConfig) -> dict:
           s, vocab, pair.verifier.eos_id, cfg.max_decode_len,
           calls=LOOP_ONLY_CALLS, repeats=cfg.repeats) for s in specs}
   bench["loop_only_vocab_size"] = vocab
+  bench["dispatch_us_per_op"] = 1e6 * roofline.dispatch_seconds()
   bench["host_overhead_ms_per_call"] = MS * runs.host_overhead(
       pair, prompts, specs[0], cfg.max_decode_len, cfg.repeats)
   bench["step_costs_ms"] = {
@@ -220,6 +248,7 @@ def run_bench(cfg: BenchConfig) -> dict:
   load_end = timing.load_average()
   bench.update(_memory_keys(pair, prompts, cfg))
   bench["device"] = device_info(load_start, load_end)
+  bench["device"]["xla_cpu_threads"] = cfg.threads
   bench["config"] = dataclasses.asdict(cfg)
   bench["prompts"] = {"task": cfg.task, "num": n, "bucket": prompts.bucket,
                       "mean_length": float(prompts.lengths.mean())}

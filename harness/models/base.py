@@ -76,6 +76,11 @@ class Transformer:
 
   # --- helpers ------------------------------------------------------------
   @property
+  def _fast_matmul(self) -> bool:
+    """Small weight products may use `cpu_matmul`'s kernel (no mesh)."""
+    return self.mesh is None
+
+  @property
   def dtype(self):
     """The dtype of the embedding (and of every other weight)."""
     return self.params["embed"].dtype

@@ -26,7 +26,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from harness.models import layers
+from harness.models import cpu_matmul, layers
 from harness.models.base import Params, Transformer, as_batch, dense_init
 from harness.models.configs import AttentionType, GemmaConfig
 
@@ -49,11 +49,11 @@ def _norm(x: jax.Array, scale: jax.Array, config: GemmaConfig) -> jax.Array:
   return layers.rms_norm(x, scale, config.rms_norm_eps, plus_one=True)
 
 
-def _mlp(p: Params, x: jax.Array) -> jax.Array:
+def _mlp(p: Params, x: jax.Array, fast: bool = True) -> jax.Array:
   """Gated GELU: x [B, T, D] -> [B, T, D]."""
-  gate = layers.gelu_tanh(jnp.einsum("btd,df->btf", x, p["gate"]))
-  up = jnp.einsum("btd,df->btf", x, p["up"])
-  return jnp.einsum("btf,fd->btd", gate * up, p["down"])
+  gate = layers.gelu_tanh(cpu_matmul.matmul(x, p["gate"], enabled=fast))
+  up = cpu_matmul.matmul(x, p["up"], enabled=fast)
+  return cpu_matmul.matmul(gate * up, p["down"], enabled=fast)
 
 
 class Gemma(Transformer):
@@ -132,9 +132,10 @@ class Gemma(Transformer):
   def _qkv(self, p: Params, x: jax.Array, pos: jax.Array, layer: int):
     """Normalised x [B, T, D] -> q [B, T, H, K] (scaled), k, v [B, T, N, K]."""
     c = self.config
-    q = jnp.einsum("btd,dhk->bthk", x, p["q"])
-    k = jnp.einsum("btd,dnk->btnk", x, p["k"])
-    v = jnp.einsum("btd,dnk->btnk", x, p["v"])
+    fast = self._fast_matmul
+    q = cpu_matmul.matmul(x, p["q"], enabled=fast)
+    k = cpu_matmul.matmul(x, p["k"], enabled=fast)
+    v = cpu_matmul.matmul(x, p["v"], enabled=fast)
     if c.use_qk_norm:
       q = _norm(q, p["q_norm"], c)
       k = _norm(k, p["k_norm"], c)
@@ -157,16 +158,18 @@ class Gemma(Transformer):
     attn = layers.attend(q, keys, values, mask,
                          logit_cap=c.attn_logit_softcap)
     # [B, T, H, K] -> [B, T, D]
-    attn = jnp.einsum("bthk,hkd->btd", attn, p["attn"]["o"])
+    attn = cpu_matmul.matmul(attn, p["attn"]["o"], contract=2,
+                             enabled=self._fast_matmul)
     x = x + _norm(attn, p["post_attn_norm"], c)
-    h = _mlp(p["mlp"], _norm(x, p["pre_mlp_norm"], c))
+    h = _mlp(p["mlp"], _norm(x, p["pre_mlp_norm"], c), self._fast_matmul)
     return x + _norm(h, p["post_mlp_norm"], c)
 
   def _logits(self, x: jax.Array) -> jax.Array:
     """[B, T, D] -> float32 logits [B, T, V] via the tied embedding."""
     x = _norm(x, self.params["final_norm"], self.config)
-    logits = jnp.einsum("btd,vd->btv", x, self.params["embed"],
-                        preferred_element_type=jnp.float32)
+    logits = cpu_matmul.matmul(x, self.params["embed"], transposed=True,
+                               enabled=self._fast_matmul,
+                               out_dtype=jnp.float32)
     return layers.softcap(logits, self.config.final_logit_softcap)
 
 

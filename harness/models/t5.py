@@ -36,7 +36,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from harness.models import layers
+from harness.models import cpu_matmul, layers
 from harness.models.base import Params, Transformer, as_batch, dense_init
 from harness.models.configs import T5Config
 
@@ -169,28 +169,28 @@ PACKING_FEATURES = ("encoder_segment_ids", "encoder_positions",
                     "decoder_segment_ids", "decoder_positions")
 
 
-def _project_qkv(p: Params, x: jax.Array):
+def _project_qkv(p: Params, x: jax.Array, fast: bool = True):
   """x [B, T, D] -> q, k, v [B, T, H, K]."""
-  q = jnp.einsum("btd,dhk->bthk", x, p["q"])
-  k = jnp.einsum("btd,dhk->bthk", x, p["k"])
-  v = jnp.einsum("btd,dhk->bthk", x, p["v"])
-  return q, k, v
+  return tuple(cpu_matmul.matmul(x, p[name], enabled=fast)
+               for name in ("q", "k", "v"))
 
 
-def _out(p: Params, attn: jax.Array) -> jax.Array:
+def _out(p: Params, attn: jax.Array, fast: bool = True) -> jax.Array:
   """attn [B, T, H, K] -> [B, T, D]."""
-  return jnp.einsum("bthk,hkd->btd", attn, p["o"])
+  return cpu_matmul.matmul(attn, p["o"], contract=2, enabled=fast)
 
 
 def _mlp(p: Params, x: jax.Array, config: T5Config,
-         drop: Dropout = NO_DROPOUT) -> jax.Array:
+         drop: Dropout = NO_DROPOUT, fast: bool = True) -> jax.Array:
   """Gated-GELU (v1.1) or ReLU (v1.0) feed-forward, x [B, T, D]."""
+  def dense(a, w):
+    return cpu_matmul.matmul(a, w, enabled=fast)
   if config.gated_act == "gelu_tanh":
-    gate = layers.gelu_tanh(jnp.einsum("btd,df->btf", x, p["wi_0"]))
-    hidden = gate * jnp.einsum("btd,df->btf", x, p["wi_1"])
+    gate = layers.gelu_tanh(dense(x, p["wi_0"]))
+    hidden = gate * dense(x, p["wi_1"])
   else:
-    hidden = jax.nn.relu(jnp.einsum("btd,df->btf", x, p["wi"]))
-  return jnp.einsum("btf,fd->btd", drop(hidden), p["wo"])
+    hidden = jax.nn.relu(dense(x, p["wi"]))
+  return dense(drop(hidden), p["wo"])
 
 
 def _norm(x: jax.Array, scale: jax.Array, config: T5Config) -> jax.Array:
@@ -243,13 +243,15 @@ class T5(Transformer):
     new_k, new_v = [], []
     for i, p in enumerate(self.params["decoder"]["layers"]):
       q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"],
-                                                   self.config))
+                                                   self.config),
+                             self._fast_matmul)
       keys = layers.write_kv(cache.self_k[i], k, start)
       values = layers.write_kv(cache.self_v[i], v, start)
       new_k.append(keys)
       new_v.append(values)
       x = x + _out(p["self_attn"],
-                   layers.attend(q, keys, values, self_mask, bias))
+                   layers.attend(q, keys, values, self_mask, bias),
+                   self._fast_matmul)
       x = self._cross_and_mlp(p, x, cache.cross_k[i], cache.cross_v[i],
                               cache.enc_mask[:, None, :])
     cache = cache.replace(self_k=tuple(new_k), self_v=tuple(new_v),
@@ -384,12 +386,14 @@ class T5(Transformer):
     # [B, 1 or P (T), P]
     attn_mask = mask[:, None, :] if mask.ndim == 2 else mask
     x = drop(self.params["embed"][tokens])
+    fast = self._fast_matmul
     for p in enc["layers"]:
-      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"], c))
+      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"], c),
+                             fast)
       attn = layers.attend(q, k, v, attn_mask, bias,
                            probs_dropout=drop.attention())
-      x = x + drop(_out(p["self_attn"], attn))
-      x = x + drop(_mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c, drop))
+      x = x + drop(_out(p["self_attn"], attn, fast))
+      x = x + drop(_mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c, drop, fast))
     return drop(_norm(x, enc["final_norm"], c), broadcast_axis=None)
 
   def _decode_all(self, tokens: jax.Array, encoded: jax.Array,
@@ -412,11 +416,13 @@ class T5(Transformer):
     bias = position_bias(self.params["decoder"]["rel_bias"], pos, pos, False,
                          c)
     x = drop(self.params["embed"][tokens])
+    fast = self._fast_matmul
     for p in self.params["decoder"]["layers"]:
-      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"], c))
+      q, k, v = _project_qkv(p["self_attn"], _norm(x, p["self_attn_norm"], c),
+                             fast)
       attn = layers.attend(q, k, v, self_mask, bias,
                            probs_dropout=drop.attention())
-      x = x + drop(_out(p["self_attn"], attn))
+      x = x + drop(_out(p["self_attn"], attn, fast))
       ca = p["cross_attn"]
       cross_k = jnp.einsum("bpd,dhk->bphk", encoded, ca["k"])
       cross_v = jnp.einsum("bpd,dhk->bphk", encoded, ca["v"])
@@ -437,12 +443,13 @@ class T5(Transformer):
       drop: dropout sites (training only).
     """
     c = self.config
+    fast = self._fast_matmul
     h = _norm(x, p["cross_attn_norm"], c)
-    q = jnp.einsum("btd,dhk->bthk", h, p["cross_attn"]["q"])
+    q = cpu_matmul.matmul(h, p["cross_attn"]["q"], enabled=fast)
     attn = layers.attend(q, cross_k, cross_v, cross_mask,
                          probs_dropout=drop.attention())
-    x = x + drop(_out(p["cross_attn"], attn))
-    return x + drop(_mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c, drop))
+    x = x + drop(_out(p["cross_attn"], attn, fast))
+    return x + drop(_mlp(p["mlp"], _norm(x, p["mlp_norm"], c), c, drop, fast))
 
   def _logits(self, x: jax.Array) -> jax.Array:
     """Decoder output [B, T, D] -> float32 logits [B, T, V]."""
@@ -451,9 +458,11 @@ class T5(Transformer):
     if c.scale_logits:
       x = x * (c.d_model ** -0.5)
     if c.tie_embeddings:
-      logits = jnp.einsum("btd,vd->btv", x, self.params["embed"])
+      logits = cpu_matmul.matmul(x, self.params["embed"], transposed=True,
+                                 enabled=self._fast_matmul)
     else:
-      logits = jnp.einsum("btd,dv->btv", x, self.params["lm_head"])
+      logits = cpu_matmul.matmul(x, self.params["lm_head"],
+                                 enabled=self._fast_matmul)
     return logits.astype(jnp.float32)
 
 

@@ -142,3 +142,21 @@ def test_experiment_command_points_at_the_pair():
   assert cmd[1:4] == ["-m", "harness", "sweep"]
   assert '--gin.DRAFTER_CHECKPOINT="d"' in cmd and "--gin.A=1" in cmd
   assert os.path.basename(cmd[0]).startswith("python")
+
+
+def test_hf_only_compares_at_the_configured_threads(tiny_pair, tmp_path):
+  """`--hf_only`: ours vs transformers alone, both at cfg.threads."""
+  cfg = BenchConfig(drafter_dir=tiny_pair[0], verifier_dir=tiny_pair[1],
+                    num_prompts=2, max_decode_len=4, gammas=(TINY_GAMMA,),
+                    hf_gamma=TINY_GAMMA, repeats=1, step_calls=2,
+                    hf_repeats=1, rss_gin_file=None, out_dir=str(tmp_path),
+                    threads=1, hf_threads=1, hf_only=True)
+  out = run_bench(cfg)
+  assert out["hf_detail"]["threads"] == 1
+  assert out["hf_outputs_identical"] is True
+  assert out["device"]["xla_cpu_threads"] == 1
+  written = json.loads((tmp_path / "hf_threads1.json").read_text())
+  assert written["hf_speedup_autoregressive"] > 0
+  md = (tmp_path / "hf_threads1.md").read_text()
+  assert "1 XLA:CPU thread(s)" in md and "torch" in md
+  assert not (tmp_path / "bench.json").exists()

@@ -113,7 +113,7 @@ void ProductNN(const float* x, int64_t d, const float* w, int64_t n,
 template <int M, int R>
 void ProductNT(const float* x, int64_t d, const float* w, int64_t n,
                float* y) {
-  const int64_t ahead = 2 * R * d;
+  const int64_t ahead = R * d;  // prefetch the next block of R rows
   int64_t j = 0;
   for (; j + R <= n; j += R) {
     const float* rows[R];
@@ -123,7 +123,7 @@ void ProductNT(const float* x, int64_t d, const float* w, int64_t n,
       for (int m = 0; m < M; ++m) acc[r][m] = Vec{};
     int64_t i = 0;
     for (; i + kLanes <= d; i += kLanes) {
-      if (j + 3 * R <= n)
+      if (j + 2 * R <= n)
         for (int r = 0; r < R; ++r) Prefetch(rows[r] + i + ahead);
       Vec v[R];
       for (int r = 0; r < R; ++r) v[r] = Load(rows[r] + i);
@@ -160,8 +160,9 @@ void Product(int64_t layout, const float* x, int64_t d, const float* w,
   if (layout == 0) {
     ProductNN<M>(x, d, w, n, y);
   } else {
-    // Fewer rows at a time as M grows keeps the accumulators in registers.
-    constexpr int R = (M <= 2) ? 4 : 2;
+    // Fewer rows at a time for the largest M keeps the accumulators in
+    // registers (R x M of them).
+    constexpr int R = (M <= 6) ? 4 : 2;
     ProductNT<M, R>(x, d, w, n, y);
   }
 }

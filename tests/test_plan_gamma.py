@@ -1,0 +1,42 @@
+"""benchmarks.plan_gamma: the speed-up formula and a small measured plan."""
+
+import json
+
+import pytest
+
+from benchmarks import plan_gamma
+
+
+def test_expected_speedup_by_hand():
+  # α = 0.5, γ = 2: 1 + 0.5 + 0.25 = 1.75 tokens per iteration; cost
+  # 2 · 0.1 + 1.2 = 1.4 verifier steps.
+  assert plan_gamma.expected_speedup(0.5, 2, 0.1, 1.2) == pytest.approx(1.25)
+  # A free drafter and a block that costs one step: the expected tokens.
+  assert plan_gamma.expected_speedup(0.0, 3, 0.0, 1.0) == 1.0
+  with pytest.raises(ValueError, match="acceptance 1.0"):
+    plan_gamma.expected_speedup(1.0, 1, 0.1, 1.0)
+
+
+def test_a_small_plan_and_its_errors(tmp_path, capsys):
+  result = plan_gamma.main([
+      "--verifier", "multi30k_t5_large", "--drafter",
+      "size=multi30k_t5_small", "--max_gamma", "2", "--calls", "3",
+      "--prompt_len", "8", "--max_decode_len", "8", "--acceptance", "0.5",
+      "--out", str(tmp_path)])
+  row = result["drafters"][0]
+  assert row["c"] > 0 and set(row["speedup"]["0.5"]) == {"1", "2"}
+  assert row["best_gamma"]["0.5"] in ("1", "2")
+  b1 = result["block_ratio"]["1"]
+  assert row["speedup"]["0.5"]["1"] == pytest.approx(
+      1.5 / (row["c"] + b1))
+  saved = json.loads((tmp_path / "plan_gamma_multi30k_t5_large.json")
+                     .read_text())
+  assert saved["block_ratio"] == result["block_ratio"]
+  assert "best γ" in capsys.readouterr().out
+  with pytest.raises(SystemExit, match="size=NAME or vocab"):
+    plan_gamma.main(["--verifier", "multi30k_t5_large", "--drafter", "x=1"])
+  with pytest.raises(SystemExit, match="needs a Gemma verifier"):
+    plan_gamma.main(["--verifier", "multi30k_t5_large", "--drafter",
+                     "vocab=64,d_model=32,layers=1", "--max_gamma", "1",
+                     "--calls", "1", "--prompt_len", "8",
+                     "--max_decode_len", "4"])

@@ -167,10 +167,15 @@ class Gemma(Transformer):
   def _logits(self, x: jax.Array) -> jax.Array:
     """[B, T, D] -> float32 logits [B, T, V] via the tied embedding."""
     x = _norm(x, self.params["final_norm"], self.config)
-    logits = cpu_matmul.matmul(x, self.params["embed"], transposed=True,
-                               enabled=self._fast_matmul,
-                               out_dtype=jnp.float32)
-    return layers.softcap(logits, self.config.final_logit_softcap)
+    subset = "head_ids" in self.params  # models/subset_vocab.py
+    logits = cpu_matmul.matmul(
+        x, self.params["head" if subset else "embed"], transposed=True,
+        enabled=self._fast_matmul, out_dtype=jnp.float32)
+    logits = layers.softcap(logits, self.config.final_logit_softcap)
+    if subset:
+      logits = layers.scatter_vocab(logits, self.params["head_ids"],
+                                    self.config.vocab_size)
+    return logits
 
 
 jax.tree_util.register_pytree_node_class(Gemma)

@@ -149,3 +149,15 @@ def causal_mask(q_pos: jax.Array, k_pos: jax.Array, length_limit: jax.Array,
   if window is not None:
     mask &= (q_pos[:, None] - k_pos[None, :]) < window
   return mask[None]
+
+
+def scatter_vocab(logits: jax.Array, ids: jax.Array,
+                  vocab_size: int) -> jax.Array:
+  """Logits over a subset vocabulary [..., S] -> [..., V], NEG_INF elsewhere.
+
+  `ids` [S] are the subset's full-vocabulary ids. After a softmax the tokens
+  outside the subset have probability exactly 0 (NEG_INF is finite, so
+  q * log q stays 0 rather than NaN).
+  """
+  full = jnp.full(logits.shape[:-1] + (vocab_size,), NEG_INF, logits.dtype)
+  return full.at[..., ids].set(logits)

@@ -457,6 +457,12 @@ class T5(Transformer):
     x = _norm(x, self.params["decoder"]["final_norm"], c)
     if c.scale_logits:
       x = x * (c.d_model ** -0.5)
+    if "head_ids" in self.params:  # models/subset_vocab.py
+      logits = cpu_matmul.matmul(x, self.params["head"],
+                                 transposed=c.tie_embeddings,
+                                 enabled=self._fast_matmul)
+      return layers.scatter_vocab(logits.astype(jnp.float32),
+                                  self.params["head_ids"], c.vocab_size)
     if c.tie_embeddings:
       logits = cpu_matmul.matmul(x, self.params["embed"], transposed=True,
                                  enabled=self._fast_matmul)

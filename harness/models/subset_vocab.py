@@ -1,0 +1,67 @@
+"""Drafters whose output layer scores a subset S of the verifier's vocabulary.
+
+A drafter's cost at batch size 1 is often its output layer: Gemma's has
+262,144 rows, several times the rest of a small drafter. Scoring only a
+subset S of the vocabulary (the most frequent tokens, say) cuts that cost
+by |S| / V while the input embedding still reads any token of the context.
+
+`restrict_output(model, ids)` returns a copy of a T5 or Gemma model whose
+`score` computes logits for the ids in S only and returns them at their
+full-vocabulary positions, with every other position at `layers.NEG_INF`.
+So the drafter's distribution q is exactly 0 outside S and every
+speculative method is unchanged and exact: the acceptance test
+min(1, π(y) / q(y)) only meets drafted tokens (in S), and the residual
+norm(max(0, π − q)) is taken over the whole vocabulary, so it carries all of
+π's mass outside S. What S costs is acceptance: at most the target's mass
+on S.
+
+The output rows start as the model's own (the tied embedding's rows, or
+the untied head's columns, for S); `params["head"]` can then be trained.
+Layout: params["head"] is [|S|, D] for a tied model (Gemma, tied T5) and
+[D, |S|] for T5's untied head; params["head_ids"] [|S|] int32, sorted.
+Such a model runs on one device (the tensor-parallel layouts don't know
+these two entries).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def output_ids(model) -> np.ndarray | None:
+  """The model's output subset S (sorted ids), or None for the full vocab."""
+  ids = model.params.get("head_ids")
+  return None if ids is None else np.asarray(ids)
+
+
+def restrict_output(model, ids, keep: tuple[int, ...] = ()):
+  """A copy of `model` whose logits cover only `ids` (and `keep`, EOS).
+
+  Args:
+    model: a T5 or Gemma model with the full vocabulary.
+    ids: full-vocabulary ids of S (any order; duplicates are merged).
+    keep: ids that must be in S whatever `ids` says (stop-string pieces);
+      the model's EOS is always added.
+
+  Raises:
+    ValueError naming the offending id when one is outside the vocabulary,
+    or when the model is already restricted.
+  """
+  if output_ids(model) is not None:
+    raise ValueError("the model's output is already restricted to a subset")
+  vocab = model.vocab_size
+  chosen = np.unique(np.concatenate([
+      np.asarray(ids, np.int64).reshape(-1), np.asarray(keep, np.int64),
+      np.asarray([model.eos_id], np.int64)]))
+  bad = chosen[(chosen < 0) | (chosen >= vocab)]
+  if bad.size:
+    raise ValueError(f"subset id {int(bad[0])} is outside the vocabulary "
+                     f"[0, {vocab})")
+  params = dict(model.params)
+  index = jnp.asarray(chosen, jnp.int32)
+  tied = "lm_head" not in params
+  params["head"] = (params["embed"][index] if tied
+                    else params["lm_head"][:, index])
+  params["head_ids"] = index
+  return model.replace(params=params)

@@ -6,24 +6,26 @@
 
 For a verifier and candidate drafters (random weights at the named shapes,
 float32, in the sweeps' thread setting: costs depend on shapes, not
-values), it times `score` as the sweeps' calibration does
-(`calibration.time_score`, back-to-back calls inside one compiled loop) and
-prints:
+values), it times each model call as a decoding loop makes it
+(`benchmarks.costs.step_cost`: the call, its logit processing and, for a
+sampling step, the draw, repeated inside one compiled loop) and prints:
 
-* b(γ) = t_p(γ + 1) / t_p(1), the verifier's block-cost ratio;
-* c = t_q(1) / t_p(1), each drafter's cost per drafted token;
+* b(γ) = t_p(γ + 1) / t_p(1): the verifier's γ+1-token verification call
+  (score and process every row) over its autoregressive step;
+* c = t_q / t_p(1): a drafter step (score one token, process, sample) over
+  the verifier's step;
 * for each acceptance rate α given, the expected speed-up of speculative
   decoding at γ = 1..`--max_gamma` (Leviathan et al.'s formula with the
   measured block cost in place of "a block costs one step"):
   S(α, γ) = (1 − α^(γ+1)) / ((1 − α) · (γ·c + b(γ))),
   and the γ that maximises it.
 
-It ignores prefill, sampling and the loop's own work (`make bench` measures
+It ignores prefill and the loop's own bookkeeping (`make bench` measures
 those for the default pair) and assumes i.i.d. acceptance. A drafter is given
 as `size=NAME` (a `harness.models.get_config` or shipped size name) or as
-`vocab=V,d_model=D,layers=L`: a Gemma 3 drafter whose output layer has V
-rows (a subset vocabulary of V tokens costs the same: its input embedding
-reads only the K rows it looks up).
+`subset=V,d_model=D,layers=L`: a Gemma 3 drafter over the verifier's
+vocabulary whose output layer scores V tokens (`models.subset_vocab`; V
+equal to the verifier's vocabulary means the full output layer).
 """
 
 from __future__ import annotations
@@ -36,10 +38,10 @@ import os
 from harness.runner import cpu_threads
 
 DEFAULT_DRAFTERS = (
-    "vocab=262144,d_model=256,layers=2",  # the distilled drafter's shape
-    "vocab=32768,d_model=192,layers=4",
-    "vocab=16384,d_model=128,layers=2",
-    "vocab=8192,d_model=128,layers=2",
+    "subset=262144,d_model=256,layers=2",  # the distilled drafter's shape
+    "subset=32768,d_model=192,layers=4",
+    "subset=16384,d_model=128,layers=2",
+    "subset=8192,d_model=128,layers=2",
 )
 
 
@@ -53,60 +55,68 @@ def expected_speedup(alpha: float, gamma: int, c: float,
 
 
 def _drafter_config(spec: str, verifier_config):
+  """(config, subset size or None) of a --drafter spec."""
   from harness.models.configs import GemmaConfig  # pylint: disable=g-import-not-at-top
   from harness.runner import pairs  # pylint: disable=g-import-not-at-top
-  fields = dict(part.split("=", 1) for part in spec.split(",") if part)
+  fields = dict(part.split("=", 1) for part in spec.split(",") if "=" in part)
   if set(fields) == {"size"}:
-    return pairs.size_config(fields["size"])
-  if set(fields) != {"vocab", "d_model", "layers"}:
+    return pairs.size_config(fields["size"]), None
+  if set(fields) != {"subset", "d_model", "layers"}:
     raise ValueError(f"--drafter {spec!r}: give size=NAME or "
-                     "vocab=V,d_model=D,layers=L")
+                     "subset=V,d_model=D,layers=L")
+  if not isinstance(verifier_config, GemmaConfig):
+    raise ValueError(f"--drafter {spec!r}: subset=... needs a Gemma "
+                     "verifier; use size=NAME")
   d, layers = int(fields["d_model"]), int(fields["layers"])
+  subset = int(fields["subset"])
+  if not 0 < subset <= verifier_config.vocab_size:
+    raise ValueError(f"--drafter {spec!r}: subset {subset} is not in "
+                     f"[1, {verifier_config.vocab_size}]")
   head = 64
-  return dataclasses.replace(
-      verifier_config, vocab_size=int(fields["vocab"]), d_model=d,
-      num_layers=layers, num_heads=max(1, d // head), num_kv_heads=1,
-      head_dim=head, d_ff=4 * d, query_pre_attn_scalar=float(head),
-      attention_types=()) if isinstance(verifier_config, GemmaConfig) else (
-          None)
+  config = dataclasses.replace(
+      verifier_config, d_model=d, num_layers=layers,
+      num_heads=max(1, d // head), num_kv_heads=1, head_dim=head, d_ff=4 * d,
+      query_pre_attn_scalar=float(head), attention_types=())
+  return config, (None if subset == verifier_config.vocab_size else subset)
 
 
-def _model(config):
+def _model(config, subset=None):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
   from harness.models import T5Config, random_gemma, random_t5  # pylint: disable=g-import-not-at-top
+  from harness.models import subset_vocab  # pylint: disable=g-import-not-at-top
   build = random_t5 if isinstance(config, T5Config) else random_gemma
-  return build(jax.random.key(0), config, jnp.float32)
+  model = build(jax.random.key(0), config, jnp.float32)
+  if subset is not None:
+    model = subset_vocab.restrict_output(model, np.arange(subset))
+  return model
 
 
 def plan(verifier: str, drafters: list[str], alphas: list[float],
          max_gamma: int, prompt_len: int, max_decode_len: int,
          calls: int) -> dict:
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from benchmarks import costs  # pylint: disable=g-import-not-at-top
+  from harness import decoding  # pylint: disable=g-import-not-at-top
   from harness.models import cpu_matmul  # pylint: disable=g-import-not-at-top
-  from harness.runner import calibration, pairs  # pylint: disable=g-import-not-at-top
+  from harness.runner import pairs  # pylint: disable=g-import-not-at-top
   vconfig = pairs.size_config(verifier)
-  configs = {}  # every drafter checked before anything is timed
-  for spec in drafters:
-    config = _drafter_config(spec, vconfig)
-    if config is None:
-      raise ValueError(f"--drafter {spec!r}: vocab=... needs a Gemma "
-                       "verifier; use size=NAME")
-    if config.vocab_size > vconfig.vocab_size:
-      raise ValueError(f"--drafter {spec!r}: vocabulary {config.vocab_size} "
-                       f"exceeds the verifier's {vconfig.vocab_size}")
-    configs[spec] = config
+  configs = {spec: _drafter_config(spec, vconfig) for spec in drafters}
   big = _model(vconfig)
   prompt = (np.arange(prompt_len, dtype=np.int32) % 1000) + 3
+  size = (decoding.decoder_prompt_len(big, prompt_len) + max_decode_len
+          + max_gamma + 2)
 
-  def cost(model, width):
-    return calibration.time_score(model, width, calls, prompt,
-                                  max_decode_len, prompt_len)
+  def cost(model, kind, width):
+    return costs.step_cost(model, prompt, prompt_len, kind=kind, width=width,
+                           size=size, calls=calls, repeats=3)
 
-  t_p = {k: cost(big, k) for k in range(1, max_gamma + 2)}
+  t_p = {1: cost(big, costs.SAMPLE, 1)}
+  t_p.update({k: cost(big, costs.VERIFY, k) for k in range(2, max_gamma + 2)})
   rows = []
-  for spec, config in configs.items():
-    t_q = cost(_model(config), 1)
+  for spec, (config, subset) in configs.items():
+    t_q = cost(_model(config, subset), costs.SAMPLE, 1)
     c = t_q / t_p[1]
     speedups = {str(a): {str(g): expected_speedup(
         a, g, c, t_p[g + 1] / t_p[1]) for g in range(1, max_gamma + 1)}
@@ -157,7 +167,8 @@ def main(argv=None) -> dict:
   p.add_argument("--max_gamma", type=int, default=5)
   p.add_argument("--prompt_len", type=int, default=256)
   p.add_argument("--max_decode_len", type=int, default=44)
-  p.add_argument("--calls", type=int, default=30)
+  p.add_argument("--calls", type=int, default=8,
+                 help="calls per timing (each is n and 2n calls, 3 repeats)")
   p.add_argument("--cpu_threads", default=None)
   p.add_argument("--out", default="",
                  help="write plan_gamma_<verifier>.{json,md} in this folder")

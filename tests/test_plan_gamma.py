@@ -33,10 +33,22 @@ def test_a_small_plan_and_its_errors(tmp_path, capsys):
                      .read_text())
   assert saved["block_ratio"] == result["block_ratio"]
   assert "best γ" in capsys.readouterr().out
-  with pytest.raises(SystemExit, match="size=NAME or vocab"):
+  with pytest.raises(SystemExit, match="size=NAME or subset"):
     plan_gamma.main(["--verifier", "multi30k_t5_large", "--drafter", "x=1"])
   with pytest.raises(SystemExit, match="needs a Gemma verifier"):
     plan_gamma.main(["--verifier", "multi30k_t5_large", "--drafter",
-                     "vocab=64,d_model=32,layers=1", "--max_gamma", "1",
-                     "--calls", "1", "--prompt_len", "8",
-                     "--max_decode_len", "4"])
+                     "subset=64,d_model=32,layers=1"])
+  with pytest.raises(SystemExit, match="subset 0 is not in"):
+    plan_gamma.main(["--verifier", "multi30k_gemma_large", "--drafter",
+                     "subset=0,d_model=32,layers=1"])
+
+
+def test_a_subset_drafter_is_built_with_its_subset_head():
+  from harness.models import subset_vocab
+  from harness.runner import pairs
+  vconfig = pairs.size_config("multi30k_gemma_large")
+  config, subset = plan_gamma._drafter_config(  # pylint: disable=protected-access
+      "subset=64,d_model=32,layers=1", vconfig)
+  model = plan_gamma._model(config, subset)  # pylint: disable=protected-access
+  assert model.vocab_size == vconfig.vocab_size
+  assert len(subset_vocab.output_ids(model)) in (64, 65)  # EOS added

@@ -154,3 +154,27 @@ def test_each_rule_is_exact_with_a_subset_drafter(method, rule, alpha, opts,
   drafter, verifier, observed = _decode(method, 3, 1.0, 1.0, alpha, **opts)
   assert _p_value(observed, drafter, verifier, rule, alpha, 1.0, 1.0,
                   **rule_opts) > tu.P_VALUE_FLOOR
+
+
+def test_each_decode_records_the_verifiers_mass_on_the_drafter_support():
+  """support_mass_e5: Σ over evaluated drafts of p_raw(S), in 1e-5 units."""
+  drafter, verifier = _subset_pair()
+  full_drafter, _ = tu.pair(0)
+  p = np.asarray(jax.nn.softmax(verifier.logits, -1))
+  p_s = p[:, BIGRAM_S].sum(-1)
+  keys = jax.random.split(jax.random.key(3), 400)
+  out = decoding.decode_many("spec_decode", drafter, verifier, PROMPT, keys,
+                             gamma=1, temperature=1.0, max_decode_len=LENGTH)
+  stats = {k: np.asarray(v) for k, v in out.stats.items()}
+  evaluated = stats["drafts_evaluated"].sum()
+  mean = stats["support_mass_e5"].sum() * 1e-5 / evaluated
+  # With γ = 1 every draft is evaluated right after the previous token, so
+  # the mean lies within the range of p(S) over the contexts met.
+  assert p_s.min() - 1e-4 <= mean <= p_s.max() + 1e-4
+  assert mean < 0.9
+  full = decoding.decode_many("spec_decode", full_drafter, verifier, PROMPT,
+                              keys[:50], gamma=2, temperature=1.0,
+                              max_decode_len=LENGTH)
+  fs = {k: np.asarray(v) for k, v in full.stats.items()}
+  assert fs["support_mass_e5"].sum() * 1e-5 / fs["drafts_evaluated"].sum() \
+      == pytest.approx(1.0, abs=1e-4)

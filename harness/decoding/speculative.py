@@ -36,7 +36,11 @@ SPEC_STATS = ("iterations", "drafter_steps", "verifier_calls",
               "verifier_positions", "drafts_proposed", "drafts_evaluated",
               "drafts_accepted", "accepted_per_position",
               "evaluated_per_position", "rejections", "deferrals",
-              "emitted_drafts", "emitted_corrections", "emitted_bonus")
+              "emitted_drafts", "emitted_corrections", "emitted_bonus",
+              "support_mass_e5")
+# Units of ``support_mass_e5`` (an int32 counter: 1e-5 keeps a decode of
+# thousands of evaluated drafts far from overflow).
+SUPPORT_MASS_UNIT = 1e-5
 
 
 @flax.struct.dataclass
@@ -193,6 +197,11 @@ def step(rule_fn: targets.RuleFn, uses_drafter: jax.Array,
   evaluated = pos <= k
   deferred_y = jnp.take_along_axis(defer, drafted.tokens[:, None], -1)[:, 0]
   full = n == k + 1
+  # p(S): the verifier's (T = 1) mass on the drafter's support at each
+  # evaluated position; 1 for a full-vocabulary drafter up to underflow.
+  mass = jnp.sum(jnp.where(drafted.q_raw > 0, p_raw[:gamma], 0.0), -1)
+  support_mass = jnp.round(jnp.sum(jnp.where(evaluated, mass, 0.0))
+                           / SUPPORT_MASS_UNIT)
   stats = st.add_stats(
       s.stats, iterations=1, drafter_steps=gamma + bonus_steps,
       verifier_calls=1, verifier_positions=gamma + 1, drafts_proposed=gamma,
@@ -205,7 +214,8 @@ def step(rule_fn: targets.RuleFn, uses_drafter: jax.Array,
                                   0.0)).astype(jnp.int32),
       emitted_drafts=jnp.minimum(k, n),
       emitted_corrections=full & (k < gamma),
-      emitted_bonus=full & (k == gamma))
+      emitted_bonus=full & (k == gamma),
+      support_mass_e5=support_mass)
   return SpecState(seq=seq, d_cache=d_cache, v_cache=v_cache, rng=rng,
                    stats=stats)
 

@@ -103,6 +103,9 @@ STAT_DOCS = {
     "emitted_drafts": "emitted tokens that were accepted drafts",
     "emitted_corrections": "emitted residual (correction) tokens",
     "emitted_bonus": "emitted bonus tokens (all drafts accepted)",
+    "support_mass_e5": "the verifier's T = 1 mass on the drafter's support "
+                       "(q > 0), summed over evaluated drafts, in 1e-5 "
+                       "units (p(S) for a subset-vocabulary drafter)",
     "emitted_drafter": "tokens emitted from the drafter's distribution",
     "emitted_verifier": "tokens emitted from the verifier's distribution",
     "oracle_evaluations": "verifier evaluations not counted as cost (oracle)",

@@ -248,6 +248,10 @@ class CellStats(TypedDict):
     deferral_rate: deferrals / num_tokens, or null.
     predicted_speedup: Leviathan's formula, or null.
     measured_speedup: 1 / relative_latency, or null.
+    drafter_support_mass: the verifier's mean T = 1 mass on the drafter's
+      support at the evaluated drafts (p(S) of a subset-vocabulary drafter;
+      ~1 for a full one), or null (no such counter: not the speculative
+      loop, or a file written before it existed).
     totals: every scalar counter summed over examples; per-position counters
       summed element-wise.
   """
@@ -260,6 +264,7 @@ class CellStats(TypedDict):
   deferral_rate: Optional[float]
   predicted_speedup: Optional[float]
   measured_speedup: Optional[float]
+  drafter_support_mass: NotRequired[Optional[float]]
   totals: dict[str, Any]
 
 

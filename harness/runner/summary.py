@@ -13,6 +13,7 @@ import numpy as np
 
 from harness import metrics
 from harness import tasks
+from harness.decoding.speculative import SUPPORT_MASS_UNIT
 from harness.results import latency as latency_lib
 from harness.results import merge
 from harness.results import schema
@@ -135,6 +136,9 @@ def cell_stats(cell: schema.CellConfig,
       deferral_rate=None if ar else _ratio(t["deferrals"], t["num_tokens"]),
       predicted_speedup=predicted,
       measured_speedup=None if not relative else 1.0 / relative,
+      drafter_support_mass=(
+          t["support_mass_e5"] * SUPPORT_MASS_UNIT / t["drafts_evaluated"]
+          if speculative and "support_mass_e5" in t else None),
       totals=t)
 
 

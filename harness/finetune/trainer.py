@@ -465,7 +465,7 @@ def write_provenance(workdir: str, cfg: FinetuneConfig, gin_text: str,
   """provenance.json: config, gin text, commit, versions, device, mesh."""
   if jax.process_index() != 0:
     return
-  from harness.runner import provenance  # pylint: disable=g-import-not-at-top
+  from harness.edge import provenance  # pylint: disable=g-import-not-at-top
   commit, dirty = provenance.git_state()
   record = {
       "created": provenance.now_iso(), "git_commit": commit,

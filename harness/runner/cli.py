@@ -20,17 +20,13 @@ import dataclasses
 import glob
 import os
 import sys
-import traceback
 from typing import Callable
 
-CONFIG_ERROR_EXIT = 2
-RUN_ERROR_EXIT = 1
+from harness import REPO_ROOT
+from harness.edge.errors import CONFIG_ERROR_EXIT, RUN_ERROR_EXIT
+from harness.edge.errors import fail_one_line, gin_overrides
+
 EXPERIMENTS_GLOB = os.path.join("experiments", "*.gin")
-
-
-def gin_overrides(values: list[str]) -> list[str]:
-  """``--gin.X=Y`` arguments -> gin binding strings ``X=Y``."""
-  return [v.removeprefix("--gin.") for v in values]
 
 
 def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
@@ -79,26 +75,11 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="show tracebacks")
 
 
-def fail_one_line(err: BaseException, code: int, debug: bool) -> int:
-  """Prints ``error: <first line>`` (or the traceback with ``--debug``);
-  returns ``code``. Shared by the sweep and fine-tuning commands."""
-  if debug:
-    traceback.print_exception(err)
-  else:
-    # A KeyError's str() is the repr of its key: print the message itself.
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else (
-        str(err))
-    message = text.strip().splitlines()[0] if text.strip() else (
-        type(err).__name__)
-    print(f"error: {message}", file=sys.stderr)
-  return code
-
-
 def _run(args: argparse.Namespace) -> int:
   from harness.runner import cells  # pylint: disable=g-import-not-at-top
   from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
   from harness.runner import runner  # pylint: disable=g-import-not-at-top
-  from harness.runner import cpu_threads  # pylint: disable=g-import-not-at-top
+  from harness.edge import cpu_threads  # pylint: disable=g-import-not-at-top
   bindings = args.gin_binding + gin_overrides(getattr(args, "gin", []))
   try:
     value = getattr(args, "cpu_threads", None)
@@ -193,10 +174,8 @@ def _gather(args: argparse.Namespace) -> int:
 
 def list_experiments() -> list[str]:
   """Shipped experiment files (relative to the repository root)."""
-  from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
-  root = gin_config.REPO_ROOT
-  return sorted(os.path.relpath(p, root)
-                for p in glob.glob(os.path.join(root, EXPERIMENTS_GLOB)))
+  return sorted(os.path.relpath(p, REPO_ROOT)
+                for p in glob.glob(os.path.join(REPO_ROOT, EXPERIMENTS_GLOB)))
 
 
 def register(add_command: Callable) -> None:

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from harness import tasks
+from harness.edge import errors
 from harness.models import devices as chips
 from harness.models import loading
 from harness.models import t5x
@@ -496,4 +497,4 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
   return 0
 
 
-PROBLEMS_EXIT = 3
+PROBLEMS_EXIT = errors.DRY_RUN_PROBLEMS_EXIT

@@ -28,6 +28,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from harness import REPO_ROOT
 from harness import decoding
 from harness import models
 from harness.models import configs, devices, sharding, weights
@@ -186,9 +187,7 @@ def resolve(path: str) -> str:
   directory)."""
   if os.path.isabs(path) or os.path.exists(path):
     return path
-  root = os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__))))
-  candidate = os.path.join(root, path)
+  candidate = os.path.join(REPO_ROOT, path)
   return candidate if os.path.exists(candidate) else path
 
 

@@ -24,7 +24,7 @@ from harness.runner import estimate as estimate_lib
 from harness.runner import execute
 from harness.runner import pairs
 from harness.runner import progress as progress_lib
-from harness.runner import provenance as provenance_lib
+from harness.edge import provenance as provenance_lib
 from harness.results import schema
 from harness.results import store as store_lib
 from harness.runner import summary as summary_lib

@@ -112,7 +112,6 @@ def _run(args: argparse.Namespace) -> int:
     from harness import decoding  # pylint: disable=g-import-not-at-top
     decoding.enable_compilation_cache(args.compilation_cache_dir)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
-                              dry_run=args.dry_run,
                               progress=not args.no_progress, gin_config=text)
   if args.dry_run:
     return _dry_run(exp, options, getattr(args, "simulate_devices", None),

@@ -98,10 +98,10 @@ def _run(args: argparse.Namespace) -> int:
   for binding in unused:
     print(f"warning: --gin.{binding}: no gin file defines or uses this "
           "macro (a typo?); it has no effect", file=sys.stderr)
-  from harness.runner import topology  # pylint: disable=g-import-not-at-top
-  if topology.wants_distributed(getattr(args, "distributed", False)):
-    shard = topology.host_shard()
-    exp = dataclasses.replace(exp, results_dir=topology.host_results_dir(
+  from harness.runner import multihost  # pylint: disable=g-import-not-at-top
+  if multihost.wants_distributed(getattr(args, "distributed", False)):
+    shard = multihost.host_shard()
+    exp = dataclasses.replace(exp, results_dir=multihost.host_results_dir(
         exp.results_dir, shard))
     print(f"host {shard.index} of {shard.count}: results in "
           f"{exp.results_dir}", file=sys.stderr)
@@ -125,25 +125,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
-  """``--dry_run``: every check of ``harness.runner.dryrun``, one listing."""
-  from harness.runner import devices  # pylint: disable=g-import-not-at-top
-  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
+  """``--dry_run``: every check of ``harness.runner.preflight``, one listing."""
+  from harness.runner import topologies  # pylint: disable=g-import-not-at-top
+  from harness.runner import preflight  # pylint: disable=g-import-not-at-top
   from harness.runner import runner  # pylint: disable=g-import-not-at-top
   from harness.results import store  # pylint: disable=g-import-not-at-top
   try:
-    topo = devices.parse(simulate) if simulate else devices.detect()
+    topo = topologies.parse(simulate) if simulate else topologies.detect()
   except ValueError as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, debug)
   results = store.ResultsStore(exp.results_dir, exp.name)
-  return dryrun.dry_run(exp, lambda e: runner.plan(e, options), topo,
+  return preflight.dry_run(exp, lambda e: runner.plan(e, options), topo,
                         results.is_done, results.dir, sys.stdout)
 
 
 def _gate(exp):
   """Before the first cell: data, sample sizes and, for MBPP, the code
-  sandbox (all tasks at once; ``dryrun.pre_run_checks``)."""
-  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
-  exp, found = dryrun.pre_run_checks(exp)
+  sandbox (all tasks at once; ``preflight.pre_run_checks``)."""
+  from harness.runner import preflight  # pylint: disable=g-import-not-at-top
+  exp, found = preflight.pre_run_checks(exp)
   for line in found.warnings:
     print(f"warning: {line}", file=sys.stderr)
   if found.problems:
@@ -161,9 +161,9 @@ def _configure_gather(parser: argparse.ArgumentParser) -> None:
 
 
 def _gather(args: argparse.Namespace) -> int:
-  from harness.runner import topology  # pylint: disable=g-import-not-at-top
+  from harness.runner import multihost  # pylint: disable=g-import-not-at-top
   try:
-    copied, filled = topology.gather(args.hosts, args.into)
+    copied, filled = multihost.gather(args.hosts, args.into)
   except (OSError, ValueError) as err:
     return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
   print(f"gathered {copied} files from {len(args.hosts)} hosts into "

@@ -238,7 +238,7 @@ class Experiment:
       ``docs/timing.md``) or "unpaired" (the original protocol).
     sample_policy: a ``SamplePolicy`` for ``TaskRun.num_examples`` above
       what the task's source holds (checked before the first cell,
-      ``harness.runner.dryrun``).
+      ``harness.runner.preflight``).
   """
   name: str
   pair: ModelPair

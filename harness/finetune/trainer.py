@@ -46,12 +46,11 @@ from harness.finetune import mfu
 from harness.finetune.checkpoint import Checkpoints
 from harness.finetune.config import FinetuneConfig
 from harness.models import configs as model_configs
+from harness.models.base import DATA_AXIS, MODEL_AXIS
 from harness.models.sharding import auto_mesh, param_partition_specs
 from harness.models.t5 import T5, init_t5_params
 from harness.models.tokenizer import Tokenizer
 
-DATA_AXIS = "data"
-MODEL_AXIS = "model"
 TRAIN_LOG = "train_log.jsonl"
 EVAL_LOG = "eval_log.jsonl"
 PROVENANCE = "provenance.json"

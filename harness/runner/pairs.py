@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from harness import REPO_ROOT
 from harness import decoding
 from harness import models
-from harness.models import configs, chips, sharding, weights
+from harness.models import base, configs, chips, sharding, weights
 from harness.runner import config as cfg
 
 # Tiny random sizes for smoke tests (vocabulary 128; SentencePiece uses 100).
@@ -199,7 +199,7 @@ def local_mesh(model_parallel: int) -> jax.sharding.Mesh | None:
     return None
   local = jax.local_devices()
   return jax.make_mesh((len(local) // model_parallel, model_parallel),
-                       ("data", sharding.MODEL_AXIS), devices=local)
+                       (base.DATA_AXIS, base.MODEL_AXIS), devices=local)
 
 
 def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:

@@ -25,6 +25,7 @@ import typing
 from typing import Any, Optional
 
 from harness.results import latency
+from harness.tasks.spec import Source
 
 # Method options as a hashable, sorted tuple of (name, value) pairs.
 Options = tuple[tuple[str, Any], ...]
@@ -60,10 +61,8 @@ class DType(enum.StrEnum):
   BFLOAT16 = "bfloat16"
 
 
-class DataSource(enum.StrEnum):
-  """Where task examples come from (``harness.tasks.Source``)."""
-  OFFLINE = "offline"
-  TFDS = "tfds"
+# Where task examples come from: the tasks' own enum (offline, tfds).
+DataSource = Source
 
 
 class SamplePolicy(str, enum.Enum):

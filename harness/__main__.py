@@ -90,6 +90,7 @@ def report_command(args: argparse.Namespace) -> int:
   """Merges shard results, then writes and prints Table 2 and the figures."""
   # pylint: disable=g-import-not-at-top
   from harness import report
+  from harness.edge import errors
   from harness.results import merge
   # pylint: enable=g-import-not-at-top
   try:
@@ -102,11 +103,8 @@ def report_command(args: argparse.Namespace) -> int:
       print(f"filled relative latency of {len(filled)} cells")
     report.write_and_print(args.results, out_dir=args.out)
   except Exception as err:  # pylint: disable=broad-except
-    if args.debug:
-      raise
-    lines = str(err).strip().splitlines() or [type(err).__name__]
-    print(f"error: {lines[0]}", file=sys.stderr)
-    return 2 if isinstance(err, FileNotFoundError) else 1
+    return errors.fail_one_line(err, errors.CONFIG_ERROR_EXIT if isinstance(
+        err, FileNotFoundError) else errors.RUN_ERROR_EXIT, args.debug)
   return 0
 
 

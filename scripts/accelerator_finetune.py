@@ -35,7 +35,7 @@ import jax
 from harness.finetune import config as config_lib
 from harness.finetune import mfu
 from harness.finetune import trainer
-from harness.runner import provenance
+from harness.edge import provenance
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,7 @@ For each top-level `gin/finetune/*.gin` run of a published T5 v1.1 size:
 steps, tokens per step (rows × (inputs + targets) positions, padding
 included), model FLOPs per step (`harness.finetune.mfu.step_flops`) and the
 hours it would take at an ASSUMED model-FLOPs utilisation on each topology
-(chips × the dense bfloat16 peak of `harness.models.devices.CHIPS`). The
+(chips × the dense bfloat16 peak of `harness.models.chips.CHIPS`). The
 hours are an estimate, not a measurement: a run's own `train_log.jsonl`
 records its real step time and MFU.
 
@@ -26,7 +26,7 @@ sys.path.insert(0, REPO)
 from harness.finetune import config as config_lib
 from harness.finetune import mfu
 from harness.models import configs as model_configs
-from harness.runner import devices as topologies
+from harness.runner import topologies
 
 T5_VOCAB = 32128  # the public T5 v1.1 embedding rows
 PLACEHOLDER = "/public/t5_1_1"  # INIT_CHECKPOINT (only parsed, never read)

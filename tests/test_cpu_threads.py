@@ -7,14 +7,14 @@ import sys
 
 import pytest
 
-from harness.runner import cpu_threads
+from harness.edge import cpu_threads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _CHILD = r"""
 import json, os, sys, time, resource
 sys.path.insert(0, {repo!r})
-from harness.runner import cpu_threads
+from harness.edge import cpu_threads
 n = int(sys.argv[1])
 before = os.sched_getaffinity(0)
 set_to = cpu_threads.limit(n)

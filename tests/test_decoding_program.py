@@ -163,6 +163,30 @@ def test_compile_checks_before_tracing_and_program_checks_prompt_length():
     program(np.arange(9) % 5)
 
 
+def test_program_call_checks_knobs_without_recompiling():
+  drafter, verifier = tu.pair(39)
+  program = decoding.compile("spec_cascade_token", drafter, verifier,
+                             prompt_bucket=8, gamma=2, max_decode_len=9)
+  lo, hi = decoding.METHODS["spec_cascade_token"].valid_alpha()
+  program(np.array([1, 2]), alpha=lo)  # in range: runs
+  traces = decoding.trace_count("spec_cascade_token", 2)
+  for kw, name in ((dict(alpha=hi + 1.0), "alpha"),
+                   (dict(alpha=float("nan")), "alpha"),
+                   (dict(temperature=-1.0), "temperature"),
+                   (dict(top_p=0.0), "top_p"),
+                   (dict(top_p=1.5), "top_p")):
+    with pytest.raises(ValueError, match=name):
+      program(np.array([1, 2]), **kw)
+  with pytest.raises(ValueError, match="prompt ids"):
+    program(np.array([1, verifier.vocab_size]))
+  with pytest.raises(ValueError, match="alpha"):
+    decoding.check_knobs("spec_cascade_token", alpha=hi + 1.0,
+                         temperature=1.0, top_p=1.0)
+  # Other in-range knobs reuse the executable.
+  program(np.array([1, 2]), alpha=hi, temperature=0.5, top_p=0.7)
+  assert decoding.trace_count("spec_cascade_token", 2) == traces
+
+
 def test_method_checks_live_in_method_specs():
   assert decoding.METHODS["bild"].check is not None
   assert decoding.METHODS["token_cascade_chow"].check is not None

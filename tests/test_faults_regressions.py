@@ -13,6 +13,7 @@ import pytest
 from harness import models
 from harness.models import configs
 from harness.testing import tokenizers
+from harness.edge import errors
 from harness.runner import cli
 from harness.runner import gin_config
 from harness.tasks import datasets
@@ -135,7 +136,7 @@ def _args(tmp_path, gin):
 
 
 def test_key_error_message_is_not_quoted(capsys):
-  cli.fail_one_line(KeyError("checkpoint x has no tensor 'w'"), 1, debug=False)
+  errors.fail_one_line(KeyError("checkpoint x has no tensor 'w'"), 1, debug=False)
   assert capsys.readouterr().err == (
       "error: checkpoint x has no tensor 'w'\n")
 

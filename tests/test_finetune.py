@@ -24,7 +24,7 @@ import pytest
 from harness.finetune import config as config_lib
 from harness.finetune import mfu
 from harness.models import configs
-from harness.runner import gin_config
+from harness.edge import gin_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOCAB = os.path.join(REPO, "checkpoints", "multi30k_t5", "small",
@@ -65,7 +65,7 @@ def test_shipped_gin_files_parse(name):
 
 
 def test_bad_value_is_one_line_naming_the_binding():
-  with pytest.raises(gin_config.ConfigError) as err:
+  with pytest.raises(gin_files.ConfigError) as err:
     config_lib.parse(["finetune/newstest_multi30k_large.gin"],
                      ["FinetuneConfig.accumulate_steps=5"])
   message = str(err.value)
@@ -76,7 +76,7 @@ def test_bad_value_is_one_line_naming_the_binding():
 
 
 def test_required_checkpoint_is_reported():
-  with pytest.raises(gin_config.ConfigError, match="INIT_CHECKPOINT"):
+  with pytest.raises(gin_files.ConfigError, match="INIT_CHECKPOINT"):
     config_lib.parse(["finetune/wmt14_ende_small.gin"])
 
 

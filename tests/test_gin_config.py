@@ -9,7 +9,7 @@ import pytest
 from harness import decoding
 from harness.__main__ import main
 from harness.runner import cli
-from harness.runner import dryrun
+from harness.runner import preflight
 from harness.runner import gin_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +38,7 @@ def test_every_shipped_experiment_dry_runs(experiment, capsys, tmp_path):
   problems = [l for l in out.splitlines() if l.startswith("problem (")]
   assert all(l.startswith("problem (checkpoint): ") and "/nonexistent/" in l
              for l in problems), problems
-  assert code == (dryrun.PROBLEMS_EXIT if problems else 0)
+  assert code == (preflight.PROBLEMS_EXIT if problems else 0)
 
 
 def test_paper_experiment_sizes(capsys, tmp_path):

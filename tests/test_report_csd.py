@@ -1,10 +1,15 @@
 """CS Drafting report: SWI from call counts, table and figure."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
 from harness.report import csd
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _summary(cell_id, method, level_calls, num_tokens, rel, options=None,
@@ -63,3 +68,19 @@ def test_no_csd_cells_writes_nothing(tmp_path):
   row = _summary("s1", "spec_decode", [25, 100], 100, 0.8, gamma=5)
   (tmp_path / "cells" / "s1.json").write_text(json.dumps(row))
   assert csd.write_csd_report(tmp_path, tmp_path) == []
+
+
+def test_multi_drafter_table_matches_the_registry():
+  from harness import decoding  # pylint: disable=g-import-not-at-top
+  from harness.report import style  # pylint: disable=g-import-not-at-top
+  assert set(style.MULTI_DRAFTER_METHODS) == {
+      name for name, spec in decoding.METHODS.items() if spec.multi_drafter}
+
+
+def test_report_imports_neither_jax_nor_a_matplotlib_backend():
+  code = ("import sys, harness.report, harness.report.csd; "
+          "print('jax' in sys.modules, 'matplotlib.pyplot' in sys.modules)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, timeout=120, check=True,
+                       env=dict(os.environ, PYTHONPATH=REPO))
+  assert out.stdout.split() == ["False", "False"]

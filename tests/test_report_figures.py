@@ -4,7 +4,7 @@ import matplotlib.figure
 import pytest
 
 from harness.report import analysis
-from harness.report import appendix
+from harness.report import plots
 from harness.report import figures
 from harness.report import load
 from harness.report import style
@@ -48,7 +48,7 @@ def _lines(ax):
 
 
 def test_curves_one_panel_per_task_and_line_per_method(cells):
-  fig = appendix.plot_curves(cells)
+  fig = plots.plot_curves(cells)
   assert isinstance(fig, matplotlib.figure.Figure)
   assert [ax.get_title() for ax in fig.axes] == sorted(TASKS)
   methods = MAIN + DEFERRAL + ("spec_decode",)
@@ -68,7 +68,7 @@ def test_curves_one_panel_per_task_and_line_per_method(cells):
 
 
 def test_curves_are_sized_for_a_paper_column(cells):
-  fig = appendix.plot_curves(cells)
+  fig = plots.plot_curves(cells)
   width, _ = fig.get_size_inches()
   assert width == pytest.approx(figures.PANEL_WIDTH_IN * len(TASKS))
   assert fig.axes[0].xaxis.label.get_fontsize() >= 7
@@ -77,7 +77,7 @@ def test_curves_are_sized_for_a_paper_column(cells):
 
 
 def test_deferral_figure_has_the_motivating_methods(cells):
-  fig = appendix.plot_deferral(cells)
+  fig = plots.plot_deferral(cells)
   for ax in fig.axes:
     labels = set(_lines(ax))
     assert {style.label_for(m) for m in DEFERRAL + ("spec_decode",)} <= labels
@@ -87,13 +87,13 @@ def test_deferral_figure_has_the_motivating_methods(cells):
 
 
 def test_rejection_figure(cells):
-  fig = appendix.plot_rejection(cells)
+  fig = plots.plot_rejection(cells)
   assert "Rejection rate" in fig.axes[0].get_xlabel()
   assert len(fig.axes[0].get_lines()) == 6 + REFERENCE_LINES
 
 
 def test_temperature_sweep_panels(cells):
-  fig = appendix.plot_sweep(cells, appendix.SweepParam.TEMPERATURE)
+  fig = plots.plot_sweep(cells, plots.SweepParam.TEMPERATURE)
   titles = [ax.get_title() for ax in fig.axes]
   assert titles == ["wmt_ende, T=0.5", "wmt_ende, T=1"]
   assert len(fig.axes[0].get_lines()) == 2 + REFERENCE_LINES
@@ -106,20 +106,20 @@ def test_temperature_sweep_panels(cells):
 
 
 def test_gamma_sweep_panels(cells):
-  fig = appendix.plot_sweep(cells, appendix.SweepParam.GAMMA)
+  fig = plots.plot_sweep(cells, plots.SweepParam.GAMMA)
   assert [ax.get_title() for ax in fig.axes] == ["wmt_ende, γ=3",
                                                  "wmt_ende, γ=5"]
   assert len(fig.axes[0].get_lines()) == 1 + REFERENCE_LINES
 
 
 def test_figures_absent_without_the_sweep(cells):
-  assert appendix.plot_sweep(cells, appendix.SweepParam.TOP_P) is None
-  assert appendix.plot_rule_ablation(cells) is None  # No TokenV1/V2.
-  assert appendix.plot_bild(cells) is None  # BiLD* only.
+  assert plots.plot_sweep(cells, plots.SweepParam.TOP_P) is None
+  assert plots.plot_rule_ablation(cells) is None  # No TokenV1/V2.
+  assert plots.plot_bild(cells) is None  # BiLD* only.
 
 
 def test_speedup_figure(cells):
-  fig = appendix.plot_speedup(cells)
+  fig = plots.plot_speedup(cells)
   for ax in fig.axes:
     lines = _lines(ax)
     assert "measured = predicted" in lines

@@ -376,7 +376,7 @@ def test_report_merges_shards(jax_cache, uninterrupted, tmp_path, capsys):
   exp_dir = tmp_path / "smoke"
   shard_files = sorted(os.listdir(exp_dir / "manifests"))
   # Shards take whole (task, T, top-P) groups: smoke's single group went to
-  # shard 0 and shard 1 had no cell to run (tests/test_topology.py splits
+  # shard 0 and shard 1 had no cell to run (tests/test_multihost.py splits
   # two groups over two hosts).
   assert shard_files == ["shard-000-of-002.json"]
   assert main(["report", "--results", str(exp_dir)]) == 0

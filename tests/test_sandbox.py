@@ -274,10 +274,10 @@ def test_mbpp_sweep_is_refused_before_the_first_cell(monkeypatch, capsys,
 def test_mbpp_dry_run_lists_the_sandbox_refusal(monkeypatch, capsys,
                                                 tmp_path):
   from harness.__main__ import main  # pylint: disable=g-import-not-at-top
-  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
+  from harness.runner import preflight  # pylint: disable=g-import-not-at-top
   _no_kernel_sandbox(monkeypatch)
   args = [*_MBPP_SWEEP, "--dry_run", f"--gin.RESULTS_DIR='{tmp_path}'"]
-  assert main(args) == dryrun.PROBLEMS_EXIT
+  assert main(args) == preflight.PROBLEMS_EXIT
   problems = [l for l in capsys.readouterr().out.splitlines()
               if l.startswith("problem (")]
   assert len(problems) == 1 and problems[0].startswith(
@@ -288,7 +288,7 @@ def test_mbpp_dry_run_lists_the_sandbox_refusal(monkeypatch, capsys,
   monkeypatch.setenv(sandbox.ALLOW_AUDIT_ONLY_ENV, "1")
   assert main(args) == 0
   monkeypatch.delenv(sandbox.ALLOW_AUDIT_ONLY_ENV)
-  assert main(args) == dryrun.PROBLEMS_EXIT  # refused again without it
+  assert main(args) == preflight.PROBLEMS_EXIT  # refused again without it
   assert main([*args, "--allow_unisolated_mbpp"]) == 0  # the flag form
   os.environ.pop(sandbox.ALLOW_AUDIT_ONLY_ENV)
   capsys.readouterr()

@@ -12,7 +12,7 @@ import pytest
 
 from harness import models
 from harness.runner import config as cfg
-from harness.runner import dryrun, pairs
+from harness.runner import preflight, pairs
 from harness.training import presets
 
 SHIPPED = [(arch, size) for arch in ("t5", "gemma")
@@ -29,7 +29,7 @@ def test_size_names_describe_the_shipped_checkpoints(arch, size):
   shipped = _shipped(arch, size)
   name = f"multi30k_{arch}_{size}"
   assert pairs.size_config(name) == shipped.model.config
-  footprint = dryrun.footprint(pairs.size_config(name), cfg.DType.FLOAT32,
+  footprint = preflight.footprint(pairs.size_config(name), cfg.DType.FLOAT32,
                                split=1, input_len=8, output_len=8, gamma=1)
   assert footprint.num_params == sum(
       p.size for p in jax.tree.leaves(shipped.params))

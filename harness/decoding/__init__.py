@@ -9,7 +9,9 @@ Public API::
                   rng=jax.random.key(0))
     out.tokens, out.num_tokens, out.stats
 
-    # or, checked and one-off (validate -> compile, cached -> call):
+    # compile checks the static arguments; each call checks the prompt and
+    # α, T, top-P (ValueError naming the argument).
+    # Or, checked and one-off (compile, cached -> call):
     out = decoding.decode("spec_cascade_token", drafter, verifier, prompt,
                           gamma=5, alpha=0.3, max_decode_len=80)
 
@@ -25,15 +27,16 @@ from harness.decoding.program import (Program, buffer_size, clear_cache,
                                       decode_many, decoder_prompt_len, enable_compilation_cache,
                                       reset_compile_stats, trace_count)
 from harness.decoding.protocol import Cache, DecodingModel
-from harness.decoding.registry import (METHODS, MethodSpec, prompt_bucket,
-                                       register_method, validate)
+from harness.decoding.registry import (METHODS, MethodSpec, check_knobs,
+                                       prompt_bucket, register_method,
+                                       validate)
 from harness.decoding.state import PAD_TOKEN, STAT_DOCS, DecodeOutput
 from harness.decoding.targets import RULES, target
 
 del _methods
 
 __all__ = ["METHODS", "MethodSpec", "Program", "Cache", "DecodingModel",
-           "buffer_size", "clear_cache", "compile", "compile_stats",
+           "buffer_size", "check_knobs", "clear_cache", "compile", "compile_stats",
            "decode", "decode_many", "decoder_prompt_len",
            "enable_compilation_cache",
            "prompt_bucket", "register_method", "reset_compile_stats",

@@ -228,8 +228,11 @@ class Program:
 
   Call it as ``program(prompt, alpha=, temperature=, top_p=, rng=)``: the
   prompt ([n] ints, n ≤ ``prompt_bucket``) is padded on the host and the
-  executable runs once; nothing is checked or traced per call. Use
-  ``decode`` for checked one-off calls.
+  executable runs once; nothing is traced per call. The prompt's shape and
+  ids and the knobs α, T and top-P are checked on the host first (a few
+  comparisons; knobs given as device arrays or tracers are not checked):
+  an out-of-range value is a ValueError naming the argument, as from
+  ``decode``.
 
   Attributes:
     method: the method name.
@@ -279,10 +282,13 @@ class Program:
     return self._single.compile_s
 
   def _args(self, prompt, alpha, temperature, top_p) -> tuple:
-    prompt = np.asarray(prompt, np.int32)
+    registry.check_knobs(self.method, alpha=alpha, temperature=temperature,
+                         top_p=top_p)
+    prompt = np.asarray(prompt)
     if prompt.ndim != 1 or not 0 < prompt.size <= self.prompt_bucket:
       raise ValueError(f"prompt: shape {prompt.shape} must be [n] with "
                        f"1 ≤ n ≤ prompt_bucket={self.prompt_bucket}")
+    prompt = registry.check_prompt(prompt, self.verifier.vocab_size)
     padded = np.zeros((self.prompt_bucket,), np.int32)
     padded[:prompt.size] = prompt
     return (self.drafter, self.verifier, jnp.asarray(padded),

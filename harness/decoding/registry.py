@@ -184,6 +184,45 @@ def check_program(method: str, drafter, verifier, *, gamma: int,
   return full
 
 
+_HOST_NUMBER = (int, float, np.integer, np.floating)
+
+
+def check_knobs(method: str, *, alpha, temperature, top_p) -> None:
+  """Checks the traced knobs α, T and top-P against the method's ranges.
+
+  Only host numbers are checked (a few comparisons, no device round trip);
+  a tracer or a device array is passed through unchecked.
+
+  Raises:
+    ValueError naming the offending argument.
+  """
+  if isinstance(temperature, _HOST_NUMBER) and (
+      not temperature >= 0 or not math.isfinite(temperature)):
+    raise ValueError(f"temperature={temperature!r} must be finite and ≥ 0")
+  if isinstance(top_p, _HOST_NUMBER) and not 0 < top_p <= 1:
+    raise ValueError(f"top_p={top_p!r} must be in (0, 1]")
+  if isinstance(alpha, _HOST_NUMBER):
+    lo, hi = METHODS[method].valid_alpha()
+    _check_range("alpha", float(alpha), lo, hi, f"{method}'s")
+
+
+def check_prompt(prompt, vocab_size: int) -> np.ndarray:
+  """Checks a prompt's shape, dtype and ids; returns it as int32 [n].
+
+  Raises:
+    ValueError naming the prompt.
+  """
+  prompt = np.asarray(prompt)
+  if prompt.ndim != 1 or prompt.size == 0:
+    raise ValueError(f"prompt must be a non-empty 1-D int array, got shape "
+                     f"{prompt.shape}")
+  if not np.issubdtype(prompt.dtype, np.integer):
+    raise ValueError(f"prompt dtype {prompt.dtype} must be an integer type")
+  if prompt.min() < 0 or prompt.max() >= vocab_size:
+    raise ValueError(f"prompt ids must lie in [0, {vocab_size})")
+  return prompt.astype(np.int32)
+
+
 def check_call(method: str, verifier, prompt, *, alpha: float,
                temperature: float, top_p: float) -> np.ndarray:
   """Checks the per-call arguments; returns the prompt as an int32 array.
@@ -191,21 +230,8 @@ def check_call(method: str, verifier, prompt, *, alpha: float,
   Raises:
     ValueError naming the offending argument.
   """
-  if not temperature >= 0 or not math.isfinite(temperature):
-    raise ValueError(f"temperature={temperature!r} must be finite and ≥ 0")
-  if not 0 < top_p <= 1:
-    raise ValueError(f"top_p={top_p!r} must be in (0, 1]")
-  lo, hi = METHODS[method].valid_alpha()
-  _check_range("alpha", float(alpha), lo, hi, f"{method}'s")
-  prompt = np.asarray(prompt)
-  if prompt.ndim != 1 or prompt.size == 0:
-    raise ValueError(f"prompt must be a non-empty 1-D int array, got shape "
-                     f"{prompt.shape}")
-  if not np.issubdtype(prompt.dtype, np.integer):
-    raise ValueError(f"prompt dtype {prompt.dtype} must be an integer type")
-  if prompt.min() < 0 or prompt.max() >= verifier.vocab_size:
-    raise ValueError(f"prompt ids must lie in [0, {verifier.vocab_size})")
-  return prompt.astype(np.int32)
+  check_knobs(method, alpha=alpha, temperature=temperature, top_p=top_p)
+  return check_prompt(prompt, verifier.vocab_size)
 
 
 def validate(method: str, drafter, verifier, prompt, *, gamma, alpha,

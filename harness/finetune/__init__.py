@@ -1,5 +1,9 @@
 """Fine-tuning and continued pre-training of T5 v1.1, the t5x way.
 
+The paper-scale stack (``python -m harness finetune``); the tiny embedded
+pairs of ``checkpoints/`` come from the other one, ``harness.training``
+(AdamW, in-process).
+
   python -m harness finetune --gin_file finetune/<name>.gin --workdir DIR
 
 Modules: `config` (the run's settings and their gin files), `trainer` (the

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 
-CONFIG_ERROR_EXIT = 2
-RUN_ERROR_EXIT = 1
+from harness.edge.errors import CONFIG_ERROR_EXIT, RUN_ERROR_EXIT
+from harness.edge.errors import fail_one_line, gin_overrides
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +44,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def finetune(args: argparse.Namespace) -> int:
   """Parses the gin config, then runs `trainer.train`."""
   # pylint: disable=g-import-not-at-top
+  from harness.edge import gin_files
   from harness.finetune import config as config_lib
-  from harness.runner import gin_config
-  from harness.runner.cli import fail_one_line, gin_overrides
   # pylint: enable=g-import-not-at-top
   bindings = args.gin_binding + gin_overrides(getattr(args, "gin", []))
   try:
     cfg, text = config_lib.parse(args.gin_file, bindings)
-  except (gin_config.ConfigError, ValueError) as err:
+  except (gin_files.ConfigError, ValueError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   import jax  # pylint: disable=g-import-not-at-top
   if args.distributed:

@@ -6,23 +6,21 @@ files bind its fields, layered as model size × task × run, e.g.
 ``gin/finetune/wmt14_ende_small.gin`` includes
 ``gin/finetune/models/t5_1_1_small.gin``, ``gin/finetune/tasks/wmt14_ende.gin``
 and ``gin/finetune/runs/finetune.gin``; ``--gin.FinetuneConfig.X=Y`` overrides
-any field last. Gin files are searched relative to the working directory,
-then the repository root, then the repository's ``gin/`` directory, so
-``--gin_file finetune/wmt14_ende_small.gin`` works from anywhere.
+any field last. Gin files are found by ``harness.edge.gin_files``' rule
+(working directory, repository root, its ``gin/``), so ``--gin_file
+finetune/wmt14_ende_small.gin`` works from anywhere.
 
-Bad values raise :class:`harness.runner.gin_config.ConfigError`, one line
+Bad values raise :class:`harness.edge.gin_files.ConfigError`, one line
 naming the file, line and binding.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import inspect
 from typing import Sequence
 
-import gin
-
-from harness.runner import gin_config
+from harness.edge import errors, gin_files
 
 GIN_MODULE = "harness.finetune"
 SCHEDULES = ("constant", "rsqrt")
@@ -195,56 +193,26 @@ class FinetuneConfig:
     return min(self.train_steps, self.max_steps or self.train_steps)
 
 
-def _register() -> None:
-  name = f"{GIN_MODULE}.FinetuneConfig"
+def _make(**kwargs) -> FinetuneConfig:
+  """FinetuneConfig(**kwargs); a bad field names its binding."""
   try:
-    gin.get_configurable(name)
-  except ValueError:
-    # A parse of any gin config (the sweeps' included) locks it at the end.
-    with gin.unlock_config():
-      gin.external_configurable(FinetuneConfig, name="FinetuneConfig",
-                                module=GIN_MODULE)
+    return FinetuneConfig(**kwargs)
+  except ValueError as err:
+    detail = errors.first_line(err)
+    field = detail.split("=", 1)[0]
+    raise gin_files.BindingError(f"FinetuneConfig.{field}", detail) from None
 
 
-def search_paths() -> list[str]:
-  """Where gin files are looked for: cwd, repository root, its gin/."""
-  return ["", gin_config.REPO_ROOT, os.path.join(gin_config.REPO_ROOT, "gin")]
+_make.__signature__ = inspect.signature(FinetuneConfig)
 
 
-def resolve(path: str) -> str:
-  """The file a gin path names; ConfigError if none."""
-  for root in search_paths():
-    candidate = os.path.join(root, path)
-    if os.path.exists(candidate):
-      return candidate
-  raise gin_config.ConfigError(
-      f"{path}: gin file not found (searched the working directory, "
-      f"{gin_config.REPO_ROOT} and its gin/)")
-
-
-def parse(gin_files: Sequence[str], bindings: Sequence[str] = ()
+def parse(gin_file_paths: Sequence[str], bindings: Sequence[str] = ()
           ) -> tuple[FinetuneConfig, str]:
   """Gin files and ``X=Y`` overrides -> (config, operative gin text).
 
   Raises:
     ConfigError: one line naming the file, line, binding and value.
   """
-  _register()
-  files = [resolve(f) for f in gin_files]
-  for path in search_paths():
-    gin.add_config_file_search_path(path)
-  locations = gin_config.scan(files, bindings)
-  gin.clear_config()
-  try:
-    gin.parse_config_files_and_bindings(files, list(bindings))
-    config = gin.get_configurable(f"{GIN_MODULE}.FinetuneConfig")()
-  except (ValueError, TypeError, KeyError, OSError) as err:
-    message = str(err).strip().splitlines()[0] if str(err).strip() else (
-        type(err).__name__)
-    field = message.split("=", 1)[0]
-    key = f"FinetuneConfig.{field}"
-    if key in locations:
-      loc = locations[key]
-      raise gin_config.ConfigError(f"{loc}: {key}: {message}") from None
-    raise gin_config.ConfigError(gin_config.one_line(err, locations)) from None
-  return config, gin.operative_config_str()
+  gin_files.register(_make, "FinetuneConfig", GIN_MODULE)
+  return gin_files.parse(gin_file_paths, bindings,
+                         f"{GIN_MODULE}.FinetuneConfig")

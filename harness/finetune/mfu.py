@@ -15,7 +15,7 @@ width. The factor 6 is 2 (multiply-add) × 3 (forward, then backward for
 activations and for weights); attention scores and the weighted sum are
 2 · 2 · Q · K_len · H·K each forward, ×3 likewise (causal masking is not
 discounted, as is customary). MFU = model FLOPs / step time / (chips × the
-chip's dense bfloat16 peak from `harness.models.devices.CHIPS`); on a
+chip's dense bfloat16 peak from `harness.models.chips.CHIPS`); on a
 device not in the table (CPU) it is None, reported as "unknown".
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import jax
 
-from harness.models import devices
+from harness.models import chips
 from harness.models.configs import T5Config
 
 
@@ -57,7 +57,7 @@ def peak_flops(device_list=None) -> float | None:
   device_list = jax.devices() if device_list is None else device_list
   total = 0.0
   for device in device_list:
-    chip = devices.chip_of(device.device_kind)
+    chip = chips.chip_of(device.device_kind)
     if chip is None or device.platform == "cpu":
       return None
     total += chip.flops
@@ -68,7 +68,7 @@ def chip_name(device_list=None) -> str:
   """The table's title of the devices' chip, or their jax device kind."""
   device_list = jax.devices() if device_list is None else device_list
   kind = device_list[0].device_kind
-  chip = devices.chip_of(kind)
+  chip = chips.chip_of(kind)
   return chip.title if chip is not None and (
       device_list[0].platform != "cpu") else kind
 

@@ -46,12 +46,11 @@ from harness.finetune import mfu
 from harness.finetune.checkpoint import Checkpoints
 from harness.finetune.config import FinetuneConfig
 from harness.models import configs as model_configs
+from harness.models.base import DATA_AXIS, MODEL_AXIS
 from harness.models.sharding import auto_mesh, param_partition_specs
 from harness.models.t5 import T5, init_t5_params
 from harness.models.tokenizer import Tokenizer
 
-DATA_AXIS = "data"
-MODEL_AXIS = "model"
 TRAIN_LOG = "train_log.jsonl"
 EVAL_LOG = "eval_log.jsonl"
 PROVENANCE = "provenance.json"
@@ -465,7 +464,7 @@ def write_provenance(workdir: str, cfg: FinetuneConfig, gin_text: str,
   """provenance.json: config, gin text, commit, versions, device, mesh."""
   if jax.process_index() != 0:
     return
-  from harness.runner import provenance  # pylint: disable=g-import-not-at-top
+  from harness.edge import provenance  # pylint: disable=g-import-not-at-top
   commit, dirty = provenance.git_state()
   record = {
       "created": provenance.now_iso(), "git_commit": commit,
@@ -504,10 +503,251 @@ def _progress(total: int, initial: int, enabled: bool):
                    dynamic_ncols=True)
 
 
+@dataclasses.dataclass
+class _Run:
+  """What the steps of one `train` invocation share."""
+  cfg: FinetuneConfig
+  workdir: str
+  mesh: Mesh | None
+  initial: Initial
+  ckpts: Checkpoints
+  train_log: _Log
+  eval_log: _Log
+  log: Callable[[str], None]
+  eval_step: Callable | None = None
+  fingerprint: dict = dataclasses.field(default_factory=dict)
+  summary: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def vocab_path(self) -> str | None:
+    return self.initial.vocab_path
+
+  @property
+  def vocab_size(self) -> int:
+    return self.initial.model.config.vocab_size
+
+
+def _resume(run: _Run, state) -> tuple[Any, int]:
+  """Restores the newest checkpoint, if any: (state, its step or 0).
+
+  Raises:
+    ValueError: the checkpoints were written with another configuration.
+  """
+  start = run.ckpts.latest_step()
+  if start is None:
+    return state, 0
+  state, meta = run.ckpts.restore(start, state)
+  old = meta.get("fingerprint", {})
+  changed = {k: (old.get(k), v) for k, v in run.fingerprint.items()
+             if k in old and old[k] != v}
+  if changed:
+    field, (was, now) = next(iter(changed.items()))
+    raise ValueError(f"{field}={now!r}: the checkpoints in {run.workdir} were "
+                     f"written with {field}={was!r}; use a new --workdir")
+  run.log(f"resumed from step {start} ({run.ckpts.directory})")
+  if run.train_log.enabled:
+    truncate_log(run.train_log.path, start)
+    truncate_log(run.eval_log.path, start)
+  return state, start
+
+
+def _evaluate(run: _Run, when: str, step: int, params, split: str | None,
+              num: int) -> dict[str, Any]:
+  """Validation loss and/or greedy decoding metrics, logged and kept."""
+  cfg = run.cfg
+  record: dict[str, Any] = {"step": step, "when": when, "split": split}
+  if when == "validation":
+    record["loss"] = validation_loss(cfg, run.eval_step, params, run.mesh,
+                                     run.vocab_path, run.vocab_size)
+  if split is not None and num:
+    examples = text_examples(cfg, run.vocab_path, split, num)
+    result = decode_metrics(cfg, run.initial.model.replace(params=params),
+                            run.initial.tokenizer, examples)
+    predictions = result.pop("predictions", None)
+    record.update(result)
+    if predictions is not None and jax.process_index() == 0:
+      path = os.path.join(run.workdir, f"predictions_{when}_{step}.json")
+      with open(path, "w", encoding="utf-8") as f:
+        json.dump({"examples": [e[0] for e in examples],
+                   "predictions": predictions}, f, ensure_ascii=False)
+  run.eval_log.write(record)
+  run.summary["evaluations"].append(record)
+  shown = {k: v for k, v in record.items() if isinstance(v, (int, float))}
+  run.log(f"eval {when} step {step}: {json.dumps(shown)}")
+  return record
+
+
+def _open_input(run: _Run, start: int):
+  """The training batches, positioned after step `start`."""
+  cfg = run.cfg
+  it = batches(cfg, run.vocab_path, run.vocab_size, cfg.train_split,
+               train=True, start_batch=start * cfg.accumulate_steps,
+               iterator_state=run.ckpts.iterator_dir(start) if start else None)
+  if start:
+    how = getattr(it, "resume", "indexed (synthetic data)")
+    run.log(f"input pipeline at batch {start * cfg.accumulate_steps}: {how}"
+            + (" from its saved iterator state" if how == "restored" else ""))
+  return it
+
+
+class _Saver:
+  """Saves checkpoints with the input iterator's state while that works."""
+
+  def __init__(self, run: _Run, it):
+    self.run, self.it = run, it
+    self.saving_iterator = hasattr(it, "save")
+
+  def __call__(self, step: int, state) -> None:
+    run = self.run
+    run.ckpts.save(step, state, {
+        "step": step, "fingerprint": run.fingerprint,
+        "data_batches": step * run.cfg.accumulate_steps})
+    if self.saving_iterator:
+      try:
+        self.it.save(run.ckpts.iterator_dir(step))
+      except Exception as err:  # pylint: disable=broad-except
+        self.saving_iterator = False
+        run.log(f"input iterator state not saved "
+                f"({str(err).splitlines()[0]}); a resume will replay the "
+                "input pipeline")
+
+
+def _step_record(step: int, metrics, tokens: int, seconds: float,
+                 utilisation: float | None) -> dict[str, Any]:
+  """One line of the training log."""
+  return {"step": step, "loss": float(metrics["loss"]),
+          "cross_entropy": float(metrics["cross_entropy"]),
+          "learning_rate": float(metrics["learning_rate"]),
+          "grad_norm": float(metrics["grad_norm"]),
+          "target_tokens": int(metrics["target_tokens"]),
+          "tokens": tokens, "seconds": round(seconds, 6),
+          "tokens_per_s": tokens / seconds,
+          "mfu": utilisation if utilisation is not None else "unknown"}
+
+
+def _show(bar, cfg: FinetuneConfig, step: int, record: dict,
+          utilisation: float | None) -> None:
+  if bar is None:
+    return
+  bar.update(1)
+  if step % cfg.log_every_steps == 0 or step == cfg.last_step:
+    bar.set_postfix(loss=f"{record['loss']:.4f}",
+                    tok_s=f"{record['tokens_per_s']:.0f}",
+                    mfu=(f"{utilisation:.1%}" if utilisation is not None
+                         else "unknown"))
+
+
+def _checkpoint_due(cfg: FinetuneConfig, step: int, since_save_s: float,
+                    out_of_time: bool) -> bool:
+  return (step % cfg.checkpoint_every_steps == 0 or step == cfg.last_step
+          or out_of_time or (cfg.checkpoint_every_s is not None
+                             and since_save_s >= cfg.checkpoint_every_s))
+
+
+@dataclasses.dataclass
+class _Loop:
+  """Where the training loop stopped, and its timed tokens and seconds."""
+  state: Any
+  step: int
+  reason: str
+  timed_tokens: int = 0
+  timed_seconds: float = 0.0
+
+
+def _train_loop(run: _Run, state, step_fn, it, start: int, flops: float,
+                peak: float | None, progress: bool,
+                kill_at_step: int | None) -> _Loop:
+  """Steps until the last step, the time limit or the end of the data."""
+  cfg = run.cfg
+  save = _Saver(run, it)
+  bar = _progress(cfg.last_step, start, progress)
+  began = last_save = time.monotonic()
+  loop = _Loop(state, start, "max_steps" if cfg.last_step < cfg.train_steps
+               else "train_steps")
+  while loop.step < cfg.last_step:
+    local = _stack(it, cfg.accumulate_steps)
+    if local is None:
+      loop.reason = "data exhausted"
+      break
+    tokens = int(sum(np.count_nonzero(local[k]) for k in (
+        "encoder_input_tokens", "decoder_target_tokens")))
+    t0 = time.perf_counter()
+    loop.state, metrics = step_fn(loop.state, global_batch(local, run.mesh))
+    metrics = jax.device_get(metrics)
+    seconds = time.perf_counter() - t0
+    loop.step += 1
+    step = loop.step
+    tokens *= jax.process_count()
+    if step > start + 1:  # the first step of an invocation compiles
+      loop.timed_tokens += tokens
+      loop.timed_seconds += seconds
+    utilisation = mfu.utilisation(flops, seconds, peak)
+    record = _step_record(step, metrics, tokens, seconds, utilisation)
+    run.train_log.write(record)
+    if not math.isfinite(record["loss"]):
+      raise FloatingPointError(f"step {step}: loss is {record['loss']}")
+    _show(bar, cfg, step, record, utilisation)
+    now = time.monotonic()
+    out_of_time = (cfg.time_limit_s is not None
+                   and now - began >= cfg.time_limit_s)
+    if _checkpoint_due(cfg, step, now - last_save, out_of_time):
+      save(step, loop.state)
+      last_save = time.monotonic()
+    if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and (
+        step < cfg.last_step):
+      _evaluate(run, "validation", step, loop.state["params"],
+                cfg.eval_split, cfg.eval_examples)
+    if kill_at_step is not None and step == kill_at_step:
+      os.kill(os.getpid(), signal.SIGKILL)
+    if out_of_time:
+      loop.reason = f"time_limit_s={cfg.time_limit_s:g}"
+      break
+  if bar is not None:
+    bar.close()
+  if loop.step > start and run.ckpts.latest_step() != loop.step:
+    save(loop.step, loop.state)
+  run.ckpts.close()
+  return loop
+
+
+def _finish(run: _Run, loop: _Loop, start: int, flops: float,
+            peak: float | None) -> dict:
+  """Logs the stop, runs the final evaluations and the export, writes
+  summary.json; returns the summary."""
+  cfg, step, summary = run.cfg, loop.step, run.summary
+  summary.update(
+      end_step=step, stop_reason=loop.reason,
+      tokens_per_s=(loop.timed_tokens / loop.timed_seconds
+                    if loop.timed_seconds else None),
+      flops_per_step=flops, peak_flops=peak,
+      mfu=(mfu.utilisation(flops * (step - start - 1), loop.timed_seconds,
+                           peak) if loop.timed_seconds else None))
+  run.log(f"stopped at step {step} ({loop.reason}); tokens/s "
+          f"{summary['tokens_per_s'] or float('nan'):.1f}; MFU "
+          f"{summary['mfu'] if summary['mfu'] is not None else 'unknown'}")
+  params = loop.state["params"]
+  if cfg.eval_split and step > start:
+    _evaluate(run, "validation", step, params, cfg.eval_split,
+              cfg.eval_examples)
+  if cfg.test_split:
+    _evaluate(run, "after", step, params, cfg.test_split, cfg.test_examples)
+  if cfg.export_dir and step > start:
+    summary["export"] = export(cfg, run.workdir, run.initial, params, step)
+  if jax.process_index() == 0:
+    with open(os.path.join(run.workdir, "summary.json"), "w",
+              encoding="utf-8") as f:
+      json.dump(summary, f, indent=2, default=str)
+  return summary
+
+
 def train(cfg: FinetuneConfig, workdir: str, gin_text: str = "", *,
           progress: bool = True, kill_at_step: int | None = None,
           log: Callable[[str], None] = print) -> dict:
   """Runs (or resumes) the fine-tuning of `cfg` in `workdir`.
+
+  Set-up, resume (`_resume`), an optional evaluation before training, the
+  loop (`_train_loop`: steps, logs, checkpoints, periodic validation), then
+  the final evaluations and the export (`_finish`).
 
   Args:
     cfg: the run's configuration.
@@ -525,169 +765,31 @@ def train(cfg: FinetuneConfig, workdir: str, gin_text: str = "", *,
   os.makedirs(workdir, exist_ok=True)
   mesh = make_mesh(cfg.model_parallel)
   initial = init_model(cfg, mesh)
-  model, tokenizer = initial.model, initial.tokenizer
-  vocab_path, vocab_size = initial.vocab_path, model.config.vocab_size
-  register_tasks(cfg, vocab_path)
+  register_tasks(cfg, initial.vocab_path)
   tx = make_optimizer(cfg)
-  state = init_state(model.params, tx, mesh)
+  state = init_state(initial.model.params, tx, mesh)
+  run = _Run(cfg, workdir, mesh, initial,
+             Checkpoints(os.path.join(workdir, "checkpoints"),
+                         cfg.keep_checkpoints),
+             _Log(os.path.join(workdir, TRAIN_LOG)),
+             _Log(os.path.join(workdir, EVAL_LOG)), log,
+             fingerprint=_config_fingerprint(cfg))
   state_shardings = shardings_of(state)
-  ckpts = Checkpoints(os.path.join(workdir, "checkpoints"),
-                      cfg.keep_checkpoints)
-  train_log = _Log(os.path.join(workdir, TRAIN_LOG))
-  eval_log = _Log(os.path.join(workdir, EVAL_LOG))
-  fingerprint = _config_fingerprint(cfg)
-  start = ckpts.latest_step()
-  if start is not None:
-    state, meta = ckpts.restore(start, state)
-    old = meta.get("fingerprint", {})
-    changed = {k: (old.get(k), v) for k, v in fingerprint.items()
-               if k in old and old[k] != v}
-    if changed:
-      field, (was, now) = next(iter(changed.items()))
-      raise ValueError(f"{field}={now!r}: the checkpoints in {workdir} were "
-                       f"written with {field}={was!r}; use a new --workdir")
-    log(f"resumed from step {start} ({ckpts.directory})")
-    if train_log.enabled:
-      truncate_log(train_log.path, start)
-      truncate_log(eval_log.path, start)
-  start = start or 0
+  state, start = _resume(run, state)
   write_provenance(workdir, cfg, gin_text, initial, mesh)
-  step_fn = make_train_step(cfg, model, tx, state_shardings, mesh)
-  eval_step = make_eval_step(cfg, model)
-  summary: dict[str, Any] = {"start_step": start, "evaluations": []}
-
-  def evaluate(when: str, step: int, params, split: str | None, num: int):
-    record: dict[str, Any] = {"step": step, "when": when, "split": split}
-    if when == "validation":
-      record["loss"] = validation_loss(cfg, eval_step, params, mesh,
-                                       vocab_path, vocab_size)
-    if split is not None and num:
-      examples = text_examples(cfg, vocab_path, split, num)
-      result = decode_metrics(cfg, model.replace(params=params), tokenizer,
-                              examples)
-      predictions = result.pop("predictions", None)
-      record.update(result)
-      if predictions is not None and jax.process_index() == 0:
-        path = os.path.join(workdir, f"predictions_{when}_{step}.json")
-        with open(path, "w", encoding="utf-8") as f:
-          json.dump({"examples": [e[0] for e in examples],
-                     "predictions": predictions}, f, ensure_ascii=False)
-    eval_log.write(record)
-    summary["evaluations"].append(record)
-    shown = {k: v for k, v in record.items() if isinstance(v, (int, float))}
-    log(f"eval {when} step {step}: {json.dumps(shown)}")
-    return record
-
+  step_fn = make_train_step(cfg, initial.model, tx, state_shardings, mesh)
+  run.eval_step = make_eval_step(cfg, initial.model)
+  run.summary = {"start_step": start, "evaluations": []}
   if cfg.eval_before and start == 0 and cfg.test_split:
-    evaluate("before", 0, state["params"], cfg.test_split, cfg.test_examples)
-
-  flops = mfu.step_flops(model.config, cfg.batch_size, cfg.inputs_length,
-                         cfg.targets_length)
+    _evaluate(run, "before", 0, state["params"], cfg.test_split,
+              cfg.test_examples)
+  flops = mfu.step_flops(initial.model.config, cfg.batch_size,
+                         cfg.inputs_length, cfg.targets_length)
   peak = mfu.peak_flops()
-  it = batches(cfg, vocab_path, vocab_size, cfg.train_split, train=True,
-               start_batch=start * cfg.accumulate_steps,
-               iterator_state=ckpts.iterator_dir(start) if start else None)
-  if start:
-    how = getattr(it, "resume", "indexed (synthetic data)")
-    log(f"input pipeline at batch {start * cfg.accumulate_steps}: {how}"
-        + (" from its saved iterator state" if how == "restored" else ""))
-  saving_iterator = [hasattr(it, "save")]
-
-  def save_checkpoint(step: int) -> None:
-    ckpts.save(step, state, {"step": step, "fingerprint": fingerprint,
-                             "data_batches": step * cfg.accumulate_steps})
-    if saving_iterator[0]:
-      try:
-        it.save(ckpts.iterator_dir(step))
-      except Exception as err:  # pylint: disable=broad-except
-        saving_iterator[0] = False
-        log(f"input iterator state not saved ({str(err).splitlines()[0]}); "
-            "a resume will replay the input pipeline")
-  last_step = cfg.last_step
-  bar = _progress(last_step, start, progress)
-  began = last_save = time.monotonic()
-  step = start
-  timed_tokens, timed_seconds = 0, 0.0
-  reason = "max_steps" if last_step < cfg.train_steps else "train_steps"
-  while step < last_step:
-    local = _stack(it, cfg.accumulate_steps)
-    if local is None:
-      reason = "data exhausted"
-      break
-    tokens = int(sum(np.count_nonzero(local[k]) for k in (
-        "encoder_input_tokens", "decoder_target_tokens")))
-    t0 = time.perf_counter()
-    state, metrics = step_fn(state, global_batch(local, mesh))
-    metrics = jax.device_get(metrics)
-    seconds = time.perf_counter() - t0
-    step += 1
-    tokens *= jax.process_count()
-    if step > start + 1:  # the first step of an invocation compiles
-      timed_tokens += tokens
-      timed_seconds += seconds
-    utilisation = mfu.utilisation(flops, seconds, peak)
-    record = {"step": step, "loss": float(metrics["loss"]),
-              "cross_entropy": float(metrics["cross_entropy"]),
-              "learning_rate": float(metrics["learning_rate"]),
-              "grad_norm": float(metrics["grad_norm"]),
-              "target_tokens": int(metrics["target_tokens"]),
-              "tokens": tokens, "seconds": round(seconds, 6),
-              "tokens_per_s": tokens / seconds,
-              "mfu": utilisation if utilisation is not None else "unknown"}
-    train_log.write(record)
-    if not math.isfinite(record["loss"]):
-      raise FloatingPointError(f"step {step}: loss is {record['loss']}")
-    if bar is not None:
-      bar.update(1)
-      if step % cfg.log_every_steps == 0 or step == last_step:
-        bar.set_postfix(loss=f"{record['loss']:.4f}",
-                        tok_s=f"{record['tokens_per_s']:.0f}",
-                        mfu=(f"{utilisation:.1%}" if utilisation is not None
-                             else "unknown"))
-    now = time.monotonic()
-    out_of_time = (cfg.time_limit_s is not None
-                   and now - began >= cfg.time_limit_s)
-    if (step % cfg.checkpoint_every_steps == 0 or step == last_step
-        or out_of_time or (cfg.checkpoint_every_s is not None
-                           and now - last_save >= cfg.checkpoint_every_s)):
-      save_checkpoint(step)
-      last_save = time.monotonic()
-    if cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and (
-        step < last_step):
-      evaluate("validation", step, state["params"], cfg.eval_split,
-               cfg.eval_examples)
-    if kill_at_step is not None and step == kill_at_step:
-      os.kill(os.getpid(), signal.SIGKILL)
-    if out_of_time:
-      reason = f"time_limit_s={cfg.time_limit_s:g}"
-      break
-  if bar is not None:
-    bar.close()
-  if step > start and ckpts.latest_step() != step:
-    save_checkpoint(step)
-  ckpts.close()
-  summary.update(
-      end_step=step, stop_reason=reason,
-      tokens_per_s=(timed_tokens / timed_seconds if timed_seconds else None),
-      flops_per_step=flops, peak_flops=peak,
-      mfu=(mfu.utilisation(flops * (step - start - 1), timed_seconds, peak)
-           if timed_seconds else None))
-  log(f"stopped at step {step} ({reason}); tokens/s "
-      f"{summary['tokens_per_s'] or float('nan'):.1f}; MFU "
-      f"{summary['mfu'] if summary['mfu'] is not None else 'unknown'}")
-  if cfg.eval_split and step > start:
-    evaluate("validation", step, state["params"], cfg.eval_split,
-             cfg.eval_examples)
-  if cfg.test_split:
-    evaluate("after", step, state["params"], cfg.test_split,
-             cfg.test_examples)
-  if cfg.export_dir and step > start:
-    summary["export"] = export(cfg, workdir, initial, state["params"], step)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w",
-              encoding="utf-8") as f:
-      json.dump(summary, f, indent=2, default=str)
-  return summary
+  it = _open_input(run, start)
+  loop = _train_loop(run, state, step_fn, it, start, flops, peak, progress,
+                     kill_at_step)
+  return _finish(run, loop, start, flops, peak)
 
 
 def export(cfg: FinetuneConfig, workdir: str, initial: Initial, params,

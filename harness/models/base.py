@@ -17,6 +17,8 @@ Params = dict[str, Any]
 
 # Name of the mesh axis that tensor-parallel weights and caches are split on.
 MODEL_AXIS = "model"
+# Name of the mesh axis that batches are split on (weights replicate on it).
+DATA_AXIS = "data"
 
 
 class Transformer:

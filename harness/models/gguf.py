@@ -25,7 +25,7 @@ import numpy as np
 from harness.models.configs import (AttentionType, GemmaConfig,
                                     default_attention_types)
 from harness.models.tokenizer import Tokenizer
-from harness.models.weights import Checkpoint, Pretrained, load_checkpoint
+from harness.models.weights import Checkpoint
 
 GGUF_SUFFIX = ".gguf"
 # The optional package (extra `model`) shipping Gemma 3 270M as Q4_K_M GGUF.
@@ -337,14 +337,3 @@ def open_gguf(path: str | os.PathLike) -> Checkpoint:
   config = _config(meta, tensors.shape("model.embed_tokens.weight")[0], file)
   tokenizer = tokenizer_from_proto(sentencepiece_proto(meta, file))
   return Checkpoint(file, config, tensors, tokenizer)
-
-
-def load_gguf(path: str | os.PathLike, dtype=None, **kwargs) -> Pretrained:
-  """Loads a Gemma 3 GGUF file as `Pretrained(model, params, tokenizer)`.
-
-  Args:
-    path: the `.gguf` file, or a directory holding exactly one.
-    dtype: parameter dtype; None: float32 (weights are dequantised).
-    **kwargs: `mesh`, `replicate`, `on_tensor` of `weights.load_checkpoint`.
-  """
-  return load_checkpoint(open_gguf(path), dtype, **kwargs)

@@ -21,14 +21,11 @@ import json
 import pathlib
 from typing import Any, Sequence
 
-import matplotlib
+import matplotlib.figure
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-import pandas as pd  # pylint: disable=g-import-not-at-top
-
-from harness.report import load  # pylint: disable=g-import-not-at-top
-from harness.report import style  # pylint: disable=g-import-not-at-top
+from harness.report import load
+from harness.report import style
 
 BASELINE = "spec_decode"
 PANEL_WIDTH_IN = 3.3
@@ -47,12 +44,9 @@ def _summaries(results: Sequence[pathlib.Path]) -> list[dict[str, Any]]:
 
 
 def is_multi_drafter(method: str) -> bool:
-  """Whether ``method`` is a CS Drafting method (its registry spec takes
-  several drafters, ``MethodSpec.multi_drafter``)."""
-  # The registry imports JAX; import it only when summaries are read.
-  from harness import decoding  # pylint: disable=g-import-not-at-top
-  spec = decoding.METHODS.get(method)
-  return spec is not None and spec.multi_drafter
+  """Whether ``method`` is a CS Drafting method (it takes several drafters;
+  ``style.MULTI_DRAFTER_METHODS``)."""
+  return method in style.MULTI_DRAFTER_METHODS
 
 
 def _label(cell: dict[str, Any]) -> str:
@@ -113,12 +107,12 @@ def csd_table(results: Sequence[pathlib.Path]) -> pd.DataFrame:
                            ignore_index=True)
 
 
-def csd_figure(table: pd.DataFrame) -> plt.Figure:
+def csd_figure(table: pd.DataFrame) -> matplotlib.figure.Figure:
   """Grouped bars per configuration: wall-clock speed-up and SWI."""
   tasks = sorted(table["task"].unique())
-  fig, axes = plt.subplots(1, max(len(tasks), 1), squeeze=False,
-                           figsize=(PANEL_WIDTH_IN * 1.6 * max(len(tasks), 1),
-                                    FIGURE_HEIGHT_IN))
+  fig = matplotlib.figure.Figure(
+      figsize=(PANEL_WIDTH_IN * 1.6 * max(len(tasks), 1), FIGURE_HEIGHT_IN))
+  axes = fig.subplots(1, max(len(tasks), 1), squeeze=False)
   for ax, task in zip(axes[0], tasks):
     sub = table[table["task"] == task].reset_index(drop=True)
     labels = [f"{c} α={a:g}" for c, a in zip(sub["config"], sub["alpha"])]
@@ -157,5 +151,4 @@ def write_csd_report(results: Sequence[pathlib.Path] | pathlib.Path,
     path = out_dir / f"csd.{ext}"
     fig.savefig(path, dpi=200)
     paths.append(path)
-  plt.close(fig)
   return [str(p) for p in paths]

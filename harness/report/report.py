@@ -16,7 +16,7 @@ from typing import Callable, Sequence, TextIO
 import pandas as pd
 
 from harness.report import analysis
-from harness.report import appendix
+from harness.report import plots
 from harness.report import bootstrap as bootstrap_lib
 from harness.report import csd
 from harness.report import figures
@@ -46,18 +46,18 @@ POINT_COLUMNS = (
     "small_cell_id")
 # Figure file stem -> function(cells) returning a Figure or None.
 FIGURES: dict[str, Callable[[pd.DataFrame], object]] = {
-    "curves": appendix.plot_curves,
-    "curves_cost_model": lambda c: appendix.plot_curves(
+    "curves": plots.plot_curves,
+    "curves_cost_model": lambda c: plots.plot_curves(
         c, figures.XAxis.COST_RELATIVE_LATENCY),
-    "rejection": appendix.plot_rejection,
-    "deferral": appendix.plot_deferral,
-    "temperature": lambda c: appendix.plot_sweep(
-        c, appendix.SweepParam.TEMPERATURE),
-    "top_p": lambda c: appendix.plot_sweep(c, appendix.SweepParam.TOP_P),
-    "gamma": lambda c: appendix.plot_sweep(c, appendix.SweepParam.GAMMA),
-    "rule_ablation": appendix.plot_rule_ablation,
-    "bild": appendix.plot_bild,
-    "speedup": appendix.plot_speedup,
+    "rejection": plots.plot_rejection,
+    "deferral": plots.plot_deferral,
+    "temperature": lambda c: plots.plot_sweep(
+        c, plots.SweepParam.TEMPERATURE),
+    "top_p": lambda c: plots.plot_sweep(c, plots.SweepParam.TOP_P),
+    "gamma": lambda c: plots.plot_sweep(c, plots.SweepParam.GAMMA),
+    "rule_ablation": plots.plot_rule_ablation,
+    "bild": plots.plot_bild,
+    "speedup": plots.plot_speedup,
 }
 
 

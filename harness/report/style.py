@@ -71,6 +71,12 @@ RULE_ABLATION_METHODS = ("spec_cascade_chow", "spec_cascade_diff",
                          "spec_cascade_opt", "spec_cascade_token_v1",
                          "spec_cascade_token_v2", "spec_cascade_token")
 BILD_METHODS = ("bild", "bild_star")
+# Methods that take several drafters (CS Drafting; ``MethodSpec.multi_drafter``
+# in the decoding registry, which imports JAX: the report reads this table,
+# and a test checks that it lists exactly the registry's multi-drafter
+# methods).
+MULTI_DRAFTER_METHODS = ("cs_drafting", "cs_drafting_vertical",
+                         "cs_drafting_horizontal")
 
 
 def style_for(method: str) -> Style:

@@ -20,17 +20,13 @@ import dataclasses
 import glob
 import os
 import sys
-import traceback
 from typing import Callable
 
-CONFIG_ERROR_EXIT = 2
-RUN_ERROR_EXIT = 1
+from harness import REPO_ROOT
+from harness.edge.errors import CONFIG_ERROR_EXIT, RUN_ERROR_EXIT
+from harness.edge.errors import fail_one_line, gin_overrides
+
 EXPERIMENTS_GLOB = os.path.join("experiments", "*.gin")
-
-
-def gin_overrides(values: list[str]) -> list[str]:
-  """``--gin.X=Y`` arguments -> gin binding strings ``X=Y``."""
-  return [v.removeprefix("--gin.") for v in values]
 
 
 def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
@@ -79,26 +75,11 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="show tracebacks")
 
 
-def fail_one_line(err: BaseException, code: int, debug: bool) -> int:
-  """Prints ``error: <first line>`` (or the traceback with ``--debug``);
-  returns ``code``. Shared by the sweep and fine-tuning commands."""
-  if debug:
-    traceback.print_exception(err)
-  else:
-    # A KeyError's str() is the repr of its key: print the message itself.
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else (
-        str(err))
-    message = text.strip().splitlines()[0] if text.strip() else (
-        type(err).__name__)
-    print(f"error: {message}", file=sys.stderr)
-  return code
-
-
 def _run(args: argparse.Namespace) -> int:
   from harness.runner import cells  # pylint: disable=g-import-not-at-top
   from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
   from harness.runner import runner  # pylint: disable=g-import-not-at-top
-  from harness.runner import cpu_threads  # pylint: disable=g-import-not-at-top
+  from harness.edge import cpu_threads  # pylint: disable=g-import-not-at-top
   bindings = args.gin_binding + gin_overrides(getattr(args, "gin", []))
   try:
     value = getattr(args, "cpu_threads", None)
@@ -117,10 +98,10 @@ def _run(args: argparse.Namespace) -> int:
   for binding in unused:
     print(f"warning: --gin.{binding}: no gin file defines or uses this "
           "macro (a typo?); it has no effect", file=sys.stderr)
-  from harness.runner import topology  # pylint: disable=g-import-not-at-top
-  if topology.wants_distributed(getattr(args, "distributed", False)):
-    shard = topology.host_shard()
-    exp = dataclasses.replace(exp, results_dir=topology.host_results_dir(
+  from harness.runner import multihost  # pylint: disable=g-import-not-at-top
+  if multihost.wants_distributed(getattr(args, "distributed", False)):
+    shard = multihost.host_shard()
+    exp = dataclasses.replace(exp, results_dir=multihost.host_results_dir(
         exp.results_dir, shard))
     print(f"host {shard.index} of {shard.count}: results in "
           f"{exp.results_dir}", file=sys.stderr)
@@ -131,7 +112,6 @@ def _run(args: argparse.Namespace) -> int:
     from harness import decoding  # pylint: disable=g-import-not-at-top
     decoding.enable_compilation_cache(args.compilation_cache_dir)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
-                              dry_run=args.dry_run,
                               progress=not args.no_progress, gin_config=text)
   if args.dry_run:
     return _dry_run(exp, options, getattr(args, "simulate_devices", None),
@@ -145,25 +125,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
-  """``--dry_run``: every check of ``harness.runner.dryrun``, one listing."""
-  from harness.runner import devices  # pylint: disable=g-import-not-at-top
-  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
+  """``--dry_run``: every check of ``harness.runner.preflight``, one listing."""
+  from harness.runner import topologies  # pylint: disable=g-import-not-at-top
+  from harness.runner import preflight  # pylint: disable=g-import-not-at-top
   from harness.runner import runner  # pylint: disable=g-import-not-at-top
   from harness.results import store  # pylint: disable=g-import-not-at-top
   try:
-    topo = devices.parse(simulate) if simulate else devices.detect()
+    topo = topologies.parse(simulate) if simulate else topologies.detect()
   except ValueError as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, debug)
   results = store.ResultsStore(exp.results_dir, exp.name)
-  return dryrun.dry_run(exp, lambda e: runner.plan(e, options), topo,
+  return preflight.dry_run(exp, lambda e: runner.plan(e, options), topo,
                         results.is_done, results.dir, sys.stdout)
 
 
 def _gate(exp):
   """Before the first cell: data, sample sizes and, for MBPP, the code
-  sandbox (all tasks at once; ``dryrun.pre_run_checks``)."""
-  from harness.runner import dryrun  # pylint: disable=g-import-not-at-top
-  exp, found = dryrun.pre_run_checks(exp)
+  sandbox (all tasks at once; ``preflight.pre_run_checks``)."""
+  from harness.runner import preflight  # pylint: disable=g-import-not-at-top
+  exp, found = preflight.pre_run_checks(exp)
   for line in found.warnings:
     print(f"warning: {line}", file=sys.stderr)
   if found.problems:
@@ -181,9 +161,9 @@ def _configure_gather(parser: argparse.ArgumentParser) -> None:
 
 
 def _gather(args: argparse.Namespace) -> int:
-  from harness.runner import topology  # pylint: disable=g-import-not-at-top
+  from harness.runner import multihost  # pylint: disable=g-import-not-at-top
   try:
-    copied, filled = topology.gather(args.hosts, args.into)
+    copied, filled = multihost.gather(args.hosts, args.into)
   except (OSError, ValueError) as err:
     return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
   print(f"gathered {copied} files from {len(args.hosts)} hosts into "
@@ -193,10 +173,8 @@ def _gather(args: argparse.Namespace) -> int:
 
 def list_experiments() -> list[str]:
   """Shipped experiment files (relative to the repository root)."""
-  from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
-  root = gin_config.REPO_ROOT
-  return sorted(os.path.relpath(p, root)
-                for p in glob.glob(os.path.join(root, EXPERIMENTS_GLOB)))
+  return sorted(os.path.relpath(p, REPO_ROOT)
+                for p in glob.glob(os.path.join(REPO_ROOT, EXPERIMENTS_GLOB)))
 
 
 def register(add_command: Callable) -> None:

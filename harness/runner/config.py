@@ -24,6 +24,9 @@ import types
 import typing
 from typing import Any, Optional
 
+from harness.results import latency
+from harness.tasks.spec import Source
+
 # Method options as a hashable, sorted tuple of (name, value) pairs.
 Options = tuple[tuple[str, Any], ...]
 
@@ -58,10 +61,8 @@ class DType(enum.StrEnum):
   BFLOAT16 = "bfloat16"
 
 
-class DataSource(enum.StrEnum):
-  """Where task examples come from (``harness.tasks.Source``)."""
-  OFFLINE = "offline"
-  TFDS = "tfds"
+# Where task examples come from: the tasks' own enum (offline, tfds).
+DataSource = Source
 
 
 class SamplePolicy(str, enum.Enum):
@@ -238,7 +239,7 @@ class Experiment:
       ``docs/timing.md``) or "unpaired" (the original protocol).
     sample_policy: a ``SamplePolicy`` for ``TaskRun.num_examples`` above
       what the task's source holds (checked before the first cell,
-      ``harness.runner.dryrun``).
+      ``harness.runner.preflight``).
   """
   name: str
   pair: ModelPair
@@ -252,7 +253,7 @@ class Experiment:
   results_dir: str = "results"
   with_references: bool = True
   calibration_calls: int = 20
-  latency_protocol: str = "paired"
+  latency_protocol: str = latency.PAIRED
   sample_policy: SamplePolicy = SamplePolicy.REFUSE
 
   def __post_init__(self):
@@ -269,9 +270,9 @@ class Experiment:
     _check(self.num_trials >= 1, "num_trials", self.num_trials, "must be ≥ 1")
     _check(self.calibration_calls >= 1, "calibration_calls",
            self.calibration_calls, "must be ≥ 1")
-    _check(self.latency_protocol in ("paired", "unpaired"),
+    _check(self.latency_protocol in latency.PROTOCOLS,
            "latency_protocol", self.latency_protocol,
-           "must be \"paired\" or \"unpaired\"")
+           f"must be one of {list(latency.PROTOCOLS)}")
 
 
 def _safe_name(name: str) -> bool:

@@ -11,8 +11,8 @@ KV cache a chip holds once, so
                      2 × params per chip / chip FLOPs)
       + (split > 1) × 2 × layers × ``COLLECTIVE_S``
 
-with the chip's figures from ``harness.models.devices.CHIPS`` (CPU: bandwidth
-measured here), bytes per chip from ``dryrun.footprint`` (the verifier split
+with the chip's figures from ``harness.models.chips.CHIPS`` (CPU: bandwidth
+measured here), bytes per chip from ``preflight.footprint`` (the verifier split
 ``model_parallel`` ways) and two all-reduces per layer when split. Without
 footprints (a model whose shapes are unknown) a step costs
 ``DEFAULT_STEP_S``. Under the paired latency protocol (the default) every
@@ -31,7 +31,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from harness.runner import cells as cells_lib
-from harness.runner import devices as devices_lib
+from harness.runner import topologies
 from harness.runner import execute
 from harness.results import latency as latency_lib
 from harness.results import schema
@@ -59,11 +59,11 @@ class Estimate:
   step_s: dict[str, float]
 
 
-def step_seconds(footprint, kind: devices_lib.Chip) -> float:
+def step_seconds(footprint, kind: topologies.Chip) -> float:
   """Seconds per decoding step of one model (module docstring)."""
   if footprint is None:
     return DEFAULT_STEP_S
-  cpu = kind.name == devices_lib.CPU
+  cpu = kind.name == topologies.CPU
   overhead = CPU_STEP_OVERHEAD_S if cpu else ACCELERATOR_STEP_OVERHEAD_S
   flops = 2 * footprint.num_params / footprint.split
   collectives = (2 * footprint.num_layers * COLLECTIVE_S
@@ -80,7 +80,7 @@ def reference_decodes(cell: cells_lib.Cell, protocol: str) -> int:
 
 
 def estimate(cells: Sequence[cells_lib.Cell],
-             kind: devices_lib.Chip | None = None,
+             kind: topologies.Chip | None = None,
              footprints: Mapping | None = None,
              protocol: str = latency_lib.PAIRED) -> Estimate:
   """Decodes and estimated seconds of running ``cells`` (module docstring).
@@ -89,11 +89,11 @@ def estimate(cells: Sequence[cells_lib.Cell],
     cells: the cells.
     kind: the chip (default: this machine's CPU, measured).
     footprints: pair -> {"drafter": Footprint, "verifier": Footprint}
-      (``dryrun.check``); a missing pair costs ``DEFAULT_STEP_S`` a step.
+      (``preflight.check``); a missing pair costs ``DEFAULT_STEP_S`` a step.
     protocol: the experiment's latency protocol ("paired" adds the
       reference decodes).
   """
-  kind = kind or devices_lib.cpu_kind()
+  kind = kind or topologies.cpu_kind()
   footprints = footprints or {}
   steps = {pair: {role: step_seconds(footprints.get(pair, {}).get(role), kind)
                   for role in ("drafter", "verifier")}

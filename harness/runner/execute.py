@@ -134,7 +134,7 @@ def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> TimedCall:
   the timed span is this single call: a compiled ``decoding.Program`` per
   prompt bucket (``TaskRun.bucket``; ``decoding.compile``, checked and
   compiled on the bucket's first call, the untimed warm-up), called with the
-  cell's α, T and top-P.
+  cell's α, T and top-P (checked by the program on each call).
   """
   drafter = loaded.drafter_for(cell.method)
   options = dict(cell.options)
@@ -146,10 +146,6 @@ def program_for(cell: cells_lib.Cell, loaded: pairs.LoadedPair) -> TimedCall:
   def compiled(prompt: np.ndarray) -> decoding.Program:
     bucket = cell.task_run.bucket(prompt.size)
     if bucket not in by_bucket:  # first call per bucket: the warm-up
-      decoding.validate(cell.method, drafter, loaded.verifier, prompt,
-                        gamma=gamma, alpha=alpha,
-                        temperature=cell.temperature, top_p=cell.top_p,
-                        max_decode_len=cell.max_decode_len, options=options)
       by_bucket[bucket] = decoding.compile(
           cell.method, drafter, loaded.verifier, prompt_bucket=bucket,
           gamma=gamma, max_decode_len=cell.max_decode_len,

@@ -8,7 +8,7 @@ are Hugging-Face-format directories or GGUF files
 (``harness.models.open_checkpoint``): their vocabularies are checked before
 any weight is read, then every tensor is loaded straight into its place on
 the mesh (``ModelPair.model_parallel``, "auto" by default:
-``harness.models.devices.choose_model_parallel``).
+``harness.models.chips.choose_model_parallel``).
 
 Size names: the tiny smoke-run sizes of :data:`RANDOM_SIZES`, the embedded
 default's sizes (:data:`SHIPPED_SIZES`, read from the shipped checkpoints'
@@ -28,9 +28,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from harness import REPO_ROOT
 from harness import decoding
 from harness import models
-from harness.models import configs, devices, sharding, weights
+from harness.models import base, configs, chips, sharding, weights
 from harness.runner import config as cfg
 
 # Tiny random sizes for smoke tests (vocabulary 128; SentencePiece uses 100).
@@ -186,9 +187,7 @@ def resolve(path: str) -> str:
   directory)."""
   if os.path.isabs(path) or os.path.exists(path):
     return path
-  root = os.path.dirname(os.path.dirname(os.path.dirname(
-      os.path.abspath(__file__))))
-  candidate = os.path.join(root, path)
+  candidate = os.path.join(REPO_ROOT, path)
   return candidate if os.path.exists(candidate) else path
 
 
@@ -200,7 +199,7 @@ def local_mesh(model_parallel: int) -> jax.sharding.Mesh | None:
     return None
   local = jax.local_devices()
   return jax.make_mesh((len(local) // model_parallel, model_parallel),
-                       ("data", sharding.MODEL_AXIS), devices=local)
+                       (base.DATA_AXIS, base.MODEL_AXIS), devices=local)
 
 
 def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
@@ -213,7 +212,7 @@ def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
   large = models.open_checkpoint(resolve(pair.verifier))
   for path, small in zip(paths, drafters):
     models.check_same_vocabulary(small, large, path, large.path)
-  mesh = local_mesh(devices.present_model_parallel(
+  mesh = local_mesh(chips.present_model_parallel(
       pair.model_parallel, large.config, [d.config for d in drafters], dtype))
   verifier = weights.load_checkpoint(large, dtype, mesh)
   small, *extra = [weights.load_checkpoint(d, dtype, mesh, replicate=True)
@@ -227,7 +226,7 @@ def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
 
 def _place(loaded: LoadedPair, model_parallel: int | str) -> LoadedPair:
   """Splits a random pair's verifier over chips, replicates its drafters."""
-  mesh = local_mesh(devices.present_model_parallel(
+  mesh = local_mesh(chips.present_model_parallel(
       model_parallel, loaded.verifier.config,
       [m.config for m in (loaded.drafter, *loaded.extra_drafters)],
       loaded.verifier.dtype))

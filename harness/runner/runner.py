@@ -20,11 +20,10 @@ from harness.results import latency as latency_lib
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
-from harness.runner import estimate as estimate_lib
 from harness.runner import execute
 from harness.runner import pairs
 from harness.runner import progress as progress_lib
-from harness.runner import provenance as provenance_lib
+from harness.edge import provenance as provenance_lib
 from harness.results import schema
 from harness.results import store as store_lib
 from harness.runner import summary as summary_lib
@@ -37,13 +36,11 @@ class RunOptions:
   Attributes:
     shard: which shard of the cells to run.
     only: glob patterns on cell ids (their reference cells come along).
-    dry_run: print the plan and an estimate; decode nothing.
     progress: show progress bars (cell lines are always printed).
     gin_config: operative gin config text, recorded as provenance.
   """
   shard: cells_lib.Shard = cells_lib.Shard()
   only: tuple[str, ...] = ()
-  dry_run: bool = False
   progress: bool = True
   gin_config: str = ""
 
@@ -65,24 +62,6 @@ def plan(exp: cfg.Experiment, options: RunOptions) -> list[cells_lib.Cell]:
   """The cells this invocation is responsible for, in run order."""
   cells = cells_lib.select(cells_lib.build_cells(exp), options.only)
   return options.shard.select(cells)
-
-
-def print_plan(exp: cfg.Experiment, cells: list[cells_lib.Cell],
-               store: store_lib.ResultsStore, out: TextIO) -> None:
-  """Prints every cell, the decode count and the estimated time."""
-  todo = [c for c in cells if not store.is_done(c.cell_id)]
-  for cell in cells:
-    mark = "done" if store.is_done(cell.cell_id) else "todo"
-    print(f"{mark}  {execute.num_decodes(cell):6d} decodes  {cell.cell_id}",
-          file=out)
-  est = estimate_lib.estimate(todo, protocol=exp.latency_protocol)
-  print(f"{len(cells)} cells ({len(cells) - len(todo)} done), "
-        f"{est.num_decodes} decodes to run, estimated {est.seconds:.0f} s "
-        f"({est.seconds / 3600:.2f} h) = decodes × max_decode_len × step "
-        f"time (verifier {est.step_s['verifier'] * 1e3:.3g} ms, drafter "
-        f"{est.step_s['drafter'] * 1e3:.3g} ms; see "
-        "harness/runner/estimate.py)", file=out)
-  print(f"results: {store.dir}", file=out)
 
 
 def group_drift(store: store_lib.ResultsStore, cells: list[cells_lib.Cell]
@@ -263,13 +242,10 @@ def _run_pair(exp: cfg.Experiment, pair: cfg.ModelPair,
 
 def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
                    out: TextIO | None = None) -> str:
-  """Runs (or, with ``dry_run``, plans) the experiment; returns its dir."""
+  """Runs the experiment; returns its results directory."""
   out = out or sys.stdout
   store = store_lib.ResultsStore(exp.results_dir, exp.name)
   cells = plan(exp, options)
-  if options.dry_run:
-    print_plan(exp, cells, store, out)
-    return store.dir
   store.clean_partial()
   for cell in cells:
     problem = store.is_done(cell.cell_id) and store.check_cell(cell.cell_id)

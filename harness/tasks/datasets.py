@@ -25,6 +25,7 @@ import os
 import pathlib
 from typing import Any, Callable, Iterator
 
+from harness import REPO_ROOT
 from harness.tasks.spec import DataError
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
@@ -41,7 +42,7 @@ def data_root() -> pathlib.Path:
   env = os.environ.get(DATA_DIR_ENV)
   if env:
     return pathlib.Path(env)
-  return pathlib.Path(__file__).resolve().parents[2] / "data"
+  return pathlib.Path(REPO_ROOT) / "data"
 
 
 def _path(*parts: str) -> pathlib.Path:

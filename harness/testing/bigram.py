@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -89,7 +88,3 @@ def chi_square_p(observed: collections.Counter,
   exp = [e for _, e in big] + ([small_exp] if small_exp > 0 else [])
   exp = np.asarray(exp) * (n / np.sum(exp))
   return float(scipy.stats.chisquare(obs, exp).pvalue)
-
-
-def all_configs(*axes):
-  return list(itertools.product(*axes))

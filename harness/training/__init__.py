@@ -1,5 +1,9 @@
 """Training of the embedded default model pairs on Multi30k EN→DE.
 
+The small in-process trainer (AdamW, one host) behind ``checkpoints/``; the
+paper-scale, t5x-style stack (Adafactor, seqio, orbax, gin, ``python -m
+harness finetune``) is ``harness.finetune``.
+
 Public API:
   train_vocab: a shared EN+DE SentencePiece vocabulary.
   T5_PRESETS, GEMMA_PRESETS: the small and large model sizes of each pair.

@@ -1,7 +1,7 @@
 """Accelerator topologies for the dry run (no device needed).
 
 The per-chip facts (memory, bandwidth, peak FLOPs, chips per host) are the
-one table ``harness.models.devices.CHIPS``; the CPU row is measured once on
+one table ``harness.models.chips.CHIPS``; the CPU row is measured once on
 this machine by :func:`cpu_bandwidth` (a large array copy). A *topology* is
 a chip, a chip count and the hosts they sit on; ``--simulate_devices`` names
 one (``parse``):
@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from harness.models import devices as chips_lib
-from harness.models.devices import GIB, Chip
+from harness.models import chips as chips_lib
+from harness.models.chips import GIB, Chip
 
 _CORES_PER_CHIP = {"v4": 2, "v5p": 2, "v5e": 1}
 _SINGLE_HOST_MAX = {"v5e": 8}

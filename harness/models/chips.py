@@ -3,7 +3,7 @@
 :data:`CHIPS` is the one table of accelerator facts: memory, memory
 bandwidth and dense bfloat16 peak FLOP/s per chip (the vendors' published
 figures), and chips per host. The runner's topologies (``--simulate_devices``,
-``harness.runner.devices``) and its time estimate read it;
+``harness.runner.topologies``) and its time estimate read it;
 :func:`device_memory_bytes` reports the memory of a present device (jax's
 `memory_stats()` where the backend offers it, else the table, else host
 memory for CPUs). :func:`choose_model_parallel` picks the model axis size for

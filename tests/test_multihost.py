@@ -9,7 +9,7 @@ from harness.__main__ import main
 from harness.runner import cells as cells_lib
 from harness.runner import gin_config
 from harness.results import schema
-from harness.runner import topology
+from harness.runner import multihost
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "experiments", "smoke.gin")
@@ -66,7 +66,7 @@ def test_two_hosts_gather_into_the_unsharded_table2(tmp_path, capsys):
   hosts = []
   for i in range(2):  # Two simulated hosts, one after the other.
     shard = cells_lib.Shard(i, 2)
-    root = topology.host_results_dir(str(tmp_path / "results"), shard)
+    root = multihost.host_results_dir(str(tmp_path / "results"), shard)
     assert _sweep(root, "--shard", f"{i}/2") == 0
     hosts.append(os.path.join(root, "smoke"))
     # Each host measured its own references: no relative latency missing.
@@ -99,14 +99,14 @@ def test_gather_refuses_conflicting_cells(tmp_path):
     (tmp_path / host / "cells").mkdir(parents=True)
     (tmp_path / host / "cells" / "x.json").write_text(text)
   with pytest.raises(ValueError, match="differs from"):
-    topology.gather([str(tmp_path / "a"), str(tmp_path / "b")],
+    multihost.gather([str(tmp_path / "a"), str(tmp_path / "b")],
                     str(tmp_path / "m"))
 
 
 _MESH_SCRIPT = """
 import jax
 import jax.numpy as jnp
-from harness.models import configs, devices
+from harness.models import configs, chips
 from harness.runner import pairs
 
 assert jax.device_count() == 8, jax.devices()
@@ -122,9 +122,9 @@ assert dict(mesh.shape) == {"data": 2, "model": 2}, mesh.shape
 assert set(mesh.devices.flat) == set(every[:4])
 # Model parallelism is checked against the local devices only.
 tiny = configs.TINY_T5
-assert devices.present_model_parallel(4, tiny, [], jnp.float32) == 4
+assert chips.present_model_parallel(4, tiny, [], jnp.float32) == 4
 try:
-  devices.present_model_parallel(8, tiny, [], jnp.float32)
+  chips.present_model_parallel(8, tiny, [], jnp.float32)
   raise AssertionError("8-way accepted on a host of 4 devices")
 except ValueError as err:
   assert "does not divide the 4 devices" in str(err), err

@@ -10,19 +10,18 @@ import re
 import subprocess
 from typing import Any
 
+from harness import REPO_ROOT
 from harness.results import schema
 
 # Distributions whose versions are recorded (key in the results: dist name).
 PACKAGES = ("jax", "jaxlib", "flax", "numpy", "sacrebleu", "rouge_score",
             "seqio", "gin-config", "harness")
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 _GIT_TIMEOUT_S = 10
 
 
 def _git(*args: str) -> str | None:
   try:
-    out = subprocess.run(["git", "-C", _REPO_ROOT, *args], check=True,
+    out = subprocess.run(["git", "-C", REPO_ROOT, *args], check=True,
                          capture_output=True, text=True,
                          timeout=_GIT_TIMEOUT_S)
   except (OSError, subprocess.SubprocessError):
@@ -58,7 +57,7 @@ def device_info() -> dict:
   """Platform, device kind and device count of the default JAX backend."""
   import jax  # pylint: disable=g-import-not-at-top
   devices = jax.devices()
-  from harness.runner import cpu_threads  # pylint: disable=g-import-not-at-top
+  from harness.edge import cpu_threads  # pylint: disable=g-import-not-at-top
   return {"platform": devices[0].platform,
           "device_kind": devices[0].device_kind,
           "num_devices": len(devices),

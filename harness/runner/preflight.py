@@ -1,4 +1,8 @@
-"""``--dry_run``: the gate before a sweep. Checks everything, loads nothing.
+"""Pre-flight checks: ``--dry_run``'s gate, and the checks before every run.
+
+``--dry_run`` runs :func:`dry_run`; a real run runs :func:`pre_run_checks`
+before its first cell (data, sample sizes, the MBPP sandbox), which may
+also settle the experiment's sample policy.
 
 In seconds and without reading weights, :func:`check` collects EVERY problem
 of an experiment on a (real or simulated) topology, and the command exits
@@ -26,11 +30,11 @@ non-zero when there is any:
 * device count against ``model_parallel`` (a multiple of it; on several
   hosts each host runs its own cells, so at most one host's devices);
   "auto" (the default) is chosen as the real run chooses it
-  (``harness.models.devices.choose_model_parallel`` over one host's
+  (``harness.models.chips.choose_model_parallel`` over one host's
   devices) and printed, or its one-line refusal listed as a problem.
 
 The time estimate (``harness.runner.estimate``) uses the topology's
-bandwidth and FLOPs per chip (``harness.models.devices.CHIPS``) and the split.
+bandwidth and FLOPs per chip (``harness.models.chips.CHIPS``) and the split.
 """
 
 from __future__ import annotations
@@ -47,13 +51,14 @@ import jax
 import jax.numpy as jnp
 
 from harness import tasks
-from harness.models import devices as chips
+from harness.edge import errors
+from harness.models import chips
 from harness.models import loading
 from harness.models import t5x
 from harness.models import weights
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
-from harness.runner import devices as devices_lib
+from harness.runner import topologies
 from harness.runner import estimate as estimate_lib
 from harness.runner import execute
 from harness.runner import pairs
@@ -340,11 +345,11 @@ def footprint(config, dtype: cfg.DType, split: int, input_len: int,
 
 
 def _model_parallel(pair: cfg.ModelPair, models: dict[str, Resolved],
-                    topo: devices_lib.Topology, found: Findings
+                    topo: topologies.Topology, found: Findings
                     ) -> int | None:
   """The pair's model parallelism on one host of ``topo``: a number is
   checked against the devices, "auto" chosen as the real run chooses it
-  (``harness.models.devices.choose_model_parallel``, each host running its
+  (``harness.models.chips.choose_model_parallel``, each host running its
   own cells). None (with a problem) when it cannot be decided or used."""
   mp, per_host = pair.model_parallel, topo.devices_per_host
   if mp == chips.AUTO:
@@ -378,7 +383,7 @@ def _model_parallel(pair: cfg.ModelPair, models: dict[str, Resolved],
 
 def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
                   split: int, exp: cfg.Experiment,
-                  topo: devices_lib.Topology,
+                  topo: topologies.Topology,
                   found: Findings) -> dict[str, Footprint]:
   """Worst task's per-chip memory with the verifier split ``split`` ways;
   returns that task's footprints."""
@@ -421,7 +426,7 @@ def _gib(n: float) -> str:
 # --- Entry point --------------------------------------------------------------
 
 
-def check(exp: cfg.Experiment, topo: devices_lib.Topology
+def check(exp: cfg.Experiment, topo: topologies.Topology
           ) -> tuple[Findings, dict[cfg.ModelPair, dict[str, Footprint]]]:
   """Every check of the module docstring; footprints per pair for timing."""
   exp, found = pre_run_checks(exp)
@@ -436,7 +441,7 @@ def check(exp: cfg.Experiment, topo: devices_lib.Topology
   return found, prints
 
 
-def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
+def dry_run(exp: cfg.Experiment, cells_for, topo: topologies.Topology,
             is_done, results_dir: str, out: TextIO) -> int:
   """Prints the plan, the checks and the estimate; returns the exit code.
 
@@ -496,4 +501,4 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: devices_lib.Topology,
   return 0
 
 
-PROBLEMS_EXIT = 3
+PROBLEMS_EXIT = errors.DRY_RUN_PROBLEMS_EXIT

@@ -4,9 +4,9 @@ import json
 import os
 
 from harness.__main__ import main
-from harness.models import devices as chips
-from harness.runner import devices
-from harness.runner import dryrun
+from harness.models import chips
+from harness.runner import topologies
+from harness.runner import preflight
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "experiments", "smoke.gin")
@@ -52,7 +52,7 @@ def test_missing_data_dir(capsys, tmp_path):
   code, _, problems = _dry(capsys, tmp_path, *WMT,
                            "--gin.DATA_SOURCE='tfds'",
                            f"--gin.DATA_DIR='{missing}'")
-  assert code == dryrun.PROBLEMS_EXIT
+  assert code == preflight.PROBLEMS_EXIT
   assert problems == [f"problem (data): wmt14_ende (source tfds): DATA_DIR "
                       f"{missing} does not exist (prepare it with `tfds "
                       "build`, docs/running.md)"]
@@ -63,7 +63,7 @@ def test_unprepared_tfds_dataset(capsys, tmp_path):
   code, _, problems = _dry(capsys, tmp_path, *WMT,
                            "--gin.DATA_SOURCE='tfds'",
                            f"--gin.DATA_DIR='{tmp_path / 'tfds'}'")
-  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert code == preflight.PROBLEMS_EXIT and len(problems) == 1
   assert "wmt14_translate/de-en is not prepared" in problems[0]
 
 
@@ -80,7 +80,7 @@ def test_missing_checkpoint(capsys, tmp_path):
   good = _checkpoint(tmp_path / "small", 128)
   code, _, problems = _dry(capsys, tmp_path,
                            *_pair(good, tmp_path / "nowhere"))
-  assert code == dryrun.PROBLEMS_EXIT
+  assert code == preflight.PROBLEMS_EXIT
   assert problems == [f"problem (checkpoint): verifier checkpoint "
                       f"{tmp_path / 'nowhere'}: no such directory"]
 
@@ -89,7 +89,7 @@ def test_checkpoint_without_weights(capsys, tmp_path):
   small = _checkpoint(tmp_path / "small", 128)
   large = _checkpoint(tmp_path / "large", 128, weights=False)
   code, _, problems = _dry(capsys, tmp_path, *_pair(small, large))
-  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert code == preflight.PROBLEMS_EXIT and len(problems) == 1
   assert "verifier checkpoint" in problems[0] and "no weights file" in (
       problems[0])
 
@@ -101,7 +101,7 @@ def test_t5x_directory_is_read_not_refused_for_lacking_config(capsys,
   t5x_dir.mkdir()
   (t5x_dir / "checkpoint").write_bytes(b"not msgpack")
   code, _, problems = _dry(capsys, tmp_path, *_pair(small, t5x_dir))
-  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert code == preflight.PROBLEMS_EXIT and len(problems) == 1
   assert problems[0].startswith(f"problem (checkpoint): verifier checkpoint "
                                 f"{t5x_dir}: ")
   assert "no config.json" not in problems[0]
@@ -112,7 +112,7 @@ def test_vocabulary_mismatch(capsys, tmp_path):
   small = _checkpoint(tmp_path / "small", 128)
   large = _checkpoint(tmp_path / "large", 256)
   code, _, problems = _dry(capsys, tmp_path, *_pair(small, large))
-  assert code == dryrun.PROBLEMS_EXIT
+  assert code == preflight.PROBLEMS_EXIT
   assert problems == ["problem (vocabulary): pair tiny_random_t5: drafter "
                       "vocab_size 128 != verifier vocab_size 256"]
 
@@ -120,7 +120,7 @@ def test_vocabulary_mismatch(capsys, tmp_path):
 def test_model_parallel_8_on_one_device(capsys, tmp_path):
   code, _, problems = _dry(capsys, tmp_path, "--gin.ModelPair.model_parallel=8",
                            "--simulate_devices", "1xH100")
-  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert code == preflight.PROBLEMS_EXIT and len(problems) == 1
   assert problems[0].startswith("problem (devices): pair tiny_random_t5: "
                                 "model_parallel=8 needs a multiple of 8 "
                                 "devices; simulated 1xH100: 1 ×")
@@ -129,7 +129,7 @@ def test_model_parallel_8_on_one_device(capsys, tmp_path):
 def test_too_large_sample_refused_or_capped(capsys, tmp_path):
   big = "--gin.multi30k_ende/TaskRun.num_examples=5000"
   code, _, problems = _dry(capsys, tmp_path, big)
-  assert code == dryrun.PROBLEMS_EXIT
+  assert code == preflight.PROBLEMS_EXIT
   assert problems == ["problem (sample size): multi30k_ende (source "
                       "offline): num_examples=5000 but the source holds 1014 "
                       "(lower it, or set SAMPLE_POLICY=\"cap\")"]
@@ -147,7 +147,7 @@ def test_memory_overflow_per_chip(capsys, tmp_path):
       capsys, tmp_path, "--gin.ModelPair.verifier='t5_v1_1_xxl'",
       "--gin.ModelPair.drafter='t5_v1_1_small'",
       "--gin.ModelPair.model_parallel=1", "--simulate_devices", "v5e-8")
-  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert code == preflight.PROBLEMS_EXIT and len(problems) == 1
   assert problems[0].startswith("problem (memory): pair tiny_random_t5 × "
                                 "multi30k_ende: needs ")
   assert "but a TPU v5e holds 16.00 GiB" in problems[0]
@@ -181,7 +181,7 @@ def test_auto_model_parallel_is_chosen_and_printed(capsys, tmp_path):
 def test_auto_model_parallel_refuses_on_one_small_chip(capsys, tmp_path):
   code, _, problems = _dry(capsys, tmp_path, *GEMMA_2B_27B,
                            "--simulate_devices", "v5e-1")
-  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert code == preflight.PROBLEMS_EXIT and len(problems) == 1
   assert problems[0].startswith(
       'problem (devices): pair tiny_random_t5: model_parallel="auto": '
       "parameters do not fit: 55.6 GiB in all")
@@ -196,29 +196,29 @@ def test_every_problem_listed_at_once(capsys, tmp_path):
       "--gin.multi30k_ende/TaskRun.num_examples=5000",
       "--simulate_devices", "v4-8")
   kinds = sorted(p.split(")")[0] for p in problems)
-  assert code == dryrun.PROBLEMS_EXIT
+  assert code == preflight.PROBLEMS_EXIT
   assert kinds == ["problem (checkpoint", "problem (devices",
                    "problem (sample size"]
 
 
 def test_topology_names():
-  v4 = devices.parse("v4-8")
+  v4 = topologies.parse("v4-8")
   assert (v4.num_devices, v4.num_hosts, v4.kind.memory_bytes) == (
-      4, 1, 32 * devices.GIB)
-  assert (devices.parse("v4-16").num_devices,
-          devices.parse("v4-16").num_hosts) == (8, 2)
-  assert (devices.parse("8xH100").num_devices,
-          devices.parse("8xH100").num_hosts) == (8, 1)
-  assert devices.parse("v5e-8").num_hosts == 1
+      4, 1, 32 * topologies.GIB)
+  assert (topologies.parse("v4-16").num_devices,
+          topologies.parse("v4-16").num_hosts) == (8, 2)
+  assert (topologies.parse("8xH100").num_devices,
+          topologies.parse("8xH100").num_hosts) == (8, 1)
+  assert topologies.parse("v5e-8").num_hosts == 1
 
 
 def test_topologies_read_the_one_chip_table():
   for name, chip in (("v4-8", "v4"), ("v5e-8", "v5e"), ("v5p-8", "v5p"),
                      ("8xH100", "H100"), ("1xH200", "H200"),
                      ("4xA100", "A100-80GB"), ("4xA100-40GB", "A100-40GB")):
-    assert devices.parse(name).kind is chips.chip_named(chip)
-  assert devices.parse("4xA100-40GB").kind.memory_bytes == 40 * chips.GIB
-  assert devices.parse("cpu").kind.name == devices.CPU
+    assert topologies.parse(name).kind is chips.chip_named(chip)
+  assert topologies.parse("4xA100-40GB").kind.memory_bytes == 40 * chips.GIB
+  assert topologies.parse("cpu").kind.name == topologies.CPU
 
 
 def test_estimate_uses_chip_bandwidth_and_split(capsys, tmp_path):
@@ -267,7 +267,7 @@ def test_multi_host_topology_estimates_the_busiest_host(capsys, tmp_path):
 def test_model_parallel_beyond_one_host(capsys, tmp_path):
   code, _, problems = _dry(capsys, tmp_path, "--gin.ModelPair.model_parallel=8",
                            "--simulate_devices", "v4-16")
-  assert code == dryrun.PROBLEMS_EXIT and len(problems) == 1
+  assert code == preflight.PROBLEMS_EXIT and len(problems) == 1
   assert "model_parallel=8 exceeds the 4 devices of one host" in problems[0]
 
 

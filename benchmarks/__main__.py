@@ -19,7 +19,7 @@ import tempfile
 
 from benchmarks import BenchConfig, run_bench
 from benchmarks.pair import save_random_pair
-from harness.runner import cpu_threads
+from harness.edge import cpu_threads
 
 TOKENIZER = "checkpoints/multi30k_spm.model"
 RANDOM_VOCAB = 6000

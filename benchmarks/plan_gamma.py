@@ -35,7 +35,7 @@ import dataclasses
 import json
 import os
 
-from harness.runner import cpu_threads
+from harness.edge import cpu_threads
 
 DEFAULT_DRAFTERS = (
     "subset=262144,d_model=256,layers=2",  # the distilled drafter's shape

@@ -42,7 +42,7 @@ import time
 
 import numpy as np
 
-from harness.runner import cpu_threads
+from harness.edge import cpu_threads
 
 DEFAULT_MODELS = ("gemma3_270m", "multi30k_t5_small", "multi30k_t5_large")
 # Prompt and decode length per model family: a few-shot Gemma prompt with

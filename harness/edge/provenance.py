@@ -64,7 +64,17 @@ def device_info() -> dict:
           # XLA:CPU's pool size when --cpu_threads set it (None: one per CPU).
           "xla_cpu_threads": cpu_threads.applied(),
           "cpus_allowed": len(os.sched_getaffinity(0)) if hasattr(
-              os, "sched_getaffinity") else os.cpu_count()}
+              os, "sched_getaffinity") else os.cpu_count(),
+          # Whether small weight products use the CPU kernel (on, off,
+          # unavailable); None off the CPU.
+          "small_m_kernel": _kernel_state(devices[0].platform)}
+
+
+def _kernel_state(platform: str) -> str | None:
+  if platform != "cpu":
+    return None
+  from harness.models import cpu_matmul  # pylint: disable=g-import-not-at-top
+  return cpu_matmul.status()
 
 
 _SYS_FREQ = "/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"

@@ -38,11 +38,14 @@ class RunOptions:
     only: glob patterns on cell ids (their reference cells come along).
     progress: show progress bars (cell lines are always printed).
     gin_config: operative gin config text, recorded as provenance.
+    allow_unisolated_mbpp: score MBPP even where the audit hook is the only
+      sandbox layer (``--allow_unisolated_mbpp``).
   """
   shard: cells_lib.Shard = cells_lib.Shard()
   only: tuple[str, ...] = ()
   progress: bool = True
   gin_config: str = ""
+  allow_unisolated_mbpp: bool = False
 
 
 @dataclasses.dataclass
@@ -54,6 +57,7 @@ class Session:
   calibration: schema.Calibration
   provenance: schema.Provenance
   progress: progress_lib.Progress
+  allow_unisolated_mbpp: bool = False
   examples: dict[cfg.TaskRun, list[execute.Prepared]] = dataclasses.field(
       default_factory=dict)
 
@@ -200,7 +204,8 @@ def run_cell(session: Session, cell: cells_lib.Cell) -> schema.CellSummary:
   summary = summary_lib.summarize(
       session.experiment.name, cell, records, warmup["compile_s"],
       calibration, None if timer.reference else _reference_records(
-          session, cell), provenance, extra)
+          session, cell), provenance, extra,
+      allow_unisolated=session.allow_unisolated_mbpp)
   summary["records"] = digest
   session.store.write_summary(summary)
   session.progress.cell_done(summary)
@@ -231,10 +236,12 @@ def _by_pair(cells: list[cells_lib.Cell]
 def _run_pair(exp: cfg.Experiment, pair: cfg.ModelPair,
               todo: list[cells_lib.Cell], store: store_lib.ResultsStore,
               provenance: schema.Provenance,
-              progress: progress_lib.Progress) -> schema.Calibration:
+              progress: progress_lib.Progress,
+              allow_unisolated_mbpp: bool = False) -> schema.Calibration:
   """Runs the cells of one model pair; returns its calibration."""
   loaded, calibration = _load(pair, exp)
-  session = Session(exp, store, loaded, calibration, provenance, progress)
+  session = Session(exp, store, loaded, calibration, provenance, progress,
+                    allow_unisolated_mbpp)
   for cell in todo:
     run_cell(session, cell)
   return session.calibration
@@ -267,7 +274,8 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
   try:
     for pair, group in _by_pair(todo).items():
       calibrations[pair.name] = _run_pair(exp, pair, group, store, provenance,
-                                          progress)
+                                          progress,
+                                          options.allow_unisolated_mbpp)
       store.write_manifest(_manifest(exp, cells, options, calibrations,
                                      provenance, store))
   finally:

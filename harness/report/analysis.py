@@ -64,22 +64,21 @@ def latency_pair(row, times: dict[str, pd.DataFrame], universe=None
 
   Paired cells (records with ``ref_time_s``) are compared with their own
   reference times, others with the large model's cell; None when there is
-  nothing to compare with. ``universe`` (default: the cell's examples)
-  orders the examples.
+  nothing to compare with (``harness.results.latency.pair_times``, the rule
+  the runner and the merge use too). ``universe`` (default: the cell's
+  examples) orders the examples.
   """
   own = times.get(row["cell_id"])
   if own is None:
     return None
   if universe is None:
     universe = own.index
-  if own["ref_time_s"].notna().any():
-    return (_aligned(own, "time_s", universe),
-            _aligned(own, "ref_time_s", universe), True)
   large = row["large_cell_id"]
-  if not isinstance(large, str) or large not in times:
-    return None
-  return (_aligned(own, "time_s", universe),
-          _aligned(times[large], "time_s", universe), False)
+  reference = (_aligned(times[large], "time_s", universe)
+               if isinstance(large, str) and large in times else None)
+  return latency_lib.pair_times(_aligned(own, "time_s", universe),
+                                _aligned(own, "ref_time_s", universe),
+                                reference)
 
 
 def fill_relative_latency(cells: pd.DataFrame,

@@ -91,6 +91,7 @@ def report_command(args: argparse.Namespace) -> int:
   # pylint: disable=g-import-not-at-top
   from harness import report
   from harness.edge import errors
+  from harness.metrics import sandbox
   from harness.results import merge
   # pylint: enable=g-import-not-at-top
   try:
@@ -101,7 +102,8 @@ def report_command(args: argparse.Namespace) -> int:
       print(f"merged shard manifests into {manifest}")
     if filled:
       print(f"filled relative latency of {len(filled)} cells")
-    report.write_and_print(args.results, out_dir=args.out)
+    report.write_and_print(args.results, out_dir=args.out,
+                           allow_unisolated_mbpp=sandbox.opted_in_by_env())
   except Exception as err:  # pylint: disable=broad-except
     return errors.fail_one_line(err, errors.CONFIG_ERROR_EXIT if isinstance(
         err, FileNotFoundError) else errors.RUN_ERROR_EXIT, args.debug)

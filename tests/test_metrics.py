@@ -131,13 +131,13 @@ def test_registry_errors_and_directions():
   assert metrics.get_metric("bleu").aggregation is metrics.Aggregation.CORPUS
 
 
-def test_pass_at_1_counts_reasons(monkeypatch):
+def test_pass_at_1_counts_reasons():
   # Hosts without a kernel sandbox launcher refuse unless opted in.
-  monkeypatch.setenv("HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY", "1")
   extras = [{"test_list": ["assert f(2) == 4"], "test_setup_code": ""}] * 2
   preds = ["def f(x):\n  return x * 2", "def f(x):\n  return x + 3"]
   with pytest.raises(metrics.MetricError, match="extras"):
     metrics.compute_metrics(["pass@1"], [()] * 2, preds)
-  got = metrics.compute_metrics(["pass@1"], [()] * 2, preds, extras)
+  got = metrics.compute_metrics(["pass@1"], [()] * 2, preds, extras,
+                                allow_unisolated=True)
   assert got["pass@1"] == pytest.approx(50.0)
   assert got["pass@1/exception: AssertionError"] == 1.0

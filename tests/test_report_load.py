@@ -197,3 +197,23 @@ def test_unpaired_results_have_no_paired_note(results_dir):
   from harness.report import report  # pylint: disable=g-import-not-at-top
   built = report.build_report(results_dir, bootstrap=0)
   assert report.PAIRED_NOTE not in built.notes()
+
+
+def test_pair_times_is_the_one_pairing_rule():
+  from harness.results import latency  # pylint: disable=g-import-not-at-top
+  nan = float("nan")
+  times, own_refs, cell_refs = [2.0, 4.0], [1.0, nan], [8.0, 8.0]
+  got = latency.pair_times(times, own_refs, cell_refs)
+  assert got[2] and list(got[1][:1]) == [1.0]  # Own reference times win.
+  got = latency.pair_times(times, [nan, nan], cell_refs)
+  assert not got[2] and list(got[1]) == cell_refs  # Else the reference cell.
+  assert latency.pair_times(times, [nan, nan], None) is None
+  # The runner's records and the report's frames agree through it.
+  records = [{"index": i, "times_s": [t], "modeled_s": 1.0}
+             for i, t in enumerate(times)]
+  reference = [{"index": i, "times_s": [t], "modeled_s": 2.0}
+               for i, t in enumerate(cell_refs)]
+  assert latency.from_records(records, reference, 2) == (
+      pytest.approx(latency.relative_latency(times, cell_refs, paired=False)),
+      0.5)
+  assert latency.from_records(records, None, 2) == (None, None)

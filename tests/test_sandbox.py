@@ -249,11 +249,19 @@ def test_audit_hook_only_is_refused_unless_opted_in(monkeypatch):
   assert sandbox.ALLOW_AUDIT_ONLY_ENV in str(err.value)
   with pytest.raises(execution.registry.MetricError, match="refusing"):
     execution.pass_at_1([("",)], ["x = 1"], [{"test_list": ["assert x"]}])
+  # The opt-in is an argument: the library does not read the environment.
   monkeypatch.setenv(sandbox.ALLOW_AUDIT_ONLY_ENV, "1")
-  assert sandbox.require_isolation() is weak
+  with pytest.raises(sandbox.SandboxUnavailable):
+    sandbox.require_isolation()
+  assert sandbox.require_isolation(allow_audit_only=True) is weak
   scores = execution.pass_at_1([("",)], ["x = 1"],
-                               [{"test_list": ["assert x == 1"]}])
+                               [{"test_list": ["assert x == 1"]}],
+                               allow_unisolated=True)
   assert scores["pass@1"] == 100
+  assert execution.registry.compute_metrics(
+      ["pass@1"], [("",)], ["x = 1"], [{"test_list": ["assert x == 1"]}],
+      allow_unisolated=True)["pass@1"] == 100
+  assert sandbox.opted_in_by_env() and not sandbox.opted_in_by_env({})
 
 
 def test_mbpp_sweep_is_refused_before_the_first_cell(monkeypatch, capsys,
@@ -290,7 +298,7 @@ def test_mbpp_dry_run_lists_the_sandbox_refusal(monkeypatch, capsys,
   monkeypatch.delenv(sandbox.ALLOW_AUDIT_ONLY_ENV)
   assert main(args) == preflight.PROBLEMS_EXIT  # refused again without it
   assert main([*args, "--allow_unisolated_mbpp"]) == 0  # the flag form
-  os.environ.pop(sandbox.ALLOW_AUDIT_ONLY_ENV)
+  assert sandbox.ALLOW_AUDIT_ONLY_ENV not in os.environ  # never written
   capsys.readouterr()
   assert main(["sweep", "--gin_file", _SMOKE, "--dry_run",
                f"--gin.RESULTS_DIR='{tmp_path}'"]) == 0

@@ -17,6 +17,10 @@ Tasks (each with the splits listed; register with ``register_finetune_tasks``):
   validation = newstest2013, test = newstest2014 (``data/wmt14_en_de``);
   prefix default "" (the shipped Multi30k pair was trained on raw English).
 
+The TFDS versions come from ``harness.tasks.datasets.TFDS_VERSIONS``, and the
+Tasks are registered through ``harness.tasks.seqio_tasks`` (``replace_task``,
+``tfds_source``), the project's one seqio registration.
+
 Both features get an EOS appended after trimming to the task lengths
 (seqio's ``append_eos_after_trim``, as T5 fine-tuning tasks do).
 
@@ -44,6 +48,7 @@ from harness.finetune import span_corruption
 from harness.tasks import datasets
 from harness.tasks import prompts
 from harness.tasks import registry
+from harness.tasks import seqio_tasks
 from harness.tasks.spec import DataError
 
 T5_EXTRA_IDS = 100  # Sentinels of T5's vocabulary (<extra_id_0..99>).
@@ -56,7 +61,8 @@ class FinetuneTask:
 
   Attributes:
     name: seqio Task name.
-    tfds_name: TFDS name with version, or None for bundled data.
+    tfds_name: TFDS name with version (``datasets.tfds_versioned``), or None
+      for bundled data.
     input_field: Raw feature read as the input text.
     target_field: Raw feature read as the target text (None: span
       corruption of ``input_field``).
@@ -71,20 +77,22 @@ class FinetuneTask:
   splits: tuple[str, ...] = SPLITS
 
 
-def _tfds_name(harness_task: str, version: str) -> str:
+def _tfds_name(harness_task: str) -> str:
+  """The versioned TFDS name of a harness task's dataset."""
   spec = registry.TASKS[harness_task].tfds
   assert spec is not None
-  return f"{spec.name}:{version}" if ":" not in spec.name else spec.name
+  return datasets.tfds_versioned(spec.name)
 
 
 TASKS: dict[str, FinetuneTask] = {t.name: t for t in (
-    FinetuneTask("ft_wmt14_ende", _tfds_name("wmt14_ende", "1.0.0"), "en",
-                 "de", prompts.T5_TRANSLATE_PREFIX),
-    FinetuneTask("ft_xsum", "xsum:1.1.0", "document", "summary",
+    FinetuneTask("ft_wmt14_ende", _tfds_name("wmt14_ende"), "en", "de",
+                 prompts.T5_TRANSLATE_PREFIX),
+    FinetuneTask("ft_xsum", _tfds_name("xsum"), "document", "summary",
                  prompts.T5_SUMMARIZE_PREFIX),
-    FinetuneTask("ft_cnn_dailymail", "cnn_dailymail:3.4.0", "article",
+    FinetuneTask("ft_cnn_dailymail", _tfds_name("cnn_dailymail"), "article",
                  "highlights", prompts.T5_SUMMARIZE_PREFIX),
-    FinetuneTask("ft_c4_span", "c4/en:3.1.0", "text", None, ""),
+    FinetuneTask("ft_c4_span", datasets.tfds_versioned("c4/en"), "text", None,
+                 ""),
     FinetuneTask("ft_wmt_newstest_offline", None, "src", "tgt", "",
                  ("train", "validation", "test")),
 )}
@@ -123,8 +131,7 @@ def _to_text_pair(ds: tf.data.Dataset, *, prefix: str, input_field: str,
 def _source(task: FinetuneTask, data_dir: str | None) -> seqio.DataSource:
   if task.tfds_name is None:
     return seqio.FunctionDataSource(_offline_dataset_fn, splits=task.splits)
-  return seqio.TfdsDataSource(tfds_name=task.tfds_name,
-                              tfds_data_dir=data_dir, splits=task.splits)
+  return seqio_tasks.tfds_source(task.tfds_name, task.splits, data_dir)
 
 
 def _seqio_task(task: FinetuneTask, vocab_path: str, prefix: str,
@@ -180,10 +187,8 @@ def register_finetune_tasks(
     raise DataError(f"extra_ids: must be >= 0, got {extra_ids}")
   tasks = {}
   for name, task in TASKS.items():
-    seqio.TaskRegistry.remove(name)
-    tasks[name] = _seqio_task(task, vocab, prefixes.get(name, task.prefix),
-                              data_dir, extra_ids)
-    seqio.TaskRegistry.add_provider(name, tasks[name])
+    tasks[name] = seqio_tasks.replace_task(_seqio_task(
+        task, vocab, prefixes.get(name, task.prefix), data_dir, extra_ids))
   _REGISTERED.clear()
   _REGISTERED.update(vocab_path=vocab, data_dir=data_dir, prefixes=prefixes,
                      extra_ids=extra_ids)

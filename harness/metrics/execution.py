@@ -9,8 +9,9 @@ solution defines (with setup first, their reference solutions fail).
 
 Before running anything, ``pass@1`` checks that a kernel-enforced sandbox
 launcher works (``sandbox.require_isolation``): with the audit hook as the only
-layer it refuses, naming what is missing, unless the environment variable
-``HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY=1`` opts in. Which launcher ran is in
+layer it refuses, naming what is missing, unless the caller opts in
+(``allow_unisolated``: ``--allow_unisolated_mbpp`` or the environment variable
+``HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY=1``, read by the command line). Which launcher ran is in
 every results file's provenance (``sandbox.provenance``).
 """
 
@@ -40,13 +41,14 @@ def mbpp_program(solution: str, extra: Mapping[str, Any]) -> str:
   return "\n".join(p for p in parts if p) + "\n"
 
 
-@registry.register_metric("pass@1", uses_extras=True)
+@registry.register_metric("pass@1", uses_extras=True, runs_code=True)
 def pass_at_1(targets: registry.Targets, predictions: Sequence[str],
-              extras: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+              extras: Sequence[Mapping[str, Any]], *,
+              allow_unisolated: bool = False) -> dict[str, float]:
   """MBPP pass@1: share of problems whose program passes all asserts."""
   registry.check_lengths(targets, predictions)
   try:
-    sandbox.require_isolation()
+    sandbox.require_isolation(allow_unisolated)
   except sandbox.SandboxUnavailable as e:
     raise registry.MetricError(str(e)) from None
   programs = [mbpp_program(p, e) for p, e in zip(predictions, extras)]

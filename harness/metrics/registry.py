@@ -2,7 +2,9 @@
 
 A metric is a pure function ``fn(targets, predictions) -> dict[str, float]``
 (or ``fn(targets, predictions, extras)`` when registered with
-``uses_extras=True``). The returned dict always holds the metric's own name as
+``uses_extras=True``; a metric registered with ``runs_code=True`` also takes
+the keyword ``allow_unisolated``, the caller's opt-in to running generated
+code with the audit hook as the only sandbox layer). The returned dict always holds the metric's own name as
 a key; it may hold a few more diagnostic keys (e.g. ``pass@1`` also returns the
 per-reason failure counts under ``pass@1/<reason>``).
 
@@ -48,6 +50,8 @@ class MetricSpec:
     aggregation: How examples are combined.
     uses_extras: Whether ``fn`` takes a third argument, the per-example
       ``extras`` mappings (e.g. MBPP test cases).
+    runs_code: Whether ``fn`` runs generated code in the sandbox (and takes
+      the keyword ``allow_unisolated``).
     description: One line for ``python -m harness list``.
   """
   name: str
@@ -55,6 +59,7 @@ class MetricSpec:
   higher_is_better: bool
   aggregation: Aggregation
   uses_extras: bool = False
+  runs_code: bool = False
   description: str = ""
 
 
@@ -63,8 +68,8 @@ METRICS: dict[str, MetricSpec] = {}
 
 def register_metric(name: str, *, higher_is_better: bool = True,
                     aggregation: Aggregation = Aggregation.MEAN,
-                    uses_extras: bool = False) -> Callable[[MetricFn],
-                                                           MetricFn]:
+                    uses_extras: bool = False, runs_code: bool = False
+                    ) -> Callable[[MetricFn], MetricFn]:
   """Decorator that registers a metric function under ``name``."""
 
   def decorator(fn: MetricFn) -> MetricFn:
@@ -74,7 +79,7 @@ def register_metric(name: str, *, higher_is_better: bool = True,
     METRICS[name] = MetricSpec(
         name=name, fn=fn, higher_is_better=higher_is_better,
         aggregation=aggregation, uses_extras=uses_extras,
-        description=doc[0] if doc else "")
+        runs_code=runs_code, description=doc[0] if doc else "")
     return fn
 
   return decorator
@@ -91,7 +96,8 @@ def get_metric(name: str) -> MetricSpec:
 
 def compute_metrics(
     names: Sequence[str], targets: Targets, predictions: Sequence[str],
-    extras: Sequence[Mapping[str, Any]] | None = None) -> dict[str, float]:
+    extras: Sequence[Mapping[str, Any]] | None = None, *,
+    allow_unisolated: bool = False) -> dict[str, float]:
   """Computes several registered metrics on one set of predictions.
 
   Args:
@@ -100,6 +106,8 @@ def compute_metrics(
     predictions: [N] predicted strings.
     extras: [N] per-example mappings, needed by metrics registered with
       ``uses_extras`` (e.g. ``pass@1`` reads ``test_list``).
+    allow_unisolated: For ``runs_code`` metrics: run generated code even
+      where only the audit hook is left (``--allow_unisolated_mbpp``).
 
   Returns:
     The union of the metrics' result dicts.
@@ -108,13 +116,14 @@ def compute_metrics(
   results: dict[str, float] = {}
   for name in names:
     spec = get_metric(name)
+    kwargs = {"allow_unisolated": allow_unisolated} if spec.runs_code else {}
     if spec.uses_extras:
       if extras is None:
         raise MetricError(f"metric {name!r} needs per-example extras")
       check_lengths(targets, extras, what="extras")
-      results.update(spec.fn(targets, predictions, extras))
+      results.update(spec.fn(targets, predictions, extras, **kwargs))
     else:
-      results.update(spec.fn(targets, predictions))
+      results.update(spec.fn(targets, predictions, **kwargs))
   return results
 
 

@@ -19,8 +19,9 @@ it; ``launcher``, ``LAUNCHERS``; ``docs/reliability.md``):
 * **netns+nobody**, **nobody**, **netns**: the older, weaker layers (root
   hosts where user namespaces are off).
 * **audit hook only**: ``require_isolation`` refuses this (MBPP does not run)
-  unless ``HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY=1``; the refusal names what
-  is missing and how to enable it (``missing_isolation``).
+  unless the caller opts in (``--allow_unisolated_mbpp`` or
+  ``HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY=1``, read by the command line); the
+  refusal names what is missing and how to enable it (``missing_isolation``).
 
 In every launcher the child also has:
 
@@ -56,7 +57,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Sequence
+from typing import Mapping, Sequence
 
 _GUARD_PATH = os.path.join(os.path.dirname(__file__), "_sandbox_guard.py")
 # The unprivileged uid/gid ("nobody") the child switches to when we are root.
@@ -164,8 +165,15 @@ ISOLATION = {
 }
 LAUNCHERS = tuple(ISOLATION)
 # Setting this environment variable to 1 lets MBPP run with the audit hook as
-# the only layer (``require_isolation``).
+# the only layer: the command line reads it once (``opted_in_by_env``) and
+# passes the choice down to ``require_isolation``.
 ALLOW_AUDIT_ONLY_ENV = "HARNESS_SANDBOX_ALLOW_AUDIT_HOOK_ONLY"
+
+
+def opted_in_by_env(environ: Mapping[str, str] | None = None) -> bool:
+  """Whether ``ALLOW_AUDIT_ONLY_ENV`` is 1 (read by the command line)."""
+  environ = os.environ if environ is None else environ
+  return environ.get(ALLOW_AUDIT_ONLY_ENV) == "1"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -258,12 +266,12 @@ def missing_isolation() -> list[str]:
   return why or ["no launcher could run a program"]
 
 
-def require_isolation() -> Launcher:
+def require_isolation(allow_audit_only: bool = False) -> Launcher:
   """The launcher, or SandboxUnavailable if only the audit hook is left and
-  ``ALLOW_AUDIT_ONLY_ENV`` is not 1."""
+  ``allow_audit_only`` (``--allow_unisolated_mbpp`` or
+  ``ALLOW_AUDIT_ONLY_ENV=1`` on the command line) is False."""
   how = launcher()
-  if how.name == "audit hook only" and os.environ.get(
-      ALLOW_AUDIT_ONLY_ENV) != "1":
+  if how.name == "audit hook only" and not allow_audit_only:
     raise SandboxUnavailable(
         "refusing to run generated code (MBPP) with the audit hook as the only"
         " sandbox layer: " + "; ".join(missing_isolation()) +

@@ -64,22 +64,21 @@ def latency_pair(row, times: dict[str, pd.DataFrame], universe=None
 
   Paired cells (records with ``ref_time_s``) are compared with their own
   reference times, others with the large model's cell; None when there is
-  nothing to compare with. ``universe`` (default: the cell's examples)
-  orders the examples.
+  nothing to compare with (``harness.results.latency.pair_times``, the rule
+  the runner and the merge use too). ``universe`` (default: the cell's
+  examples) orders the examples.
   """
   own = times.get(row["cell_id"])
   if own is None:
     return None
   if universe is None:
     universe = own.index
-  if own["ref_time_s"].notna().any():
-    return (_aligned(own, "time_s", universe),
-            _aligned(own, "ref_time_s", universe), True)
   large = row["large_cell_id"]
-  if not isinstance(large, str) or large not in times:
-    return None
-  return (_aligned(own, "time_s", universe),
-          _aligned(times[large], "time_s", universe), False)
+  reference = (_aligned(times[large], "time_s", universe)
+               if isinstance(large, str) and large in times else None)
+  return latency_lib.pair_times(_aligned(own, "time_s", universe),
+                                _aligned(own, "ref_time_s", universe),
+                                reference)
 
 
 def fill_relative_latency(cells: pd.DataFrame,
@@ -101,7 +100,8 @@ def fill_relative_latency(cells: pd.DataFrame,
 
 
 def _quality_interval(row, records: pd.DataFrame, counts: np.ndarray,
-                      universe: pd.Index, notes: list[str]):
+                      universe: pd.Index, notes: list[str],
+                      allow_unisolated: bool = False):
   """(low, high) of the headline metric on this cell's resamples."""
   if records.empty:
     notes.append(f"{row['cell_id']}: no per-example records, no quality CI")
@@ -111,7 +111,8 @@ def _quality_interval(row, records: pd.DataFrame, counts: np.ndarray,
   try:
     samples, full = bootstrap.quality_samples(
         row["headline_metric"], counts[:, pos], list(records["targets"]),
-        list(records["prediction"]), extras)
+        list(records["prediction"]), extras,
+        allow_unisolated=allow_unisolated)
   except metrics.MetricError as e:
     notes.append(f"{row['cell_id']}: quality not recomputable ({e})")
     return math.nan, math.nan
@@ -139,7 +140,8 @@ def task_seed(seed: int, task: str) -> list[int]:
   return [seed, zlib.crc32(task.encode())]
 
 
-def _task_intervals(task_cells, examples, num_resamples, seed, notes):
+def _task_intervals(task_cells, examples, num_resamples, seed, notes,
+                    allow_unisolated=False):
   """{cell_id: (q_low, q_high, l_low, l_high)} for one task's cells."""
   records = examples[examples["cell_id"].isin(task_cells["cell_id"])]
   universe = pd.Index(sorted(records["example_id"].unique()))
@@ -151,14 +153,16 @@ def _task_intervals(task_cells, examples, num_resamples, seed, notes):
   for _, row in task_cells.iterrows():
     cell_records = by_cell.get(row["cell_id"], records.iloc[:0])
     out[row["cell_id"]] = (
-        *_quality_interval(row, cell_records, counts, universe, notes),
+        *_quality_interval(row, cell_records, counts, universe, notes,
+                           allow_unisolated),
         *_latency_interval(row, times, counts, universe))
   return out
 
 
 def add_intervals(cells: pd.DataFrame, examples: pd.DataFrame, *,
                   num_resamples: int = bootstrap.DEFAULT_RESAMPLES,
-                  seed: int = 0) -> tuple[pd.DataFrame, BootstrapReport]:
+                  seed: int = 0, allow_unisolated: bool = False
+                  ) -> tuple[pd.DataFrame, BootstrapReport]:
   """Adds the :data:`INTERVAL_COLUMNS` (NaN when ``num_resamples`` is 0).
 
   Args:
@@ -166,6 +170,8 @@ def add_intervals(cells: pd.DataFrame, examples: pd.DataFrame, *,
     examples: Loaded per-example records.
     num_resamples: Bootstrap resamples per task.
     seed: Base seed; each task derives its own with :func:`task_seed`.
+    allow_unisolated: Recompute MBPP's pass@1 even where the audit hook is
+      the only sandbox layer (the command line's opt-in).
 
   Returns:
     (cells with the interval columns, what the bootstrap did).
@@ -176,7 +182,7 @@ def add_intervals(cells: pd.DataFrame, examples: pd.DataFrame, *,
   if num_resamples > 0:
     for _, task_cells in cells.groupby("task", sort=True):
       intervals.update(_task_intervals(task_cells, examples, num_resamples,
-                                       seed, notes))
+                                       seed, notes, allow_unisolated))
   cells = cells.copy()
   nan_row = (math.nan,) * len(INTERVAL_COLUMNS)
   values = np.array([intervals.get(c, nan_row) for c in cells["cell_id"]],

@@ -121,18 +121,22 @@ def bleu_from_statistics(stats: np.ndarray) -> float:
   return float(score.score)
 
 
-def per_example_scores(name: str, targets, predictions,
-                       extras=None) -> np.ndarray:
-  """[N] per-example scores of a mean-aggregated registry metric."""
+def per_example_scores(name: str, targets, predictions, extras=None, *,
+                       allow_unisolated: bool = False) -> np.ndarray:
+  """[N] per-example scores of a mean-aggregated registry metric
+  (``allow_unisolated``: MBPP's sandbox opt-in, ``compute_metrics``)."""
   spec = metrics.get_metric(name)
   scores = []
   for i, (refs, pred) in enumerate(zip(targets, predictions)):
     extra = [extras[i] or {}] if spec.uses_extras else None
-    scores.append(metrics.compute_metrics([name], [refs], [pred], extra)[name])
+    scores.append(metrics.compute_metrics(
+        [name], [refs], [pred], extra,
+        allow_unisolated=allow_unisolated)[name])
   return np.asarray(scores, float)
 
 
-def _generic_samples(name, counts, targets, predictions, extras):
+def _generic_samples(name, counts, targets, predictions, extras,
+                     allow_unisolated):
   """Recomputes a corpus metric on each resample (the slow path)."""
   samples = []
   for row in counts:
@@ -140,14 +144,15 @@ def _generic_samples(name, counts, targets, predictions, extras):
     sub_extras = [extras[i] for i in idx] if extras is not None else None
     samples.append(metrics.compute_metrics(
         [name], [targets[i] for i in idx], [predictions[i] for i in idx],
-        sub_extras)[name])
+        sub_extras, allow_unisolated=allow_unisolated)[name])
   return np.asarray(samples, float)
 
 
 def quality_samples(name: str, counts: np.ndarray,
                     targets: Sequence[tuple[str, ...]],
                     predictions: Sequence[str],
-                    extras: Sequence[Mapping[str, Any] | None] | None = None
+                    extras: Sequence[Mapping[str, Any] | None] | None = None,
+                    *, allow_unisolated: bool = False
                     ) -> tuple[np.ndarray, float]:
   """Bootstrap samples of metric ``name`` and its full-sample value.
 
@@ -157,6 +162,8 @@ def quality_samples(name: str, counts: np.ndarray,
     targets: [N] reference tuples.
     predictions: [N] predictions.
     extras: [N] per-example extras (for ``uses_extras`` metrics).
+    allow_unisolated: MBPP's opt-in to the audit hook as the only sandbox
+      layer (``metrics.compute_metrics``).
 
   Returns:
     ([B] resampled values, the value on all N examples).
@@ -167,7 +174,10 @@ def quality_samples(name: str, counts: np.ndarray,
     full = bleu_from_statistics(stats.sum(axis=0))
     return np.asarray([bleu_from_statistics(s) for s in counts @ stats]), full
   if spec.aggregation == metrics.Aggregation.MEAN:
-    scores = per_example_scores(name, targets, predictions, extras)
+    scores = per_example_scores(name, targets, predictions, extras,
+                                allow_unisolated=allow_unisolated)
     return weighted_means(counts, scores), float(np.mean(scores))
-  full = metrics.compute_metrics([name], targets, predictions, extras)[name]
-  return _generic_samples(name, counts, targets, predictions, extras), full
+  full = metrics.compute_metrics([name], targets, predictions, extras,
+                                 allow_unisolated=allow_unisolated)[name]
+  return _generic_samples(name, counts, targets, predictions, extras,
+                          allow_unisolated), full

@@ -109,12 +109,14 @@ class Report:
 
 
 def build_report(results, *, bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
-                 seed: int = 0) -> Report:
-  """Loads results and computes the cells' intervals and Table 2."""
+                 seed: int = 0, allow_unisolated_mbpp: bool = False) -> Report:
+  """Loads results and computes the cells' intervals and Table 2
+  (``allow_unisolated_mbpp``: MBPP's sandbox opt-in, for pass@1's)."""
   loaded = load.load_results(results)
   cells = analysis.fill_relative_latency(loaded.cells, loaded.examples)
   cells, info = analysis.add_intervals(cells, loaded.examples,
-                                       num_resamples=bootstrap, seed=seed)
+                                       num_resamples=bootstrap, seed=seed,
+                                       allow_unisolated=allow_unisolated_mbpp)
   return Report(cells=cells, table=table_builder.build_table2(cells),
                 bootstrap=info)
 
@@ -198,13 +200,15 @@ def write_outputs(report: Report, out_dir: "str | os.PathLike") -> list[str]:
 
 def write_and_print(results, out_dir=None, *,
                     bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
-                    seed: int = 0, stream: TextIO | None = None) -> list[str]:
+                    seed: int = 0, stream: TextIO | None = None,
+                    allow_unisolated_mbpp: bool = False) -> list[str]:
   """:func:`write_report`, then prints Table 2 and the paths written.
 
   For ``python -m harness report`` and ``make reproduce-table2``.
   """
   stream = stream or sys.stdout
-  report = build_report(results, bootstrap=bootstrap, seed=seed)
+  report = build_report(results, bootstrap=bootstrap, seed=seed,
+                        allow_unisolated_mbpp=allow_unisolated_mbpp)
   out = out_dir if out_dir is not None else default_out_dir(results)
   paths = write_outputs(report, out)
   paths += csd.write_csd_report(_roots(results), pathlib.Path(out))

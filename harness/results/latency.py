@@ -42,11 +42,6 @@ def mean_times(records: Sequence[Mapping[str, Any]],
                      for r in records], float).reshape(len(records))
 
 
-def is_paired(records: Sequence[Mapping[str, Any]]) -> bool:
-  """Whether the records carry their own reference times (paired protocol)."""
-  return any(r.get(REF_TIMES) for r in records)
-
-
 def _usable(times: np.ndarray, reference: np.ndarray, paired: bool
             ) -> np.ndarray:
   ok = np.isfinite(times) & np.isfinite(reference)
@@ -79,6 +74,32 @@ def relative_latency(times: Sequence[float] | np.ndarray,
   if paired:
     return float(np.exp(np.mean(np.log(times[ok] / reference[ok]))))
   return float(np.mean(times[ok])) / float(np.mean(reference[ok]))
+
+
+def pair_times(times: Sequence[float] | np.ndarray,
+               ref_times: Sequence[float] | np.ndarray,
+               reference: Sequence[float] | np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, bool] | None:
+  """What a cell's times are compared with: the pairing rule, once.
+
+  Args:
+    times: [N] the cell's per-example mean times (NaN = not timed).
+    ref_times: [N] the reference times measured beside them (NaN = none).
+    reference: [N] the reference cell's own times on the same examples, or
+      None when that cell is not available.
+
+  Returns:
+    ``(times, reference times, paired)`` for :func:`relative_latency`: the
+    cell's own reference times when any example has one (paired protocol),
+    else the reference cell's (unpaired), else None (nothing to compare).
+  """
+  times = np.asarray(times, float)
+  ref_times = np.asarray(ref_times, float)
+  if (~np.isnan(ref_times)).any():
+    return times, ref_times, True
+  if reference is None:
+    return None
+  return times, np.asarray(reference, float), False
 
 
 def relative_latency_samples(counts: np.ndarray,
@@ -135,19 +156,17 @@ def from_records(records: Sequence[Mapping[str, Any]],
     num_timed: the latency subset: the first this-many records.
   """
   timed = list(records[:num_timed])
-  if is_paired(timed):
-    measured = relative_latency(mean_times(timed), mean_times(timed, REF_TIMES),
-                                paired=True)
-    ref_modeled = _mean_modeled(timed, "ref_modeled_s")
-  elif reference is None:
-    return None, None
-  else:
-    ref_timed = list(reference[:num_timed])
+  ref_timed = None if reference is None else list(reference[:num_timed])
+  aligned = None
+  if ref_timed is not None:
     by_index = _by_index(ref_timed, TIMES)
-    measured = relative_latency(
-        mean_times(timed), [by_index.get(int(r["index"]), math.nan)
-                            for r in timed], paired=False)
-    ref_modeled = _mean_modeled(ref_timed, "modeled_s")
+    aligned = [by_index.get(int(r["index"]), math.nan) for r in timed]
+  pair = pair_times(mean_times(timed), mean_times(timed, REF_TIMES), aligned)
+  if pair is None:
+    return None, None
+  measured = relative_latency(pair[0], pair[1], paired=pair[2])
+  ref_modeled = (_mean_modeled(timed, "ref_modeled_s") if pair[2]
+                 else _mean_modeled(ref_timed, "modeled_s"))
   modeled = _mean_modeled(timed, "modeled_s")
   cost = modeled / ref_modeled if modeled is not None and ref_modeled else None
   return _finite_or_none(measured), cost

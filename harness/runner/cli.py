@@ -105,19 +105,20 @@ def _run(args: argparse.Namespace) -> int:
         exp.results_dir, shard))
     print(f"host {shard.index} of {shard.count}: results in "
           f"{exp.results_dir}", file=sys.stderr)
-  if getattr(args, "allow_unisolated_mbpp", False):
-    from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
-    os.environ[sandbox.ALLOW_AUDIT_ONLY_ENV] = "1"
+  from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
+  unisolated = (getattr(args, "allow_unisolated_mbpp", False)
+                or sandbox.opted_in_by_env())
   if getattr(args, "compilation_cache_dir", None):
     from harness import decoding  # pylint: disable=g-import-not-at-top
     decoding.enable_compilation_cache(args.compilation_cache_dir)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
-                              progress=not args.no_progress, gin_config=text)
+                              progress=not args.no_progress, gin_config=text,
+                              allow_unisolated_mbpp=unisolated)
   if args.dry_run:
     return _dry_run(exp, options, getattr(args, "simulate_devices", None),
                     args.debug)
   try:
-    exp = _gate(exp)
+    exp = _gate(exp, unisolated)
     runner.run_experiment(exp, options)
   except Exception as err:  # pylint: disable=broad-except
     return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
@@ -136,14 +137,15 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
     return fail_one_line(err, CONFIG_ERROR_EXIT, debug)
   results = store.ResultsStore(exp.results_dir, exp.name)
   return preflight.dry_run(exp, lambda e: runner.plan(e, options), topo,
-                        results.is_done, results.dir, sys.stdout)
+                           results.is_done, results.dir, sys.stdout,
+                           options.allow_unisolated_mbpp)
 
 
-def _gate(exp):
+def _gate(exp, allow_unisolated: bool = False):
   """Before the first cell: data, sample sizes and, for MBPP, the code
   sandbox (all tasks at once; ``preflight.pre_run_checks``)."""
   from harness.runner import preflight  # pylint: disable=g-import-not-at-top
-  exp, found = preflight.pre_run_checks(exp)
+  exp, found = preflight.pre_run_checks(exp, allow_unisolated)
   for line in found.warnings:
     print(f"warning: {line}", file=sys.stderr)
   if found.problems:

@@ -190,6 +190,12 @@ def is_paired(cell: cells_lib.Cell, protocol: str) -> bool:
           and cell.role is not schema.Role.REFERENCE_LARGE)
 
 
+def median_prompt(prepared: list[Prepared], num_timed: int) -> Prepared:
+  """The latency subset's example of median prompt length."""
+  timed = sorted(prepared[:num_timed], key=lambda p: p.prompt.size)
+  return timed[(len(timed) - 1) // 2]
+
+
 @dataclasses.dataclass
 class Timer:
   """Times a cell's decodes, paired with its reference's when asked.
@@ -243,6 +249,22 @@ class Timer:
     decoded.times_s.append(own[2])
     decoded.ref_times_s.append(ref[2])
     decoded.ref_first.append(ref_first)
+
+
+def cell_timer(cell: cells_lib.Cell, loaded: pairs.LoadedPair,
+               prepared: list[Prepared], protocol: str
+               ) -> tuple[Timer, dict[str, float]]:
+  """The cell's timer and its warm-up seconds (own, and the reference's
+  when ``is_paired``: the one place a cell's pairing is decided; the timer's
+  ``reference`` says it afterwards)."""
+  program = program_for(cell, loaded)
+  warmup = {"compile_s": warm_up(program, cell, prepared)}
+  if not is_paired(cell, protocol):
+    return Timer(cell, program), warmup
+  ref_cell = cells_lib.reference_for(cell)
+  ref_program = program_for(ref_cell, loaded)
+  warmup["reference_warmup_s"] = warm_up(ref_program, ref_cell, prepared)
+  return Timer(cell, program, (ref_cell, ref_program)), warmup
 
 
 def run_trials(timer: Timer, prepared: list[Prepared],

@@ -154,7 +154,8 @@ def apply_sample_policy(exp: cfg.Experiment) -> tuple[cfg.Experiment,
 SANDBOXED_METRICS = ("pass@1",)  # Metrics that execute generated code.
 
 
-def check_sandbox(exp: cfg.Experiment, found: Findings) -> None:
+def check_sandbox(exp: cfg.Experiment, found: Findings,
+                  allow_unisolated: bool = False) -> None:
   """A task scored by running generated code (MBPP pass@1) needs a
   kernel-enforced sandbox launcher, or the explicit opt-in
   (``harness.metrics.sandbox.require_isolation``); else a problem with the
@@ -165,17 +166,19 @@ def check_sandbox(exp: cfg.Experiment, found: Findings) -> None:
     return
   from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
   try:
-    sandbox.require_isolation()
+    sandbox.require_isolation(allow_unisolated)
   except sandbox.SandboxUnavailable as err:
     found.add("sandbox", f"{', '.join(dict.fromkeys(runs))} (pass@1): "
               f"{err}")
 
 
-def pre_run_checks(exp: cfg.Experiment) -> tuple[cfg.Experiment, Findings]:
+def pre_run_checks(exp: cfg.Experiment, allow_unisolated: bool = False
+                   ) -> tuple[cfg.Experiment, Findings]:
   """What a real run checks before its first cell: data and sample sizes
-  (``apply_sample_policy``) and the code sandbox (``check_sandbox``)."""
+  (``apply_sample_policy``) and the code sandbox (``check_sandbox``, with
+  ``--allow_unisolated_mbpp``'s choice)."""
   exp, found = apply_sample_policy(exp)
-  check_sandbox(exp, found)
+  check_sandbox(exp, found, allow_unisolated)
   return exp, found
 
 
@@ -426,10 +429,11 @@ def _gib(n: float) -> str:
 # --- Entry point --------------------------------------------------------------
 
 
-def check(exp: cfg.Experiment, topo: topologies.Topology
+def check(exp: cfg.Experiment, topo: topologies.Topology,
+          allow_unisolated: bool = False
           ) -> tuple[Findings, dict[cfg.ModelPair, dict[str, Footprint]]]:
   """Every check of the module docstring; footprints per pair for timing."""
-  exp, found = pre_run_checks(exp)
+  exp, found = pre_run_checks(exp, allow_unisolated)
   prints = {}
   for pair in dict.fromkeys(run.pair or exp.pair for run in exp.tasks):
     models = resolve_pair(pair, found)
@@ -442,7 +446,8 @@ def check(exp: cfg.Experiment, topo: topologies.Topology
 
 
 def dry_run(exp: cfg.Experiment, cells_for, topo: topologies.Topology,
-            is_done, results_dir: str, out: TextIO) -> int:
+            is_done, results_dir: str, out: TextIO,
+            allow_unisolated: bool = False) -> int:
   """Prints the plan, the checks and the estimate; returns the exit code.
 
   Args:
@@ -452,11 +457,12 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: topologies.Topology,
     is_done: cell id -> whether its results exist.
     results_dir: printed.
     out: where to print.
+    allow_unisolated: ``--allow_unisolated_mbpp`` (MBPP's sandbox opt-in).
 
   Returns:
     0 when nothing is wrong, ``PROBLEMS_EXIT`` otherwise.
   """
-  found, prints = check(exp, topo)
+  found, prints = check(exp, topo, allow_unisolated)
   cells = cells_for(found.experiment)
   todo = [c for c in cells if not is_done(c.cell_id)]
   for cell in cells:

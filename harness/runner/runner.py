@@ -38,22 +38,28 @@ class RunOptions:
     only: glob patterns on cell ids (their reference cells come along).
     progress: show progress bars (cell lines are always printed).
     gin_config: operative gin config text, recorded as provenance.
+    allow_unisolated_mbpp: score MBPP even where the audit hook is the only
+      sandbox layer (``--allow_unisolated_mbpp``).
   """
   shard: cells_lib.Shard = cells_lib.Shard()
   only: tuple[str, ...] = ()
   progress: bool = True
   gin_config: str = ""
+  allow_unisolated_mbpp: bool = False
 
 
 @dataclasses.dataclass
 class Session:
-  """What every cell of a run shares."""
+  """What every cell of a run shares (``paired``: the experiment's latency
+  protocol is the paired one, decided once per run)."""
   experiment: cfg.Experiment
   store: store_lib.ResultsStore
   loaded: pairs.LoadedPair
   calibration: schema.Calibration
   provenance: schema.Provenance
   progress: progress_lib.Progress
+  paired: bool
+  allow_unisolated_mbpp: bool = False
   examples: dict[cfg.TaskRun, list[execute.Prepared]] = dataclasses.field(
       default_factory=dict)
 
@@ -128,42 +134,20 @@ def _examples(session: Session,
   return session.examples[run]
 
 
-def _median_prompt(prepared: list[execute.Prepared],
-                   num_timed: int) -> execute.Prepared:
-  """The latency subset's example of median prompt length."""
-  timed = sorted(prepared[:num_timed], key=lambda p: p.prompt.size)
-  return timed[(len(timed) - 1) // 2]
-
-
 def _calibrate_cell(session: Session, cell: cells_lib.Cell,
                     prepared: list[execute.Prepared]) -> schema.Calibration:
   """The cell's cost-model constants: measured now (paired protocol), at
   the task's median prompt length, or the pair's start-of-run ones."""
   exp = session.experiment
-  if exp.latency_protocol != latency_lib.PAIRED:
+  if not session.paired:
     return session.calibration
-  item = _median_prompt(prepared, cell.task_run.latency_examples)
+  item = execute.median_prompt(prepared, cell.task_run.latency_examples)
   session.calibration = cal.calibrate(
       session.loaded.drafter, session.loaded.verifier,
       cal.widths_for(exp.gammas), exp.calibration_calls, cell.pair.name,
       prompt=item.prompt, max_decode_len=cell.max_decode_len,
       bucket=cell.task_run.bucket(item.prompt.size))
   return session.calibration
-
-
-def _timer(session: Session, cell: cells_lib.Cell,
-           prepared: list[execute.Prepared]
-           ) -> tuple[execute.Timer, dict[str, float]]:
-  """The cell's timer and its warm-up seconds (own, and reference's)."""
-  program = execute.program_for(cell, session.loaded)
-  warmup = {"compile_s": execute.warm_up(program, cell, prepared)}
-  if not execute.is_paired(cell, session.experiment.latency_protocol):
-    return execute.Timer(cell, program), warmup
-  ref_cell = cells_lib.reference_for(cell)
-  ref_program = execute.program_for(ref_cell, session.loaded)
-  warmup["reference_warmup_s"] = execute.warm_up(ref_program, ref_cell,
-                                                 prepared)
-  return execute.Timer(cell, program, (ref_cell, ref_program)), warmup
 
 
 def _reference_records(session: Session, cell: cells_lib.Cell
@@ -180,39 +164,39 @@ def run_cell(session: Session, cell: cells_lib.Cell) -> schema.CellSummary:
   prepared = _examples(session, cell)
   host_before = provenance_lib.host_state()
   session.progress.start_cell(cell.cell_id, execute.num_decodes(cell))
-  timer, warmup = _timer(session, cell, prepared)
+  timer, warmup = execute.cell_timer(
+      cell, session.loaded, prepared, session.experiment.latency_protocol)
   calibration = _calibrate_cell(session, cell, prepared)
   decoded = execute.run_trials(timer, prepared, session.progress.example_done)
   records = [execute.to_record(cell, session.loaded, item, result,
                                calibration)
              for item, result in zip(prepared, decoded)]
   digest = session.store.write_records(cell.cell_id, records)
-  protocol = session.experiment.latency_protocol
-  extra = {"protocol": protocol,
+  extra = {"protocol": session.experiment.latency_protocol,
            "reference_warmup_s": warmup.get("reference_warmup_s")}
-  if protocol == latency_lib.PAIRED:
-    own = cell.role is schema.Role.REFERENCE_LARGE
+  if session.paired:  # Where the reference stood: beside the cell, or its own.
     extra.update(summary_lib.reference_drift(
         records, cell.task_run.latency_examples,
-        latency_lib.TIMES if own else latency_lib.REF_TIMES))
+        latency_lib.REF_TIMES if timer.reference else latency_lib.TIMES))
   provenance = dict(session.provenance, host={
       "before": host_before, "after": provenance_lib.host_state()})
   summary = summary_lib.summarize(
       session.experiment.name, cell, records, warmup["compile_s"],
       calibration, None if timer.reference else _reference_records(
-          session, cell), provenance, extra)
+          session, cell), provenance, extra,
+      allow_unisolated=session.allow_unisolated_mbpp)
   summary["records"] = digest
   session.store.write_summary(summary)
   session.progress.cell_done(summary)
   return summary
 
 
-def _load(pair: cfg.ModelPair, exp: cfg.Experiment) -> tuple[
+def _load(pair: cfg.ModelPair, exp: cfg.Experiment, paired: bool) -> tuple[
     pairs.LoadedPair, schema.Calibration | None]:
   """Loads a pair; calibrates its cost model now (unpaired protocol)."""
   with tempfile.TemporaryDirectory(prefix="harness-pair-") as work_dir:
     loaded = pairs.load_pair(pair, work_dir)
-  if exp.latency_protocol == latency_lib.PAIRED:
+  if paired:
     return loaded, None  # Each cell calibrates in its own window.
   calibration = cal.calibrate(
       loaded.drafter, loaded.verifier, cal.widths_for(exp.gammas),
@@ -231,10 +215,13 @@ def _by_pair(cells: list[cells_lib.Cell]
 def _run_pair(exp: cfg.Experiment, pair: cfg.ModelPair,
               todo: list[cells_lib.Cell], store: store_lib.ResultsStore,
               provenance: schema.Provenance,
-              progress: progress_lib.Progress) -> schema.Calibration:
+              progress: progress_lib.Progress,
+              allow_unisolated_mbpp: bool = False) -> schema.Calibration:
   """Runs the cells of one model pair; returns its calibration."""
-  loaded, calibration = _load(pair, exp)
-  session = Session(exp, store, loaded, calibration, provenance, progress)
+  paired = exp.latency_protocol == latency_lib.PAIRED
+  loaded, calibration = _load(pair, exp, paired)
+  session = Session(exp, store, loaded, calibration, provenance, progress,
+                    paired, allow_unisolated_mbpp)
   for cell in todo:
     run_cell(session, cell)
   return session.calibration
@@ -267,7 +254,8 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
   try:
     for pair, group in _by_pair(todo).items():
       calibrations[pair.name] = _run_pair(exp, pair, group, store, provenance,
-                                          progress)
+                                          progress,
+                                          options.allow_unisolated_mbpp)
       store.write_manifest(_manifest(exp, cells, options, calibrations,
                                      provenance, store))
   finally:

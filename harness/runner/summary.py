@@ -23,16 +23,18 @@ from harness.runner import cells as cells_lib
 NO_REFERENCES_NOTE = "no references in this data source: latency only"
 
 
-def quality(task: str, records: Sequence[schema.ExampleRecord]
+def quality(task: str, records: Sequence[schema.ExampleRecord], *,
+            allow_unisolated: bool = False
             ) -> tuple[dict[str, float | None], str | None]:
-  """(metric values, note); values are None with a note when uncomputable."""
+  """(metric values, note); values are None with a note when uncomputable.
+  ``allow_unisolated``: MBPP's opt-in (``metrics.compute_metrics``)."""
   spec = tasks.get_task(task)
   targets = [tuple(r["targets"]) for r in records]
   predictions = [r["prediction"] for r in records]
   extras = [r.get("extra", {}) for r in records]
   try:
     values = metrics.compute_metrics(spec.metrics, targets, predictions,
-                                     extras)
+                                     extras, allow_unisolated=allow_unisolated)
   except metrics.MetricError as err:
     note = NO_REFERENCES_NOTE if not any(targets) else str(err)
     return {m: None for m in spec.metrics}, note
@@ -152,8 +154,8 @@ def summarize(experiment: str, cell: cells_lib.Cell,
               calibration: schema.Calibration,
               reference: Sequence[schema.ExampleRecord] | None,
               provenance: schema.Provenance,
-              extra_latency: dict[str, Any] | None = None
-              ) -> schema.CellSummary:
+              extra_latency: dict[str, Any] | None = None, *,
+              allow_unisolated: bool = False) -> schema.CellSummary:
   """The ``schema.CellSummary`` of a finished cell.
 
   Args:
@@ -166,9 +168,12 @@ def summarize(experiment: str, cell: cells_lib.Cell,
       None (paired records carry their own reference times).
     provenance: the run's provenance (with the cell's host state).
     extra_latency: more ``schema.Latency`` fields (protocol, drift).
+    allow_unisolated: MBPP's opt-in to the audit hook as the only sandbox
+      layer (``--allow_unisolated_mbpp``).
   """
   num_timed = cell.task_run.latency_examples
-  values, note = quality(cell.task, records)
+  values, note = quality(cell.task, records,
+                         allow_unisolated=allow_unisolated)
   cost_model = schema.CostModel(
       c_q=calibration["c_q"], c_p=dict(calibration["c_p"]),
       latency=modeled_latency(records, num_timed), relative_latency=None)

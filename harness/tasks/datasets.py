@@ -354,6 +354,26 @@ TFDS_ADAPTERS: dict[str, Callable[[dict, int], Record]] = {
 }
 
 
+# The TFDS versions the project pins (``harness.tasks.seqio_tasks.tfds_source``
+# serves them to fine-tuning); the sweep's TFDS source reads the newest
+# prepared version (``tfds_prepared_size``). The one place for versions.
+TFDS_VERSIONS: dict[str, str] = {
+    "wmt14_translate/de-en": "1.0.0", "xsum": "1.1.0",
+    "cnn_dailymail": "3.4.0", "c4/en": "3.1.0",
+}
+
+
+def tfds_versioned(name: str) -> str:
+  """``name:version`` with the version from ``TFDS_VERSIONS`` (a name that
+  carries its own version is returned as is)."""
+  if ":" in name:
+    return name
+  if name not in TFDS_VERSIONS:
+    raise DataError(f"TFDS {name}: no pinned version (TFDS_VERSIONS: "
+                    f"{', '.join(TFDS_VERSIONS)})")
+  return f"{name}:{TFDS_VERSIONS[name]}"
+
+
 def _version_key(name: str) -> tuple[int, ...]:
   return tuple(int(p) if p.isdigit() else -1 for p in name.split("."))
 

@@ -14,6 +14,11 @@ post-processor returns them from ``references``). ``pass@1`` needs MBPP's test
 cases, which seqio metric functions do not see: score MBPP with
 ``harness.metrics.compute_metrics`` and the examples' ``extra``.
 
+The seqio registration of the project is here: ``replace_task`` (re-)adds a
+Task under its name and ``tfds_source`` reads a TFDS dataset at the version
+pinned in ``datasets.TFDS_VERSIONS``; fine-tuning's Tasks
+(``harness.finetune.data``) are registered through both.
+
 Under ``tfds.testing.mock_data`` call ``get_dataset(...,
 try_in_mem_cache=False)``.
 """
@@ -33,6 +38,21 @@ from harness.tasks.spec import Source, TaskSpec
 
 SEQIO_PREFIX = "harness_"
 REFERENCE_SEPARATOR = "\x1f"  # ASCII unit separator: absent from the data.
+
+
+def replace_task(task: seqio.Task) -> seqio.Task:
+  """Registers ``task`` under its name, replacing an earlier registration."""
+  seqio.TaskRegistry.remove(task.name)
+  seqio.TaskRegistry.add_provider(task.name, task)
+  return task
+
+
+def tfds_source(name: str, splits: tuple[str, ...],
+                data_dir: str | None = None) -> seqio.TfdsDataSource:
+  """TFDS dataset ``name`` at its pinned version (``datasets.tfds_versioned``)
+  read from ``data_dir`` (None: TFDS's default)."""
+  return seqio.TfdsDataSource(tfds_name=datasets.tfds_versioned(name),
+                              tfds_data_dir=data_dir, splits=splits)
 
 
 def seqio_name(name: str, source: Source | str = Source.OFFLINE) -> str:
@@ -116,8 +136,6 @@ def register_tasks(vocab_model_path: str, *,
   vocabulary = seqio.SentencePieceVocabulary(vocab_model_path)
   tasks = {}
   for spec in registry.TASKS.values():
-    seqio.TaskRegistry.remove(seqio_name(spec.name, source))
-    task = _task(spec, vocabulary, source, data_dir, num_examples)
-    seqio.TaskRegistry.add_provider(task.name, task)
-    tasks[spec.name] = task
+    tasks[spec.name] = replace_task(
+        _task(spec, vocabulary, source, data_dir, num_examples))
   return tasks

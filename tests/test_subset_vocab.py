@@ -178,3 +178,18 @@ def test_each_decode_records_the_verifiers_mass_on_the_drafter_support():
   fs = {k: np.asarray(v) for k, v in full.stats.items()}
   assert fs["support_mass_e5"].sum() * 1e-5 / fs["drafts_evaluated"].sum() \
       == pytest.approx(1.0, abs=1e-4)
+
+
+def test_frequent_ids_by_count_then_id():
+  seqs = [[5, 5, 5, 2, 2, 9], [9, 9, 1, 7]]
+  # counts: 5 -> 3, 9 -> 3, 2 -> 2, 1 -> 1, 7 -> 1.
+  assert list(subset_vocab.frequent_ids(seqs, 2, 10)) == [5, 9]
+  assert list(subset_vocab.frequent_ids(seqs, 4, 10)) == [1, 2, 5, 9]
+  assert list(subset_vocab.frequent_ids(seqs, 3, 10, keep=(0,))) == [
+      0, 2, 5, 9]
+  # Unseen ids fill no slot.
+  assert list(subset_vocab.frequent_ids(seqs, 50, 10)) == [1, 2, 5, 7, 9]
+  with pytest.raises(ValueError, match="token id 10 is outside"):
+    subset_vocab.frequent_ids([[10]], 2, 10)
+  with pytest.raises(ValueError, match="subset size 0"):
+    subset_vocab.frequent_ids(seqs, 0, 10)

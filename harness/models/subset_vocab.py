@@ -25,6 +25,8 @@ these two entries).
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,3 +67,28 @@ def restrict_output(model, ids, keep: tuple[int, ...] = ()):
                     else params["lm_head"][:, index])
   params["head_ids"] = index
   return model.replace(params=params)
+
+
+def frequent_ids(sequences: Iterable[Iterable[int]], size: int,
+                 vocab_size: int, keep: Iterable[int] = ()) -> np.ndarray:
+  """The `size` most frequent ids of `sequences`, plus `keep`, sorted.
+
+  Ties are broken by the smaller id, so the choice is deterministic; ids
+  never seen fill no slot (the result can be smaller than `size` when the
+  text uses fewer distinct tokens). `keep` (EOS, stop-string pieces) is
+  added on top of the `size` chosen.
+  """
+  if size < 1:
+    raise ValueError(f"subset size {size} must be >= 1")
+  counts = np.zeros(vocab_size, np.int64)
+  for seq in sequences:
+    ids = np.asarray(list(seq), np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+      bad = ids[(ids < 0) | (ids >= vocab_size)][0]
+      raise ValueError(f"token id {int(bad)} is outside the vocabulary "
+                       f"[0, {vocab_size})")
+    np.add.at(counts, ids, 1)
+  order = np.lexsort((np.arange(vocab_size), -counts))
+  chosen = order[:size]
+  chosen = chosen[counts[chosen] > 0]
+  return np.unique(np.concatenate([chosen, np.asarray(list(keep), np.int64)]))

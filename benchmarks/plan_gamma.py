@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 
+from benchmarks import report
 from harness.edge import cpu_threads
+from harness.runner import calibration
 
 DEFAULT_DRAFTERS = (
     "subset=262144,d_model=256,layers=2",  # the distilled drafter's shape
@@ -50,8 +51,10 @@ def expected_speedup(alpha: float, gamma: int, c: float,
   """Expected speed-up over the verifier alone (see the module docstring)."""
   if not 0 <= alpha < 1:
     raise ValueError(f"acceptance {alpha} must be in [0, 1)")
-  tokens = (1 - alpha ** (gamma + 1)) / (1 - alpha)
-  return tokens / (gamma * c + block_ratio)
+  # γc + b = b (γ (c / b) + 1): Leviathan's formula at cost ratio c / b,
+  # divided by b.
+  return calibration.leviathan_speedup(alpha, gamma,
+                                       c / block_ratio) / block_ratio
 
 
 def _drafter_config(spec: str, verifier_config):
@@ -185,12 +188,8 @@ def main(argv=None) -> dict:
   text = render(result)
   print(text)
   if a.out:
-    os.makedirs(a.out, exist_ok=True)
-    stem = os.path.join(a.out, f"plan_gamma_{a.verifier}")
-    with open(stem + ".json", "w", encoding="utf-8") as f:
-      json.dump(result, f, indent=1)
-    with open(stem + ".md", "w", encoding="utf-8") as f:
-      f.write(text + "\n")
+    report.write_json_md(os.path.join(a.out, f"plan_gamma_{a.verifier}"),
+                         result, text)
   return result
 
 

@@ -119,13 +119,19 @@ def _hf_rows(hf: dict) -> list[str]:
   return lines
 
 
+def write_json_md(stem: str, data: dict, text: str) -> tuple[str, str]:
+  """Writes `stem`.json (data) and `stem`.md (text); returns their paths."""
+  os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+  with open(stem + ".json", "w", encoding="utf-8") as f:
+    json.dump(data, f, indent=2, ensure_ascii=False)
+    f.write("\n")
+  with open(stem + ".md", "w", encoding="utf-8") as f:
+    f.write(text.rstrip("\n") + "\n")
+  return stem + ".json", stem + ".md"
+
+
 def write_hf_only(out: dict, out_dir: str, threads: int) -> tuple[str, str]:
   """Writes hf_threads<N>.json and .md (the `--hf_only` comparison)."""
-  os.makedirs(out_dir, exist_ok=True)
-  stem = os.path.join(out_dir, f"hf_threads{threads}")
-  with open(stem + ".json", "w") as f:
-    json.dump(out, f, indent=2, ensure_ascii=False)
-    f.write("\n")
   detail = out["hf_detail"]
   lines = [f"# Ours vs Hugging Face at {threads} thread(s) "
            f"({out['timestamp']})", "",
@@ -134,9 +140,8 @@ def write_hf_only(out: dict, out_dir: str, threads: int) -> tuple[str, str]:
            "Max |logit difference| on one input: " + ", ".join(
                f"{k} {v:.2e}" for k, v in
                detail["max_logit_difference"].items()) + "."]
-  with open(stem + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  return stem + ".json", stem + ".md"
+  return write_json_md(os.path.join(out_dir, f"hf_threads{threads}"), out,
+                       "\n".join(lines))
 
 
 def write(bench: dict, out_dir: str) -> tuple[str, str]:

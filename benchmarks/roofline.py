@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import re
 import statistics
@@ -42,7 +41,9 @@ import time
 
 import numpy as np
 
+from benchmarks import report, timing
 from harness.edge import cpu_threads
+from harness.runner import pairs
 
 DEFAULT_MODELS = ("gemma3_270m", "multi30k_t5_small", "multi30k_t5_large")
 # Prompt and decode length per model family: a few-shot Gemma prompt with
@@ -51,14 +52,8 @@ SHAPES = {"gemma": (256, 44), "t5": (40, 64)}
 
 
 def _median_time(fn, runs: int = 5) -> float:
-  import jax  # pylint: disable=g-import-not-at-top
-  jax.block_until_ready(fn())
-  times = []
-  for _ in range(runs):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  """Median of `runs` blocking calls after one untimed (compiling) call."""
+  return timing.repeat(fn, runs).median
 
 
 def bandwidth(nbytes: int = 1 << 30) -> dict:
@@ -179,7 +174,6 @@ def _build(name: str):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from harness.models import (  # pylint: disable=g-import-not-at-top
       random_gemma, random_t5)
-  from harness.runner import pairs  # pylint: disable=g-import-not-at-top
   config = pairs.size_config(name)
   family = "t5" if "t5" in type(config).__name__.lower() else "gemma"
   build = random_t5 if family == "t5" else random_gemma
@@ -344,21 +338,14 @@ def main(argv=None) -> dict:
   bw = bandwidth(a.host_mb << 20)
   dispatch = dispatch_seconds()
   names = [n for n in a.models.split(",") if n]
-  widths = sorted({_build(n)[0].config.d_model for n in names})
+  widths = sorted({pairs.size_config(n).d_model for n in names})
   rates = {(w, k): matmul_rate(w, k) for w in widths
            for k in range(1, a.max_k + 1)}
   models = [measure_model(n, a.max_k, a.calls, rates, dispatch)
             for n in names]
-  cpu = "?"
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      cpu = next(line.split(":", 1)[1].strip() for line in f
-                 if line.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
   result = {
       "host": {
-          "cpu": cpu, "jax": jax.__version__, "xla_cpu_threads": threads or "XLA's default",
+          "cpu": timing.cpu_name(), "jax": jax.__version__, "xla_cpu_threads": threads or "XLA's default",
           "kernel": cpu_matmul.status(), "bandwidth": bw,
           "bandwidth_gbs": bw["used"] / 1e9, "dispatch_s": dispatch,
           "rates_gflops_by_width": {
@@ -369,12 +356,7 @@ def main(argv=None) -> dict:
   text = render(result)
   print(text)
   if a.out:
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "roofline.json"), "w",
-              encoding="utf-8") as f:
-      json.dump(result, f, indent=1)
-    with open(os.path.join(a.out, "roofline.md"), "w", encoding="utf-8") as f:
-      f.write(text + "\n")
+    report.write_json_md(os.path.join(a.out, "roofline"), result, text)
   return result
 
 

@@ -159,15 +159,8 @@ def hf_section(pair: Pair, prompts: Prompts, results, cfg) -> dict:
 
 
 def device_info(load_start, load_end) -> dict:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      names = [l.split(":", 1)[1].strip() for l in f if "model name" in l]
-    cpu = names[0] if names else cpu
-  except OSError:
-    pass
   info = {"backend": jax.default_backend(), "devices": str(jax.devices()),
-          "cpu": cpu, "cores": os.cpu_count(), "jax": jax.__version__,
+          "cpu": timing.cpu_name(), "cores": os.cpu_count(), "jax": jax.__version__,
           "small_m_kernel": cpu_matmul.status(),
           "python": platform.python_version(),
           "load_average_start": list(load_start),

@@ -43,6 +43,19 @@ def repeat(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> Timing:
   return Timing(tuple(timed(fn)[0] for _ in range(repeats)))
 
 
+def cpu_name() -> str:
+  """The CPU's model name (/proc/cpuinfo), else what `platform` says."""
+  import platform  # pylint: disable=g-import-not-at-top
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def load_average() -> tuple[float, float, float]:
   """The 1-, 5- and 15-minute load averages."""
   return os.getloadavg()

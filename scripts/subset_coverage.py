@@ -22,7 +22,6 @@ Needs the `model` extra (the Gemma 3 270M GGUF; docs/gemma270m.md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
+from benchmarks import report  # pylint: disable=g-import-not-at-top
 from harness.edge import cpu_threads  # pylint: disable=g-import-not-at-top
 
 
@@ -106,13 +106,8 @@ def main(argv=None) -> dict:
   text = "\n".join(lines)
   print(text)
   if a.out:
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "subset_coverage.json"), "w",
-              encoding="utf-8") as f:
-      json.dump(result, f, indent=1)
-    with open(os.path.join(a.out, "subset_coverage.md"), "w",
-              encoding="utf-8") as f:
-      f.write(text + "\n")
+    report.write_json_md(os.path.join(a.out, "subset_coverage"), result,
+                         text)
   return result
 
 

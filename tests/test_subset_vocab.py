@@ -76,11 +76,16 @@ def test_greedy_speculative_equals_the_verifier(name):
     assert int(out.num_tokens) == int(ref.num_tokens)
 
 
-def _subset_pair(seed=0):
-  drafter, verifier = tu.pair(seed)
+def _restricted_to_s(model):
+  """The bigram model with every next token outside BIGRAM_S at NEG_INF."""
   mask = np.full(tu.VOCAB, layers.NEG_INF, np.float32)
   mask[BIGRAM_S] = 0.0
-  return BigramLM(drafter.logits + mask, eos_id=tu.EOS), verifier
+  return BigramLM(model.logits + mask, eos_id=tu.EOS)
+
+
+def _subset_pair(seed=0):
+  drafter, verifier = tu.pair(seed)
+  return _restricted_to_s(drafter), verifier
 
 
 def _decode(method, gamma, temperature, top_p, alpha=0.0, **options):
@@ -122,9 +127,7 @@ def test_spec_decode_is_exact_with_a_subset_drafter(gamma, temperature,
                   top_p) > tu.P_VALUE_FLOOR
   # The test can fail: the same samples against p restricted to S (what a
   # decoder that drops the mass outside S would produce) are rejected.
-  mask = np.full(tu.VOCAB, layers.NEG_INF, np.float32)
-  mask[BIGRAM_S] = 0.0
-  restricted = BigramLM(verifier.logits + mask, eos_id=tu.EOS)
+  restricted = _restricted_to_s(verifier)
   try:
     rejected = _p_value(observed, drafter, restricted, "verifier", 0.0,
                         temperature, top_p) < tu.P_VALUE_FLOOR

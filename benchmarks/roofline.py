@@ -79,7 +79,7 @@ def bandwidth(nbytes: int = 1 << 30) -> dict:
 
   xla = 4 * n * reps / _median_time(lambda: loop(a))
   stream = None
-  if cpu_matmul.library_available():
+  if jax.default_backend() == "cpu" and cpu_matmul.library_available():
     @jax.jit
     def stream_loop(a):
       def body(_, s):
@@ -98,14 +98,21 @@ def bandwidth(nbytes: int = 1 << 30) -> dict:
           "stream_read": stream, "used": max(xla, host, stream or 0.0)}
 
 
-def matmul_rate(width: int, rows: int, calls: int = 200) -> float:
-  """FLOP/s of `cpu_matmul.matmul` on a cache-resident [width, N] matrix."""
+def matmul_rate(width: int, rows: int, calls: int = 200,
+                dtype: str = "float32") -> float:
+  """FLOP/s of `cpu_matmul.matmul` on a cache-resident [width, N] matrix.
+
+  On an accelerator the matrix is 64 MiB instead (a batch-1 product there
+  is never compute-bound, and one of ~1 MiB would time the launch alone).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from harness.models import cpu_matmul  # pylint: disable=g-import-not-at-top
-  n = max(64, (1 << 20) // (4 * width))
-  w = jax.random.normal(jax.random.key(0), (width, n), jnp.float32)
-  x = jax.random.normal(jax.random.key(1), (rows, width), jnp.float32)
+  item = jnp.dtype(dtype).itemsize
+  size = (1 << 20) if jax.default_backend() == "cpu" else (1 << 26)
+  n = max(64, size // (item * width))
+  w = jax.random.normal(jax.random.key(0), (width, n), dtype)
+  x = jax.random.normal(jax.random.key(1), (rows, width), dtype)
 
   @jax.jit
   def loop(x, w):
@@ -169,7 +176,7 @@ class ModelShape:
   attn_flops_per_token: float  # attention over the cache, per query token
 
 
-def _build(name: str):
+def _build(name: str, dtype: str = "float32"):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from harness.models import (  # pylint: disable=g-import-not-at-top
@@ -177,7 +184,7 @@ def _build(name: str):
   config = pairs.size_config(name)
   family = "t5" if "t5" in type(config).__name__.lower() else "gemma"
   build = random_t5 if family == "t5" else random_gemma
-  return build(jax.random.key(0), config, jnp.float32), family
+  return build(jax.random.key(0), config, jnp.dtype(dtype)), family
 
 
 def _shape(name: str, model, family: str, cache) -> ModelShape:
@@ -218,21 +225,32 @@ def _shape(name: str, model, family: str, cache) -> ModelShape:
 
 
 def measure_model(name: str, max_k: int, calls: int, rates: dict,
-                  dispatch: float) -> dict:
+                  dispatch: float, dtype: str = "float32",
+                  deadline: float = float("inf"),
+                  output_layer: bool = True) -> dict:
+  """t(K) for K = 1..max_k beside the roofline (module docstring).
+
+  K values not started by `deadline` (a `time.monotonic()` instant) are
+  left out, and the result says so (`complete`). `output_layer=False`
+  skips timing the output layer alone (one compile fewer per K).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from harness.models import cpu_matmul  # pylint: disable=g-import-not-at-top
   from harness.runner import calibration  # pylint: disable=g-import-not-at-top
-  model, family = _build(name)
+  model, family = _build(name, dtype)
+  item = jnp.dtype(dtype).itemsize
   prompt_len, max_decode = SHAPES[family]
   prompt = (np.arange(prompt_len, dtype=np.int32) % (model.vocab_size - 3)) + 3
   rows = []
   bw = None
   for k in range(1, max_k + 1):
+    if time.monotonic() > deadline:
+      break
     cache = calibration._cache(model, k, prompt, max_decode, prompt_len)  # pylint: disable=protected-access
     shape = _shape(name, model, family, cache)
     if bw is None:  # at this model's working set: weights and caches
-      bw = bandwidth(4 * shape.matrix_params + shape.cache_bytes)
+      bw = bandwidth(item * shape.matrix_params + shape.cache_bytes)
     t = calibration.time_score(model, k, calls, prompt, max_decode,
                                prompt_len)
     tokens = jnp.full((1, k), 2, jnp.int32)
@@ -240,7 +258,7 @@ def measure_model(name: str, max_k: int, calls: int, rates: dict,
         model, tokens, cache).compile()
     ops = operation_count(compiled.as_text())
     x = jax.random.normal(jax.random.key(2), (1, k, model.config.d_model),
-                          jnp.float32)
+                          dtype)
     out_w = (model.params["embed"] if "lm_head" not in model.params
              else model.params["lm_head"])
     transposed = "lm_head" not in model.params
@@ -252,28 +270,37 @@ def measure_model(name: str, max_k: int, calls: int, rates: dict,
         return c + 1e-30 * y[..., :1]
       return jax.lax.fori_loop(0, 20, body, x)
 
-    t_out = _median_time(lambda: out_loop(x, out_w)) / 20
-    nbytes = 4 * shape.matrix_params + shape.cache_bytes
+    t_out = (_median_time(lambda: out_loop(x, out_w)) / 20 if output_layer
+             else None)
+    nbytes = item * shape.matrix_params + shape.cache_bytes
     flops = 2 * k * shape.matrix_params + k * shape.attn_flops_per_token
     memory_s = nbytes / bw["used"]
     compute_s = flops / rates[(shape.width, k)]
     roof = max(memory_s, compute_s) + ops * dispatch
-    out_roof = max(4 * shape.output_params / bw["used"],
+    out_roof = max(item * shape.output_params / bw["used"],
                    2 * k * shape.output_params / rates[(shape.width, k)])
     rows.append({
         "k": k, "t_ms": 1e3 * t, "roofline_ms": 1e3 * roof,
         "ratio": t / roof, "memory_ms": 1e3 * memory_s,
         "compute_ms": 1e3 * compute_s, "ops": ops,
         "dispatch_ms": 1e3 * ops * dispatch,
-        "output_layer_ms": 1e3 * t_out, "output_roofline_ms": 1e3 * out_roof,
-        "layers_ms": 1e3 * (t - t_out),
-        "weight_mb": 4 * shape.matrix_params / 1e6,
+        "output_layer_ms": None if t_out is None else 1e3 * t_out,
+        "output_roofline_ms": 1e3 * out_roof,
+        "layers_ms": None if t_out is None else 1e3 * (t - t_out),
+        "weight_mb": item * shape.matrix_params / 1e6,
         "cache_mb": shape.cache_bytes / 1e6})
-  base = rows[0]["t_ms"]
+  if not rows:
+    return {"model": name, "family": family, "dtype": dtype, "rows": [],
+            "complete": False}
   for r in rows:
-    r["t_over_t1"] = r["t_ms"] / base
-  return {"model": name, "family": family, "prompt_len": prompt_len,
-          "max_decode_len": max_decode, "bandwidth": bw, "rows": rows}
+    r["t_over_t1"] = r["t_ms"] / rows[0]["t_ms"]
+  return {"model": name, "family": family, "dtype": dtype,
+          "prompt_len": prompt_len, "max_decode_len": max_decode,
+          "bandwidth": bw, "rows": rows, "complete": len(rows) == max_k}
+
+
+def _ms(value) -> str:
+  return "–" if value is None else f"{value:.2f}"
 
 
 def render(result: dict) -> str:
@@ -281,8 +308,9 @@ def render(result: dict) -> str:
   lines = [
       "## Roofline of this host, and t(K) per model",
       "",
-      f"Host: {h['cpu']}; XLA:CPU threads: {h['xla_cpu_threads']}; "
-      f"small-M kernel: {h['kernel']}; load average before "
+      f"Host: {h['cpu']}; device: {h.get('device', 'cpu')}; XLA:CPU "
+      f"threads: {h['xla_cpu_threads']}; small-M kernel: {h['kernel']}; "
+      f"dtype: {h.get('dtype', 'float32')}; load average before "
       f"{h['load_before'][0]:.2f}, after {h['load_after'][0]:.2f}.",
       "",
       f"- memory bandwidth (streaming read of "
@@ -292,12 +320,15 @@ def render(result: dict) -> str:
       f"{(h['bandwidth']['stream_read'] or 0) / 1e9:.1f}, numpy sum "
       f"{h['bandwidth']['numpy_sum'] / 1e9:.1f}); each model's roofline "
       "uses the bandwidth measured at its own working set",
-      f"- dispatch: {1e6 * h['dispatch_s']:.2f} µs per XLA:CPU operation",
+      f"- dispatch: {1e6 * h['dispatch_s']:.2f} µs per compiled operation",
       "- matmul rate, GFLOP/s by rows M (width: rates): " + "; ".join(
           f"{w}: " + ", ".join(f"{r / 1e9:.0f}" for r in rates)
           for w, rates in h["rates_gflops_by_width"].items()),
       ""]
   for m in result["models"]:
+    if not m["rows"]:
+      lines += [f"### {m['model']}: not measured (time limit)", ""]
+      continue
     lines += [
         f"### {m['model']} (prompt {m['prompt_len']}, decode "
         f"{m['max_decode_len']}; weights {m['rows'][0]['weight_mb']:.0f} MB, "
@@ -312,8 +343,10 @@ def render(result: dict) -> str:
           f"| {r['k']} | {r['t_ms']:.2f} | {r['roofline_ms']:.2f} | "
           f"{r['ratio']:.2f} | {r['t_over_t1']:.2f} | {r['memory_ms']:.2f} | "
           f"{r['compute_ms']:.2f} | {r['ops']} x = {r['dispatch_ms']:.2f} | "
-          f"{r['output_layer_ms']:.2f} ({r['output_roofline_ms']:.2f}) | "
-          f"{r['layers_ms']:.2f} |")
+          f"{_ms(r['output_layer_ms'])} ({r['output_roofline_ms']:.2f}) | "
+          f"{_ms(r['layers_ms'])} |")
+    if not m["complete"]:
+      lines.append(f"\n(K > {m['rows'][-1]['k']} not measured: time limit)")
     lines.append("")
   return "\n".join(lines)
 
@@ -330,22 +363,50 @@ def main(argv=None) -> dict:
                  help="working set of the host's memory-bandwidth line")
   p.add_argument("--out", default="results/bench",
                  help="folder for roofline.json / roofline.md ('' = none)")
+  p.add_argument("--dtype", default="float32",
+                 choices=("float32", "bfloat16"),
+                 help="parameter dtype (the sweeps run float32 on a CPU)")
+  p.add_argument("--no_output_layer", action="store_true",
+                 help="skip timing the output layer alone")
+  p.add_argument("--deadline_s", type=float, default=None,
+                 help="stop starting new measurements after this many "
+                 "seconds; what finished is written")
   a = p.parse_args(argv)
+  deadline = time.monotonic() + (a.deadline_s or float("inf"))
   threads = cpu_threads.apply(a.cpu_threads)
-  import jax  # pylint: disable=g-import-not-at-top
-  from harness.models import cpu_matmul  # pylint: disable=g-import-not-at-top
   load_before = os.getloadavg()
   bw = bandwidth(a.host_mb << 20)
   dispatch = dispatch_seconds()
   names = [n for n in a.models.split(",") if n]
   widths = sorted({pairs.size_config(n).d_model for n in names})
-  rates = {(w, k): matmul_rate(w, k) for w in widths
+  rates = {(w, k): matmul_rate(w, k, dtype=a.dtype) for w in widths
            for k in range(1, a.max_k + 1)}
-  models = [measure_model(n, a.max_k, a.calls, rates, dispatch)
-            for n in names]
-  result = {
+  models = []
+  result = _result(a, threads, bw, dispatch, widths, rates, load_before,
+                   models)
+  for n in names:
+    models.append(measure_model(n, a.max_k, a.calls, rates, dispatch,
+                                a.dtype, deadline, not a.no_output_layer))
+    result = _result(a, threads, bw, dispatch, widths, rates, load_before,
+                     models)
+    if a.out:  # after each model, so a later failure loses nothing
+      report.write_json_md(os.path.join(a.out, "roofline"), result,
+                           render(result))
+  text = render(result)
+  print(text)
+  return result
+
+
+def _result(a, threads, bw, dispatch, widths, rates, load_before,
+            models) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  from harness.models import cpu_matmul  # pylint: disable=g-import-not-at-top
+  dev = jax.devices()[0]
+  return {
       "host": {
-          "cpu": timing.cpu_name(), "jax": jax.__version__, "xla_cpu_threads": threads or "XLA's default",
+          "cpu": timing.cpu_name(), "device": dev.device_kind,
+          "platform": dev.platform, "dtype": a.dtype,
+          "jax": jax.__version__, "xla_cpu_threads": threads or "XLA's default",
           "kernel": cpu_matmul.status(), "bandwidth": bw,
           "bandwidth_gbs": bw["used"] / 1e9, "dispatch_s": dispatch,
           "rates_gflops_by_width": {
@@ -353,11 +414,6 @@ def main(argv=None) -> dict:
               for w in widths},
           "load_before": load_before, "load_after": os.getloadavg()},
       "models": models}
-  text = render(result)
-  print(text)
-  if a.out:
-    report.write_json_md(os.path.join(a.out, "roofline"), result, text)
-  return result
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ from harness.results import schema
 PACKAGES = ("jax", "jaxlib", "flax", "numpy", "sacrebleu", "rouge_score",
             "seqio", "gin-config", "harness")
 _GIT_TIMEOUT_S = 10
+# The commit of a work-tree copy that has no .git (see git_state).
+COMMIT_ENV = "HARNESS_GIT_COMMIT"
 
 
 def _git(*args: str) -> str | None:
@@ -33,7 +35,9 @@ def git_state() -> tuple[str | None, bool | None]:
   """(HEAD commit, whether the work tree has uncommitted changes)."""
   head = _git("rev-parse", "HEAD")
   if head is None:
-    return None, None
+    # A copy of the tree without .git (rsynced to a VM): the commit it was
+    # copied from, when whoever copied it said so.
+    return os.environ.get(COMMIT_ENV) or None, None
   status = _git("status", "--porcelain", "--untracked-files=no")
   return head.strip(), (None if status is None else bool(status.strip()))
 

@@ -30,7 +30,6 @@ import re
 from typing import Sequence
 
 import sacrebleu
-from rouge_score import rouge_scorer
 
 from harness.metrics import registry
 
@@ -102,6 +101,8 @@ def _rouge(rouge_type: str, targets: registry.Targets,
         "ROUGE needs a reference summary for every example; offline "
         "CNN/DailyMail has articles only (use it for latency, not ROUGE)")
   prepare = _split_sentences if rouge_type == "rougeLsum" else (lambda s: s)
+  # Imported here: rouge-score (and its nltk) is needed by ROUGE alone.
+  from rouge_score import rouge_scorer  # pylint: disable=g-import-not-at-top
   scorer = rouge_scorer.RougeScorer([rouge_type], use_stemmer=False)
   total = 0.0
   for ref, pred in zip(refs, predictions):

@@ -1,0 +1,187 @@
+"""Parts of `scripts/accelerator_check.sh` that are Python: the environment
+record, and the summary of every part's results.
+
+  python -m benchmarks.accelerator device            # prints the folder name
+  python -m benchmarks.accelerator env --out DIR     # DIR/env.{json,md}
+  python -m benchmarks.accelerator summary --out DIR # DIR/summary.{json,md}
+
+The summary reads what the other parts wrote in DIR (roofline/, bench/,
+sweep/, finetune_*.json, parts.tsv) and puts the headline figures on one
+page: each model's batch-1 step against the HBM roofline (weight and cache
+bytes / measured bandwidth) and t(K)/t(1), the speculative loops' overhead
+and compiles per program, the reduced Table 2, and fine-tuning speed. A part
+that failed or ran out of time is named with its status; nothing is
+invented for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import re
+import sys
+
+from benchmarks import report
+
+
+def device_slug() -> str:
+  """The first JAX device's kind as a folder name ("nvidia_h200", "cpu")."""
+  import jax  # pylint: disable=g-import-not-at-top
+  dev = jax.devices()[0]
+  kind = dev.device_kind if dev.platform != "cpu" else "cpu"
+  return re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or "unknown"
+
+
+def environment() -> dict:
+  """Device, memory, versions and the code's commit."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from harness.edge import provenance  # pylint: disable=g-import-not-at-top
+  devices = jax.devices()
+  memory = None
+  try:
+    stats = devices[0].memory_stats() or {}
+    memory = {k: stats[k] for k in ("bytes_limit", "bytes_in_use")
+              if k in stats}
+  except Exception:  # pylint: disable=broad-except
+    pass  # some backends (CPU) keep no statistics
+  extra = ("jax-cuda12-plugin", "jax-cuda13-plugin", "jax-cuda13-pjrt",
+           "libtpu", "optax", "orbax-checkpoint", "pandas", "matplotlib",
+           "sentencepiece", "safetensors", "tensorflow", "torch")
+  versions = provenance.versions()
+  versions.update({name: provenance._version(name) for name in extra})  # pylint: disable=protected-access
+  commit, dirty = provenance.git_state()
+  return {
+      "device": provenance.device_info(),
+      "devices": [str(d) for d in devices],
+      "memory": memory,
+      "python": sys.version.split()[0],
+      "machine": platform.machine(),
+      "host_cpu": _cpu_name(),
+      "cpus": os.cpu_count(),
+      "versions": versions,
+      "git_commit": commit, "git_dirty": dirty,
+      "created": provenance.now_iso(),
+  }
+
+
+def _cpu_name() -> str:
+  from benchmarks import timing  # pylint: disable=g-import-not-at-top
+  return timing.cpu_name()
+
+
+def _load(path: str):
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _parts(out: str) -> list[tuple[str, str, str]]:
+  """(part, status, seconds) rows of parts.tsv, as the script wrote them."""
+  rows = []
+  try:
+    with open(os.path.join(out, "parts.tsv"), encoding="utf-8") as f:
+      for line in f:
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) == 3:
+          rows.append(tuple(fields))
+  except OSError:
+    pass
+  return rows
+
+
+def summarize(out: str) -> tuple[dict, str]:
+  """The headline figures of every part found in `out`, and their page."""
+  env = _load(os.path.join(out, "env.json")) or {}
+  roof = _load(os.path.join(out, "roofline", "roofline.json"))
+  bench = _load(os.path.join(out, "bench", "bench.json"))
+  finetune = [_load(p) for p in sorted(
+      glob.glob(os.path.join(out, "finetune", "finetune_*.json")))]
+  table2 = None
+  table2_path = glob.glob(os.path.join(out, "sweep", "*", "table2.md"))
+  if table2_path:
+    with open(table2_path[0], encoding="utf-8") as f:
+      table2 = f.read()
+  dev = env.get("device", {})
+  lines = [f"# Accelerator check: {dev.get('device_kind', '?')}", "",
+           f"{dev.get('num_devices', '?')} device(s), platform "
+           f"{dev.get('platform', '?')}; memory {env.get('memory')}; Python "
+           f"{env.get('python')}; JAX {env.get('versions', {}).get('jax')}; "
+           f"commit {env.get('git_commit')}; {env.get('created')}.", "",
+           "| part | status | seconds |", "|---|---|---|"]
+  lines += [f"| {p} | {s} | {t} |" for p, s, t in _parts(out)]
+  summary = {"env": env, "parts": _parts(out), "models": []}
+  if roof:
+    h = roof["host"]
+    lines += ["", "## Batch-1 step against the HBM roofline", "",
+              f"Parameters in {h.get('dtype')}; bandwidth "
+              f"{h['bandwidth_gbs']:.0f} GB/s (streaming read, "
+              f"{h['bandwidth']['bytes'] / 2**20:.0f} MiB); "
+              f"{1e6 * h['dispatch_s']:.2f} µs per compiled operation.", "",
+              "| model | t(1) ms | HBM roofline ms (bytes / bandwidth) | "
+              "t(1) / HBM roofline | ops x dispatch ms | t(K)/t(1), "
+              "K = 1.. |", "|---|---|---|---|---|---|"]
+    for m in roof["models"]:
+      if not m["rows"]:
+        lines.append(f"| {m['model']} | not measured | | | | |")
+        continue
+      r1 = m["rows"][0]
+      ratios = ", ".join(f"{r['t_over_t1']:.2f}" for r in m["rows"])
+      lines.append(
+          f"| {m['model']} | {r1['t_ms']:.3f} | {r1['memory_ms']:.3f} | "
+          f"{r1['t_ms'] / r1['memory_ms']:.1f} | {r1['dispatch_ms']:.3f} | "
+          f"{ratios} |")
+      summary["models"].append({
+          "model": m["model"], "t1_ms": r1["t_ms"],
+          "hbm_roofline_ms": r1["memory_ms"],
+          "t_over_t1": [r["t_over_t1"] for r in m["rows"]]})
+  if bench:
+    lines += ["", "## Speculative loops (bench on the shipped Multi30k pair)",
+              ""]
+    for key in ("loop_overhead", "compiles_per_program", "efficiency",
+                "efficiency_exact"):
+      value = bench.get(key)
+      if value is not None:
+        lines.append(f"- {key}: `{json.dumps(value)}`")
+        summary[key] = value
+  for ft in finetune:
+    if ft:
+      keys = ("model_size", "batch_size", "steps", "first_step_seconds",
+              "steps_per_s", "tokens_per_s", "peak_flops", "mfu")
+      lines += ["", "## Fine-tuning speed", "",
+                "- " + ", ".join(f"{k}: {ft.get(k)}" for k in keys
+                                 if k in ft)]
+      summary["finetune"] = {k: ft.get(k) for k in keys}
+  if table2:
+    lines += ["", "## Reduced Table 2 (shipped Multi30k pair)", "", table2]
+  return summary, "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("what", choices=("device", "env", "summary"))
+  p.add_argument("--out", default=None, help="the check's results folder")
+  a = p.parse_args(argv)
+  if a.what == "device":
+    print(device_slug())
+    return 0
+  if not a.out:
+    p.error("--out is required")
+  if a.what == "env":
+    env = environment()
+    text = "```json\n" + json.dumps(env, indent=1) + "\n```\n"
+    report.write_json_md(os.path.join(a.out, "env"), env, text)
+    print(json.dumps(env["device"]))
+    return 0
+  summary, text = summarize(a.out)
+  report.write_json_md(os.path.join(a.out, "summary"), summary, text)
+  print(text)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

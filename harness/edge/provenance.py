@@ -33,11 +33,13 @@ def _git(*args: str) -> str | None:
 
 def git_state() -> tuple[str | None, bool | None]:
   """(HEAD commit, whether the work tree has uncommitted changes)."""
+  if os.environ.get(COMMIT_ENV):
+    # A copy of the tree (rsynced to a VM, with or without a .git of its
+    # own): the commit it was copied from, as whoever copied it said.
+    return os.environ[COMMIT_ENV], None
   head = _git("rev-parse", "HEAD")
   if head is None:
-    # A copy of the tree without .git (rsynced to a VM): the commit it was
-    # copied from, when whoever copied it said so.
-    return os.environ.get(COMMIT_ENV) or None, None
+    return None, None
   status = _git("status", "--porcelain", "--untracked-files=no")
   return head.strip(), (None if status is None else bool(status.strip()))
 

@@ -41,15 +41,17 @@ import os
 from typing import Any, Mapping
 
 import numpy as np
-import seqio
-import tensorflow as tf
 
+from harness.edge import extras
 from harness.finetune import span_corruption
 from harness.tasks import datasets
 from harness.tasks import prompts
 from harness.tasks import registry
 from harness.tasks import seqio_tasks
 from harness.tasks.spec import DataError
+
+seqio = extras.require("seqio", "fine-tuning data")
+tf = extras.require("tensorflow", "fine-tuning data")
 
 T5_EXTRA_IDS = 100  # Sentinels of T5's vocabulary (<extra_id_0..99>).
 SPLITS = ("train", "validation")

@@ -232,8 +232,9 @@ def seqio_preprocessors(text_field: str = "text", *,
   Returns:
     Preprocessors for ``seqio.Task(preprocessors=...)``.
   """
-  import seqio  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from harness.edge import extras  # pylint: disable=g-import-not-at-top
+  seqio = extras.require("seqio", "span corruption")
+  tf = extras.require("tensorflow", "span corruption")
 
   def to_targets(ds):
     return ds.map(lambda ex: {"targets": ex[text_field]},

@@ -46,6 +46,13 @@ class Chip:
     chips_per_host: chips on one host of a multi-host slice.
     match: alternatives, each a tuple of lowercase substrings of jax's
       `device_kind` that must all occur.
+    bandwidth_fraction: share of `bandwidth_bytes_s` that a decoding
+      step's streaming read reaches, as measured by
+      `scripts/accelerator_check.sh` (1.0: not measured, the vendor's
+      figure is used as it is).
+    layer_s: fixed cost of one decoder layer per batch-1 step (kernel
+      launches and small operations), measured likewise; None: not
+      measured (the dry run then uses a flat per-step overhead).
   """
   name: str
   title: str
@@ -54,6 +61,8 @@ class Chip:
   flops: float
   chips_per_host: int
   match: tuple[tuple[str, ...], ...] = ()
+  bandwidth_fraction: float = 1.0
+  layer_s: float | None = None
 
   @property
   def memory_bytes(self) -> float:
@@ -73,7 +82,13 @@ CHIPS: tuple[Chip, ...] = (
          (("a100",),)),
     Chip("H100", "NVIDIA H100 80GB SXM", 80, 3.35e12, 989e12, 8,
          (("h100",),)),
-    Chip("H200", "NVIDIA H200", 141, 4.8e12, 989e12, 8, (("h200",),)),
+    # Measured (results/accelerator/nvidia_h200, JAX 0.11.2, bfloat16): a
+    # 1 GiB streaming read reaches 2.54 TB/s and Gemma 2 2B's working set
+    # 2.52 TB/s (0.525 of 4.8); its batch-1 step takes 2.81 ms, 0.72 ms
+    # more than its 5.26 GB at that rate: 28 µs for each of its 26 layers.
+    # (T5 v1.1 large's decoder layers cost more: ~70 µs each at K = 1.)
+    Chip("H200", "NVIDIA H200", 141, 4.8e12, 989e12, 8, (("h200",),),
+         bandwidth_fraction=0.525, layer_s=28e-6),
 )
 # Name -> GiB per chip.
 CHIP_MEMORY_GIB: dict[str, float] = {c.name: c.memory_gib for c in CHIPS}

@@ -7,12 +7,16 @@ bound for any method at relative latency ≤ 1) or of the drafter
 (reference_small cells). At batch size 1 a step reads every weight and the
 KV cache a chip holds once, so
 
-  s = overhead + max(bytes per chip / chip bandwidth,
+  s = overhead + max(bytes per chip / (chip bandwidth × fraction),
                      2 × params per chip / chip FLOPs)
       + (split > 1) × 2 × layers × ``COLLECTIVE_S``
 
 with the chip's figures from ``harness.models.chips.CHIPS`` (CPU: bandwidth
-measured here), bytes per chip from ``preflight.footprint`` (the verifier split
+measured here). Where the chip's entry carries figures measured by
+``scripts/accelerator_check.sh`` (the H200's), the bandwidth is the share
+a decoding step reaches (``bandwidth_fraction``) and the overhead is
+``layer_s`` per layer; elsewhere the fraction is 1 and the overhead a flat
+``ACCELERATOR_STEP_OVERHEAD_S``, bytes per chip from ``preflight.footprint`` (the verifier split
 ``model_parallel`` ways) and two all-reduces per layer when split. Without
 footprints (a model whose shapes are unknown) a step costs
 ``DEFAULT_STEP_S``. Under the paired latency protocol (the default) every
@@ -64,11 +68,17 @@ def step_seconds(footprint, kind: topologies.Chip) -> float:
   if footprint is None:
     return DEFAULT_STEP_S
   cpu = kind.name == topologies.CPU
-  overhead = CPU_STEP_OVERHEAD_S if cpu else ACCELERATOR_STEP_OVERHEAD_S
+  if cpu:
+    overhead = CPU_STEP_OVERHEAD_S
+  elif kind.layer_s is not None:
+    overhead = kind.layer_s * footprint.num_layers
+  else:
+    overhead = ACCELERATOR_STEP_OVERHEAD_S
+  bandwidth = kind.bandwidth_bytes_s * kind.bandwidth_fraction
   flops = 2 * footprint.num_params / footprint.split
   collectives = (2 * footprint.num_layers * COLLECTIVE_S
                  if footprint.split > 1 else 0.0)
-  return overhead + max(footprint.bytes / kind.bandwidth_bytes_s,
+  return overhead + max(footprint.bytes / bandwidth,
                         flops / kind.flops) + collectives
 
 

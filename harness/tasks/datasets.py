@@ -26,6 +26,7 @@ import pathlib
 from typing import Any, Callable, Iterator
 
 from harness import REPO_ROOT
+from harness.edge import extras
 from harness.tasks.spec import DataError
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
@@ -408,7 +409,7 @@ def tfds_prepared_size(name: str, split: str, data_dir: str) -> int:
 
 def tfds_split_size(name: str, split: str, data_dir: str | None) -> int:
   """Examples in a prepared TFDS split, from its metadata (nothing read)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = extras.require("tensorflow_datasets", "a TFDS source")
   ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
   size = int(ds.cardinality().numpy())
   if size < 0:
@@ -429,7 +430,7 @@ def tfds_records(name: str, dataset: str, split: str,
   Returns:
     Canonical records in TFDS order.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = extras.require("tensorflow_datasets", "a TFDS source")
   ds = tfds.load(name, split=split, data_dir=data_dir, download=False,
                  shuffle_files=False)
   adapter = TFDS_ADAPTERS[dataset]

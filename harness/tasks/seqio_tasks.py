@@ -28,13 +28,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import seqio
-import tensorflow as tf
-
+from harness.edge import extras
 from harness import metrics as metrics_lib
 from harness.tasks import datasets
 from harness.tasks import registry
 from harness.tasks.spec import Source, TaskSpec
+
+seqio = extras.require("seqio", "the seqio tasks")
+tf = extras.require("tensorflow", "the seqio tasks")
 
 SEQIO_PREFIX = "harness_"
 REFERENCE_SEPARATOR = "\x1f"  # ASCII unit separator: absent from the data.

@@ -100,7 +100,7 @@ def test_light_core_runs_a_sweep_and_its_report_without_tensorflow(
       assert code == 0, code
       assert main(["report", "--results", "{tmp_path}/smoke"]) == 0
       import benchmarks.roofline, benchmarks.run, harness.metrics
-      from harness.edge import extras
+      from harness import extras
       try:
         extras.require("tensorflow_datasets", "a TFDS source")
       except extras.MissingExtraError as err:

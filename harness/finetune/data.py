@@ -42,7 +42,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.edge import extras
+from harness import extras
 from harness.finetune import span_corruption
 from harness.tasks import datasets
 from harness.tasks import prompts

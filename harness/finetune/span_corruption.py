@@ -232,7 +232,7 @@ def seqio_preprocessors(text_field: str = "text", *,
   Returns:
     Preprocessors for ``seqio.Task(preprocessors=...)``.
   """
-  from harness.edge import extras  # pylint: disable=g-import-not-at-top
+  from harness import extras  # pylint: disable=g-import-not-at-top
   seqio = extras.require("seqio", "span corruption")
   tf = extras.require("tensorflow", "span corruption")
 

@@ -371,7 +371,7 @@ def text_examples(cfg: FinetuneConfig, vocab_path: str | None, split: str,
   synthetic and the span-corruption tasks)."""
   if cfg.task == "synthetic" or num == 0 or "span" in cfg.task:
     return []
-  from harness.edge import extras  # pylint: disable=g-import-not-at-top
+  from harness import extras  # pylint: disable=g-import-not-at-top
   seqio = extras.require("seqio", f"fine-tuning task {cfg.task!r}")
   task = seqio.get_mixture_or_task(cfg.task)
   ds = task.get_dataset(

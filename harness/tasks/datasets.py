@@ -26,7 +26,7 @@ import pathlib
 from typing import Any, Callable, Iterator
 
 from harness import REPO_ROOT
-from harness.edge import extras
+from harness import extras
 from harness.tasks.spec import DataError
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from harness.edge import extras
+from harness import extras
 from harness import metrics as metrics_lib
 from harness.tasks import datasets
 from harness.tasks import registry

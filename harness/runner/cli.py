@@ -34,6 +34,11 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="gin file (repeatable; later files override)")
   parser.add_argument("--gin_binding", action="append", default=[],
                       metavar="X=Y", help="gin binding (same as --gin.X=Y)")
+  parser.add_argument("--gin_lenient", action="store_true",
+                      help="accept gin bindings that take no effect (a "
+                      "macro nothing uses, a scope the experiment does not "
+                      "use, a binding a more specific one overrides) with "
+                      "a warning; without it each is an error (exit 2)")
   parser.add_argument("--dry_run", action="store_true",
                       help="check data, checkpoints, vocabularies, memory "
                       "and devices; print the cells and estimated time; "
@@ -92,12 +97,12 @@ def _run(args: argparse.Namespace) -> int:
   try:
     shard = cells.Shard.parse(getattr(args, "shard", "0/1"))
     unused = []
-    exp, text = gin_config.parse(args.gin_file, bindings, unused)
+    exp, text = gin_config.parse(args.gin_file, bindings, unused,
+                                 strict=not args.gin_lenient)
   except (gin_config.ConfigError, ValueError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
-  for binding in unused:
-    print(f"warning: --gin.{binding}: no gin file defines or uses this "
-          "macro (a typo?); it has no effect", file=sys.stderr)
+  for line in unused:
+    print(f"warning: {line} (accepted: --gin_lenient)", file=sys.stderr)
   from harness.runner import multihost  # pylint: disable=g-import-not-at-top
   if multihost.wants_distributed(getattr(args, "distributed", False)):
     shard = multihost.host_shard()
@@ -120,6 +125,11 @@ def _run(args: argparse.Namespace) -> int:
   try:
     exp = _gate(exp, unisolated)
     runner.run_experiment(exp, options)
+  except GateRefused as err:
+    print(f"error: {err}", file=sys.stderr)
+    for kind, line in err.problems if len(err.problems) > 1 else ():
+      print(f"  problem ({kind}): {line}", file=sys.stderr)
+    return RUN_ERROR_EXIT
   except Exception as err:  # pylint: disable=broad-except
     return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
   return 0
@@ -141,17 +151,35 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
                            options.allow_unisolated_mbpp)
 
 
-def _gate(exp, allow_unisolated: bool = False):
-  """Before the first cell: data, sample sizes and, for MBPP, the code
-  sandbox (all tasks at once; ``preflight.pre_run_checks``)."""
+class GateRefused(RuntimeError):
+  """The checks before the first cell found problems (``problems``: every
+  (kind, line); the message is the first, or how many there are)."""
+
+  def __init__(self, problems: list[tuple[str, str]]):
+    if len(problems) == 1:
+      text = f"{problems[0][0]}: {problems[0][1]}"
+    else:
+      text = (f"{len(problems)} problems before the first cell (nothing "
+              "was run):")
+    super().__init__(text)
+    self.problems = problems
+
+
+def _gate(exp, allow_unisolated: bool = False, topo=None):
+  """Before the first cell, every check of the dry run
+  (``preflight.check``: data, sample sizes, checkpoints, vocabularies,
+  results directory, devices and per-chip memory on this machine's
+  devices, the MBPP sandbox), all problems at once (``GateRefused``);
+  returns the experiment after its sample policy."""
   from harness.runner import preflight  # pylint: disable=g-import-not-at-top
-  exp, found = preflight.pre_run_checks(exp, allow_unisolated)
+  from harness.runner import topologies  # pylint: disable=g-import-not-at-top
+  found, _ = preflight.check(exp, topo or topologies.detect(),
+                             allow_unisolated)
   for line in found.warnings:
     print(f"warning: {line}", file=sys.stderr)
   if found.problems:
-    raise ValueError("; ".join(f"{kind}: {line}"
-                               for kind, line in found.problems))
-  return exp
+    raise GateRefused(found.problems)
+  return found.experiment
 
 
 def _configure_gather(parser: argparse.ArgumentParser) -> None:

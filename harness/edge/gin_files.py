@@ -240,7 +240,7 @@ def _required(message: str, locations) -> str | None:
   key = match.group(1)
   macro = key.removesuffix("/macro.value")
   if macro != key:
-    missing = _required_macros(locations)
+    missing = required_macros(locations)
     if len(missing) > 1 and macro in missing:
       listed = ", ".join(f"{m} ({_file_line(locations[m])})"
                          for m in missing)
@@ -257,7 +257,7 @@ def _file_line(loc: Location) -> str:
   return str(loc) if loc.file == _BINDINGS_FILE else f"{loc.file}:{loc.line}"
 
 
-def _required_macros(locations: dict[str, Location]) -> list[str]:
+def required_macros(locations: dict[str, Location]) -> list[str]:
   """Macros left %gin.REQUIRED that a binding's final value refers to."""
   refs = set()
   for loc in locations.values():

@@ -4,6 +4,9 @@
 heavy (jax, gin, models) is imported inside the commands, so ``list`` and
 ``--help`` stay fast. Errors print one line (``error: …``) and exit 2
 (config) or 1 (anything else); ``--debug`` shows the traceback instead.
+Gin is strict (a binding that takes no effect exits 2; ``--gin_lenient``
+makes it a warning), and a real run runs every check of the dry run before
+its first cell (``_gate``).
 
   python -m harness sweep --gin_file experiments/smoke.gin
   python -m harness sweep --gin_file experiments/table2_t5.gin \\
@@ -125,11 +128,6 @@ def _run(args: argparse.Namespace) -> int:
   try:
     exp = _gate(exp, unisolated)
     runner.run_experiment(exp, options)
-  except GateRefused as err:
-    print(f"error: {err}", file=sys.stderr)
-    for kind, line in err.problems if len(err.problems) > 1 else ():
-      print(f"  problem ({kind}): {line}", file=sys.stderr)
-    return RUN_ERROR_EXIT
   except Exception as err:  # pylint: disable=broad-except
     return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
   return 0
@@ -153,15 +151,13 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
 
 class GateRefused(RuntimeError):
   """The checks before the first cell found problems (``problems``: every
-  (kind, line); the message is the first, or how many there are)."""
+  (kind, line)), all in one line: the problem, or how many and each."""
 
   def __init__(self, problems: list[tuple[str, str]]):
-    if len(problems) == 1:
-      text = f"{problems[0][0]}: {problems[0][1]}"
-    else:
-      text = (f"{len(problems)} problems before the first cell (nothing "
-              "was run):")
-    super().__init__(text)
+    listed = "; ".join(f"{kind}: {line}" for kind, line in problems)
+    super().__init__(listed if len(problems) == 1 else (
+        f"{len(problems)} problems before the first cell (nothing was "
+        f"run): {listed}"))
     self.problems = problems
 
 

@@ -100,8 +100,9 @@ def _run(args: argparse.Namespace) -> int:
   try:
     shard = cells.Shard.parse(getattr(args, "shard", "0/1"))
     unused = []
-    exp, text = gin_config.parse(args.gin_file, bindings, unused,
-                                 strict=not args.gin_lenient)
+    exp, text = gin_config.parse(
+        args.gin_file, bindings, unused,
+        strict=not getattr(args, "gin_lenient", False))
   except (gin_config.ConfigError, ValueError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   for line in unused:

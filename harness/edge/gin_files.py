@@ -319,15 +319,16 @@ def suggest(name: str, known) -> str:
 def bound_scopes(selector: str) -> list[str]:
   """Scopes that some binding of the parsed config gives ``selector``
   (``module.Name``)."""
-  return sorted({scope for scope, sel in gin.config._CONFIG  # pylint: disable=protected-access
-                 if sel == selector and scope})
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  return sorted({scope for scope, sel in config if sel == selector and scope})
 
 
 # --- Bindings that take no effect -------------------------------------------
 
 
 def _canonical(selector: str) -> str | None:
-  match = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
+  registry = gin.config._REGISTRY  # pylint: disable=protected-access
+  match = registry.get_match(selector)
   return match.selector if match else None
 
 

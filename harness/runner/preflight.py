@@ -186,7 +186,7 @@ def pre_run_checks(exp: cfg.Experiment, allow_unisolated: bool = False
   return exp, found
 
 
-# --- Results directory ----------------------------------------------------------
+# --- Results directory ------------------------------------------------------
 
 
 def check_results_dir(exp: cfg.Experiment, found: Findings) -> None:

@@ -388,9 +388,9 @@ def no_effect(locations: dict[str, Location], refs: set[str]) -> list[str]:
     if unknown:
       if not flag and all(f"@{p}" in refs for p in unknown):
         continue  # Named by some value, unused after an override.
-      hint = suggest(unknown[0], used_scopes) or (
-          f" (it uses {', '.join(sorted(used_scopes))})" if used_scopes
-          else " (it uses none)")
+      named = sorted(used_scopes - macros)  # Not the scopes macros open.
+      hint = suggest(unknown[0], named) or (
+          f" (it uses {', '.join(named)})" if named else " (it uses none)")
       lines.append(f"{_file_line(loc)}: scope {unknown[0]} matches no scope "
                    f"the experiment uses{hint}")
       continue

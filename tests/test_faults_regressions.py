@@ -117,12 +117,18 @@ def test_unused_macro_override_is_reported(tmp_path):
   unused = []
   gin_config.parse([SMOKE], [results, "SEEED=1", "SEED=2", "FOO=3",
                              "Experiment.num_trials=%FOO"], unused)
-  assert unused == ["SEEED=1"]
+  assert unused == ["--gin.SEEED=1: macro SEEED is set but nothing uses it "
+                    "(did you mean SEED?)"]
 
 
-def test_cli_warns_about_unused_macro(tmp_path, capsys):
+def test_cli_refuses_unused_macro_unless_lenient(tmp_path, capsys):
   code = cli._run(_args(tmp_path, ["--gin.SEEED=1"]))
-  assert code == 0
+  assert code == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: --gin.SEEED=1") and "Traceback" not in err
+  args = _args(tmp_path, ["--gin.SEEED=1"])
+  args.gin_lenient = True
+  assert cli._run(args) == 0
   err = capsys.readouterr().err
   assert "warning: --gin.SEEED=1" in err and "Traceback" not in err
 

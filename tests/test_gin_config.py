@@ -8,16 +8,28 @@ import pytest
 
 from harness import decoding
 from harness.__main__ import main
+from harness.edge import gin_files
 from harness.runner import cli
 from harness.runner import preflight
 from harness.runner import gin_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Checkpoint macros the user must set, with dummy values for --dry_run.
+# Checkpoint macros the user may set, with dummy values for --dry_run.
 CHECKPOINT_MACROS = ("DRAFTER_CHECKPOINT", "VERIFIER_CHECKPOINT",
                      "WMT_DRAFTER", "WMT_VERIFIER", "XSUM_DRAFTER",
                      "XSUM_VERIFIER", "CNN_DRAFTER", "CNN_VERIFIER")
-DUMMIES = [f"--gin.{m}='/nonexistent/{m.lower()}'" for m in CHECKPOINT_MACROS]
+
+
+def dummies(experiment):
+  """Dummy values for the checkpoint macros ``experiment`` uses (strict gin
+  refuses a value for a macro nothing uses)."""
+  locations = gin_files.scan([experiment], [])
+  values = {m: f"{m}='/nonexistent/{m.lower()}'" for m in CHECKPOINT_MACROS
+            if m in locations}
+  unused = []
+  gin_config.parse([experiment], list(values.values()), unused)
+  return [f"--gin.{v}" for v in values.values()
+          if not any(line.startswith(f"--gin.{v}:") for line in unused)]
 
 
 def _dry_run(gin_file, *extra):
@@ -28,7 +40,7 @@ def _dry_run(gin_file, *extra):
 def test_every_shipped_experiment_dry_runs(experiment, capsys, tmp_path):
   # Paper-sized samples are capped to the offline data; on 8 simulated
   # H100s the only problems left are the dummy checkpoints.
-  extra = [] if experiment.endswith("smoke.gin") else DUMMIES
+  extra = dummies(experiment)
   code = _dry_run(os.path.join(REPO, experiment), *extra,
                   f"--gin.RESULTS_DIR='{tmp_path}'",
                   "--gin.SAMPLE_POLICY='cap'", "--simulate_devices", "8xH100")
@@ -42,7 +54,8 @@ def test_every_shipped_experiment_dry_runs(experiment, capsys, tmp_path):
 
 
 def test_paper_experiment_sizes(capsys, tmp_path):
-  _dry_run(os.path.join(REPO, "experiments", "gamma.gin"), *DUMMIES,
+  gamma = os.path.join(REPO, "experiments", "gamma.gin")
+  _dry_run(gamma, *dummies(gamma),
            f"--gin.RESULTS_DIR='{tmp_path}'")
   lines = capsys.readouterr().out.splitlines()
   cells = [line for line in lines if line.startswith("todo")]
@@ -52,12 +65,13 @@ def test_paper_experiment_sizes(capsys, tmp_path):
   assert any(" 4000 decodes  wmt14_ende__" in line for line in cells)
 
 
-def test_missing_checkpoint_macro_is_one_line_error(capsys):
+def test_missing_checkpoint_macros_are_one_line_error(capsys):
   code = _dry_run(os.path.join(REPO, "experiments", "gemma_fewshot.gin"))
   err = capsys.readouterr().err.strip()
   assert code == 2 and len(err.splitlines()) == 1
-  assert "gin/models/gemma2_2b_27b.gin:" in err
-  assert "DRAFTER_CHECKPOINT is %gin.REQUIRED" in err
+  assert "2 macros are %gin.REQUIRED and were not set: DRAFTER_CHECKPOINT " \
+         "(gin/models/gemma2_2b_27b.gin:" in err
+  assert "VERIFIER_CHECKPOINT (gin/models/gemma2_2b_27b.gin:" in err
 
 
 @pytest.mark.parametrize("method_file", sorted(os.listdir(

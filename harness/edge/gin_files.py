@@ -11,6 +11,15 @@ the file, line, binding and value, e.g.::
 A configurable reports a bad value by raising :class:`BindingError` (the
 binding it was called under and the field's complaint).
 
+Strict mode (``parse(..., strict=True)``) also refuses what gin accepts
+silently: a binding in a top-level gin file or a ``--gin`` override that
+takes no effect (a macro nothing uses, a scope no call of the experiment
+runs under, a binding every call takes from a more specific one); see
+:func:`no_effect`. Bindings of included files are not checked (a shared
+file configures more than one experiment uses), nor are a top-level file's
+bindings for a scope that some reference names but the run no longer uses
+(an override replaced it).
+
 Gin files (``--gin_file`` and ``include``) are searched relative to the
 working directory, then the repository root, then the repository's ``gin/``
 directory: ``include 'gin/models/tiny_random_t5.gin'`` and ``--gin_file
@@ -20,6 +29,7 @@ finetune/wmt14_ende_small.gin`` work from anywhere.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import tokenize
@@ -32,6 +42,8 @@ from harness import REPO_ROOT
 
 _BINDINGS_FILE = "--gin"
 _MACRO_REF = re.compile(r"%([\w./]+)")
+_SCOPE_REF = re.compile(r"@((?:[\w.]+/)+)[\w.]+")
+_REQUIRED = "%gin.REQUIRED"
 
 
 class ConfigError(ValueError):
@@ -55,6 +67,11 @@ class Location:
   file: str
   line: int
   text: str
+  scope: str = dataclasses.field(default="", compare=False)
+  selector: str = dataclasses.field(default="", compare=False)
+  param: str = dataclasses.field(default="", compare=False)
+  value: str = dataclasses.field(default="", compare=False)
+  checked: bool = dataclasses.field(default=False, compare=False)
 
   def __str__(self) -> str:
     if self.file == _BINDINGS_FILE:
@@ -135,8 +152,22 @@ def _macro_refs(statement) -> set[str]:
   return set(_MACRO_REF.findall(repr(statement.value)))
 
 
+def _scope_refs(statement) -> set[str]:
+  """Scope names a binding's value calls a configurable under
+  (``@scope/Name()``: ``scope``)."""
+  return {part for match in _SCOPE_REF.findall(repr(statement.value))
+          for part in match.split("/") if part}
+
+
+def _location(st, file: str, line: int, text: str,
+              checked: bool) -> Location:
+  return Location(file, line, text, st.scope or "", st.selector,
+                  st.arg_name or "", repr(st.value), checked)
+
+
 def _scan_file(path: str, locations: dict[str, Location], seen: set[str],
-               refs: set[str]) -> None:
+               refs: set[str], checked: bool = False) -> None:
+  """Scans a gin file (``checked``: a top-level one, see ``no_effect``)."""
   resolved = resolve(path)
   if resolved in seen:
     return
@@ -146,45 +177,39 @@ def _scan_file(path: str, locations: dict[str, Location], seen: set[str],
     if isinstance(st, config_parser.IncludeStatement):
       _scan_file(st.filename, locations, seen, refs)
     elif isinstance(st, config_parser.BindingStatement):
-      locations[_key(st)] = Location(path, st.location.line_num,
-                                     st.location.line_content.strip())
-      refs |= _macro_refs(st)
-
-
-def _is_unused_macro(st, file_keys: set[str], refs: set[str]) -> bool:
-  return not st.arg_name and _key(st) not in file_keys and (
-      st.selector not in refs)
+      locations[_key(st)] = _location(st, path, st.location.line_num,
+                                      st.location.line_content.strip(),
+                                      checked)
+      refs |= _macro_refs(st) | {f"@{s}" for s in _scope_refs(st)}
 
 
 def scan(gin_files: Sequence[str], bindings: Sequence[str],
-         unused: list[str] | None = None) -> dict[str, Location]:
+         refs: set[str] | None = None) -> dict[str, Location]:
   """Binding key (``scope/Name.param`` or macro) -> where it was last set.
 
   Args:
-    gin_files: the gin files.
-    bindings: ``X=Y`` overrides.
-    unused: if given, receives the overrides that set a macro no gin file
-      defines or uses (gin accepts them as new macros, so a typo such as
-      ``SEEED=1`` would silently change nothing).
+    gin_files: the gin files (their bindings are ``checked``, those of the
+      files they include are not).
+    bindings: ``X=Y`` overrides (``checked``; an ``include`` among them is
+      scanned as an included file).
+    refs: if given, receives every macro (``NAME``) and scope (``@scope``)
+      that any binding's value refers to, overridden ones included.
 
   Raises:
     ConfigError: a syntax error or a file that is not UTF-8.
   """
   locations: dict[str, Location] = {}
   seen: set[str] = set()
-  refs: set[str] = set()
+  refs = set() if refs is None else refs
   for path in gin_files:
-    _scan_file(path, locations, seen, refs)
-  file_keys = set(locations)
-  statements = [(binding, st) for binding in bindings
-                for st in _statements(binding, f"--gin.{binding}")
-                if isinstance(st, config_parser.BindingStatement)]
-  for _, st in statements:
-    refs |= _macro_refs(st)
-  for binding, st in statements:
-    if unused is not None and _is_unused_macro(st, file_keys, refs):
-      unused.append(binding)
-    locations[_key(st)] = Location(_BINDINGS_FILE, 0, binding)
+    _scan_file(path, locations, seen, refs, checked=True)
+  for binding in bindings:
+    for st in _statements(binding, f"--gin.{binding}"):
+      if isinstance(st, config_parser.IncludeStatement):
+        _scan_file(st.filename, locations, seen, refs)
+      elif isinstance(st, config_parser.BindingStatement):
+        locations[_key(st)] = _location(st, _BINDINGS_FILE, 0, binding, True)
+        refs |= _macro_refs(st) | {f"@{s}" for s in _scope_refs(st)}
   return locations
 
 
@@ -215,10 +240,31 @@ def _required(message: str, locations) -> str | None:
   key = match.group(1)
   macro = key.removesuffix("/macro.value")
   if macro != key:
+    missing = required_macros(locations)
+    if len(missing) > 1 and macro in missing:
+      listed = ", ".join(f"{m} ({_file_line(locations[m])})"
+                         for m in missing)
+      flags = " ".join(f"--gin.{m}=..." for m in missing)
+      return (f"{len(missing)} macros are %gin.REQUIRED and were not set: "
+              f"{listed} (add {flags})")
     return (f"{_where(locations, macro)}: macro {macro} is %gin.REQUIRED and "
             f"was not set (add --gin.{macro}=...)")
   return (f"{_where(locations, key)}: {key} is %gin.REQUIRED and was not "
           "set")
+
+
+def _file_line(loc: Location) -> str:
+  return str(loc) if loc.file == _BINDINGS_FILE else f"{loc.file}:{loc.line}"
+
+
+def required_macros(locations: dict[str, Location]) -> list[str]:
+  """Macros left %gin.REQUIRED that a binding's final value refers to."""
+  refs = set()
+  for loc in locations.values():
+    refs |= set(_MACRO_REF.findall(loc.value))
+  return [key for key, loc in locations.items()
+          if not loc.param and not loc.scope and loc.value == repr(_REQUIRED)
+          and key in refs]
 
 
 def _undefined_macro(message: str, locations) -> str | None:
@@ -257,16 +303,111 @@ def _binding_error(err: BindingError, locations) -> str:
   binding = err.binding
   unscoped = binding.split("/", 1)[-1]
   key = binding if binding in locations else unscoped
-  return (f"{_where(locations, key)}: {binding}: {err.detail}"
+  # A configurable called with no binding at all: where it is referenced.
+  callers = [k for k, loc in locations.items() if f"@{binding}(" in loc.text]
+  return (f"{_where(locations, key, *callers)}: {binding}: {err.detail}"
           f"{_macro_origin(locations, key)}")
+
+
+def suggest(name: str, known) -> str:
+  """`` (did you mean X?)`` for the known name closest to ``name``, or
+  ""."""
+  close = difflib.get_close_matches(name, sorted(set(known) - {name}), n=1)
+  return f" (did you mean {close[0]}?)" if close else ""
+
+
+def bound_scopes(selector: str) -> list[str]:
+  """Scopes that some binding of the parsed config gives ``selector``
+  (``module.Name``)."""
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  return sorted({scope for scope, sel in config if sel == selector and scope})
+
+
+# --- Bindings that take no effect -------------------------------------------
+
+
+def _canonical(selector: str) -> str | None:
+  registry = gin.config._REGISTRY  # pylint: disable=protected-access
+  match = registry.get_match(selector)
+  return match.selector if match else None
+
+
+def _applied() -> tuple[set[tuple[str, str, str]], set[str]]:
+  """Bindings ``(scope, selector, param)`` that supplied a value to a call
+  of the last parse (gin's own lookup: the longest scope prefix wins), and
+  the scope names the calls ran under."""
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  operative = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
+  applied, scopes = set(), set()
+  for scope, selector in operative:
+    parts = scope.split("/") if scope else []
+    if selector != "gin.macro":
+      scopes |= set(parts)
+    for param in operative[(scope, selector)]:
+      for i in range(len(parts), -1, -1):
+        partial = "/".join(parts[:i])
+        if param in config.get((partial, selector), {}):
+          applied.add((partial, selector, param))
+          break
+  return applied, scopes
+
+
+def no_effect(locations: dict[str, Location], refs: set[str]) -> list[str]:
+  """One line per checked binding that took no effect in the last parse.
+
+  A ``--gin`` override must supply a value to some call. A binding of a
+  top-level gin file must too, unless its scope is not among the scopes the
+  run used but some binding's value names it (``@scope/Name()``, e.g. an
+  experiment's TASKS that an override replaced); a macro of a top-level
+  file must be used or referred to by some binding.
+
+  Args:
+    locations: from ``scan``.
+    refs: from ``scan``: the macros and ``@scopes`` any value refers to.
+  """
+  applied, used_scopes = _applied()
+  macros = {k for k, loc in locations.items() if not loc.param} | {
+      r for r in refs if not r.startswith("@")}
+  lines = []
+  for key, loc in locations.items():
+    if not loc.checked:
+      continue
+    flag = loc.file == _BINDINGS_FILE
+    if not loc.param:  # A macro.
+      if (key, "gin.macro", "value") in applied or (
+          not flag and key in refs):
+        continue
+      lines.append(f"{_file_line(loc)}: macro {key} is set but nothing uses "
+                   f"it{suggest(key, macros)}")
+      continue
+    selector = _canonical(loc.selector)
+    if selector is None or (loc.scope, selector, loc.param) in applied:
+      continue
+    parts = loc.scope.split("/") if loc.scope else []
+    unknown = [p for p in parts if p not in used_scopes]
+    if unknown:
+      if not flag and all(f"@{p}" in refs for p in unknown):
+        continue  # Named by some value, unused after an override.
+      named = sorted(used_scopes - macros)  # Not the scopes macros open.
+      hint = suggest(unknown[0], named) or (
+          f" (it uses {', '.join(named)})" if named else " (it uses none)")
+      lines.append(f"{_file_line(loc)}: scope {unknown[0]} matches no scope "
+                   f"the experiment uses{hint}")
+      continue
+    name = loc.selector.rsplit(".", 1)[-1]
+    where = f"scope {loc.scope}" if loc.scope else "any scope"
+    lines.append(f"{_file_line(loc)}: {key} applies to nothing (no call of "
+                 f"{name} in {where} takes {loc.param} from it; a more "
+                 "specific binding wins, or none is made)")
+  return lines
 
 
 # --- Entry point ------------------------------------------------------------
 
 
 def parse(gin_files: Sequence[str], bindings: Sequence[str],
-          configurable: str, unused: list[str] | None = None
-          ) -> tuple[Any, str]:
+          configurable: str, unused: list[str] | None = None,
+          strict: bool = False) -> tuple[Any, str]:
   """Parses gin files and overrides, then calls ``configurable``.
 
   Args:
@@ -274,8 +415,10 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
     bindings: ``X=Y`` overrides (from ``--gin.X=Y``), applied last.
     configurable: the registered configurable (``module.Name``) whose call
       gives the result.
-    unused: if given, receives the overrides of macros that no gin file
-      defines or uses (probably typos; see ``scan``).
+    unused: if given (and not ``strict``), receives one line per binding
+      that took no effect (``no_effect``: probably typos).
+    strict: a binding that took no effect is a ``ConfigError`` (the first
+      one, with how many there are).
 
   Returns:
     (what ``configurable`` returned, the operative gin config text).
@@ -286,7 +429,8 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
   files = [resolve(f) for f in gin_files]
   for path in search_paths():
     gin.add_config_file_search_path(path)
-  locations = scan(gin_files, bindings, unused)
+  refs: set[str] = set()
+  locations = scan(gin_files, bindings, refs)
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings(files, list(bindings))
@@ -295,4 +439,12 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
     raise ConfigError(_binding_error(err, locations)) from None
   except (ValueError, TypeError, KeyError, OSError) as err:
     raise ConfigError(one_line(err, locations)) from None
+  if strict or unused is not None:
+    lines = no_effect(locations, refs)
+    if strict and lines:
+      more = (f" (and {len(lines) - 1} more binding(s) with no effect)"
+              if len(lines) > 1 else "")
+      raise ConfigError(f"{lines[0]}{more}")
+    if unused is not None:
+      unused.extend(lines)
   return value, gin.operative_config_str()

@@ -4,6 +4,9 @@
 heavy (jax, gin, models) is imported inside the commands, so ``list`` and
 ``--help`` stay fast. Errors print one line (``error: …``) and exit 2
 (config) or 1 (anything else); ``--debug`` shows the traceback instead.
+Gin is strict (a binding that takes no effect exits 2; ``--gin_lenient``
+makes it a warning), and a real run runs every check of the dry run before
+its first cell (``_gate``).
 
   python -m harness sweep --gin_file experiments/smoke.gin
   python -m harness sweep --gin_file experiments/table2_t5.gin \\
@@ -34,6 +37,11 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="gin file (repeatable; later files override)")
   parser.add_argument("--gin_binding", action="append", default=[],
                       metavar="X=Y", help="gin binding (same as --gin.X=Y)")
+  parser.add_argument("--gin_lenient", action="store_true",
+                      help="accept gin bindings that take no effect (a "
+                      "macro nothing uses, a scope the experiment does not "
+                      "use, a binding a more specific one overrides) with "
+                      "a warning; without it each is an error (exit 2)")
   parser.add_argument("--dry_run", action="store_true",
                       help="check data, checkpoints, vocabularies, memory "
                       "and devices; print the cells and estimated time; "
@@ -92,12 +100,13 @@ def _run(args: argparse.Namespace) -> int:
   try:
     shard = cells.Shard.parse(getattr(args, "shard", "0/1"))
     unused = []
-    exp, text = gin_config.parse(args.gin_file, bindings, unused)
+    exp, text = gin_config.parse(
+        args.gin_file, bindings, unused,
+        strict=not getattr(args, "gin_lenient", False))
   except (gin_config.ConfigError, ValueError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
-  for binding in unused:
-    print(f"warning: --gin.{binding}: no gin file defines or uses this "
-          "macro (a typo?); it has no effect", file=sys.stderr)
+  for line in unused:
+    print(f"warning: {line} (accepted: --gin_lenient)", file=sys.stderr)
   from harness.runner import multihost  # pylint: disable=g-import-not-at-top
   if multihost.wants_distributed(getattr(args, "distributed", False)):
     shard = multihost.host_shard()
@@ -141,17 +150,33 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
                            options.allow_unisolated_mbpp)
 
 
-def _gate(exp, allow_unisolated: bool = False):
-  """Before the first cell: data, sample sizes and, for MBPP, the code
-  sandbox (all tasks at once; ``preflight.pre_run_checks``)."""
+class GateRefused(RuntimeError):
+  """The checks before the first cell found problems (``problems``: every
+  (kind, line)), all in one line: the problem, or how many and each."""
+
+  def __init__(self, problems: list[tuple[str, str]]):
+    listed = "; ".join(f"{kind}: {line}" for kind, line in problems)
+    super().__init__(listed if len(problems) == 1 else (
+        f"{len(problems)} problems before the first cell (nothing was "
+        f"run): {listed}"))
+    self.problems = problems
+
+
+def _gate(exp, allow_unisolated: bool = False, topo=None):
+  """Before the first cell, every check of the dry run
+  (``preflight.check``: data, sample sizes, checkpoints, vocabularies,
+  results directory, devices and per-chip memory on this machine's
+  devices, the MBPP sandbox), all problems at once (``GateRefused``);
+  returns the experiment after its sample policy."""
   from harness.runner import preflight  # pylint: disable=g-import-not-at-top
-  exp, found = preflight.pre_run_checks(exp, allow_unisolated)
+  from harness.runner import topologies  # pylint: disable=g-import-not-at-top
+  found, _ = preflight.check(exp, topo or topologies.detect(),
+                             allow_unisolated)
   for line in found.warnings:
     print(f"warning: {line}", file=sys.stderr)
   if found.problems:
-    raise ValueError("; ".join(f"{kind}: {line}"
-                               for kind, line in found.problems))
-  return exp
+    raise GateRefused(found.problems)
+  return found.experiment
 
 
 def _configure_gather(parser: argparse.ArgumentParser) -> None:

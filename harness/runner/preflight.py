@@ -1,8 +1,8 @@
 """Pre-flight checks: ``--dry_run``'s gate, and the checks before every run.
 
-``--dry_run`` runs :func:`dry_run`; a real run runs :func:`pre_run_checks`
-before its first cell (data, sample sizes, the MBPP sandbox), which may
-also settle the experiment's sample policy.
+``--dry_run`` runs :func:`dry_run`; a real run runs the same :func:`check`
+on this machine's devices before its first cell (and refuses, listing every
+problem), which also settles the experiment's sample policy.
 
 In seconds and without reading weights, :func:`check` collects EVERY problem
 of an experiment on a (real or simulated) topology, and the command exits
@@ -19,6 +19,8 @@ non-zero when there is any:
 * checkpoints: each directory, its ``config.json`` (parsed) and a weights
   file; a GGUF file or T5X directory through ``open_checkpoint`` (metadata
   only);
+* results: the results directory (``results_dir/name``) is a directory,
+  or can be made one, and is writable;
 * vocabulary agreement of drafter and verifier (from the configs, and the
   tokenizer files' sha256 when both are present);
 * per-chip memory: weights (shapes from ``jax.eval_shape`` on the model
@@ -174,12 +176,30 @@ def check_sandbox(exp: cfg.Experiment, found: Findings,
 
 def pre_run_checks(exp: cfg.Experiment, allow_unisolated: bool = False
                    ) -> tuple[cfg.Experiment, Findings]:
-  """What a real run checks before its first cell: data and sample sizes
-  (``apply_sample_policy``) and the code sandbox (``check_sandbox``, with
-  ``--allow_unisolated_mbpp``'s choice)."""
+  """The checks that need no model: data and sample sizes
+  (``apply_sample_policy``), the code sandbox (``check_sandbox``, with
+  ``--allow_unisolated_mbpp``'s choice) and the results directory
+  (``check_results_dir``)."""
   exp, found = apply_sample_policy(exp)
   check_sandbox(exp, found, allow_unisolated)
+  check_results_dir(exp, found)
   return exp, found
+
+
+# --- Results directory ------------------------------------------------------
+
+
+def check_results_dir(exp: cfg.Experiment, found: Findings) -> None:
+  """``results_dir/name`` must be a writable directory, or its nearest
+  existing ancestor one (the run creates the rest)."""
+  path = os.path.join(exp.results_dir, exp.name)
+  probe = os.path.abspath(path)
+  while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    found.add("results", f"{path}: {probe} is not a directory")
+  elif not os.access(probe, os.W_OK | os.X_OK):
+    found.add("results", f"{path}: {probe} is not writable")
 
 
 # --- Checkpoints and configs ----------------------------------------------

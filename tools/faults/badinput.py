@@ -266,9 +266,13 @@ def corpus() -> list[Case]:
       Case("gin unknown task", g,
            ("--gin_file", smoke, "--gin.multi30k_ende/TaskRun.task='nope'"),
            ("task", "nope")),
-      Case("gin override of an unknown macro (typo; warning)", g,
-           ("--gin_file", smoke, "--gin.SEEED=1", "--dry_run"), ("SEEED",),
-           warning=True),
+      Case("gin override of an unknown macro (typo)", g,
+           ("--gin_file", smoke, "--gin.SEEED=1", "--dry_run"),
+           ("SEEED", "did you mean SEED")),
+      Case("gin override of a misspelt scope", g,
+           ("--gin_file", smoke,
+            "--gin.spec_cascade_tokn/MethodGrid.alphas=[0.0]", "--dry_run"),
+           ("spec_cascade_tokn", "did you mean spec_cascade_token")),
       Case("gin non-UTF-8 file", g, ("--gin_file", "{work}/bad.gin"),
            ("bad.gin",),
            lambda d, c: (_write(d / "bad.gin", b"EXPERIMENT_NAME = '\xff'\n"),
@@ -277,7 +281,9 @@ def corpus() -> list[Case]:
   k = "checkpoint"
   ckpt = ("--gin_file", smoke) + _CKPT
   cases += [
-      Case("checkpoint directory missing", k, ckpt, ("drafter", "missing"),
+      Case("checkpoint directory missing", k, ckpt,
+           ("2 problems before the first cell", "drafter",
+            "no such directory"),
            lambda d, c: {}),
       Case("checkpoint config.json missing", k, ckpt, ("config.json",),
            _copy_ckpt(_delete("config.json"))),

@@ -30,13 +30,14 @@ def main() -> None:
   p.add_argument("--seq_len", type=int, default=256)
   p.add_argument("--lr", type=float, default=cfg.peak_lr)
   p.add_argument("--eval_every", type=int, default=cfg.eval_every)
-  for name in ("d_model", "num_layers", "num_heads", "head_dim", "d_ff"):
+  for name in ("d_model", "num_layers", "num_heads", "head_dim", "d_ff",
+               "vocab_subset"):
     p.add_argument(f"--{name}", type=int, default=getattr(shape, name))
   p.add_argument("--seed", type=int, default=0)
   a = p.parse_args()
   verifier, _, tokenizer = load_pretrained(a.verifier or gguf.gemma3_270m_dir())
   shape = distill.DrafterShape(a.d_model, a.num_layers, a.num_heads,
-                               a.head_dim, a.d_ff)
+                               a.head_dim, a.d_ff, a.vocab_subset)
   cfg = distill.DistillConfig(
       steps=a.max_steps, batch_size=a.batch_size, peak_lr=a.lr,
       eval_every=a.eval_every, time_limit_s=a.minutes * 60, seed=a.seed)

@@ -140,3 +140,77 @@ def test_bundled_distillation_text():
   assert not any("triviaqa" in name for name in texts)
   with pytest.raises(FileNotFoundError, match="nope.txt"):
     distill.read_texts(data_root(), sources=(("gsm8k", "nope.txt", "text"),))
+
+
+def test_subset_kl_is_the_kl_of_p_renormalised_on_s():
+  key1, key2 = jax.random.split(jax.random.PRNGKey(3))
+  teacher = jax.random.normal(key1, (2, 3, 9))
+  ids = jnp.asarray([1, 4, 5, 8], jnp.int32)
+  student_s = jax.random.normal(key2, (2, 3, 4))
+  student = jnp.full((2, 3, 9), -1e9).at[..., ids].set(student_s)
+  p = jax.nn.softmax(teacher, -1)
+  p_s = p[..., ids] / p[..., ids].sum(-1, keepdims=True)
+  q_s = jax.nn.softmax(student_s, -1)
+  want = jnp.sum(p_s * jnp.log(p_s / q_s), -1).mean()
+  got = distill.distill_metrics(teacher, student, ids)
+  assert float(got["kl"]) == pytest.approx(float(want), rel=1e-5)
+  assert float(distill.kl_loss(teacher, student, ids)) == pytest.approx(
+      float(want), rel=1e-5)
+  mass = p[..., ids].sum(-1).mean()
+  assert float(got["support_mass"]) == pytest.approx(float(mass), rel=1e-5)
+  # q = p_S reaches the largest acceptance a drafter on S can have: p(S).
+  best = jnp.full((2, 3, 9), -1e9).at[..., ids].set(jnp.log(p_s))
+  top = distill.distill_metrics(teacher, best, ids)
+  assert float(top["acceptance"]) == pytest.approx(float(mass), rel=1e-5)
+  assert float(got["acceptance"]) <= float(mass) + 1e-6
+
+
+def test_a_subset_drafter_distils_saves_and_loads(teacher, rows, tmp_path,
+                                                  tokenizer):
+  from harness.models import subset_vocab  # pylint: disable=g-import-not-at-top
+  config = distill.drafter_config(TEACHER, d_model=16, num_layers=1,
+                                  num_heads=2, head_dim=8, d_ff=32)
+  drafter = distill.init_drafter(teacher, config, seed=0)
+  ids = subset_vocab.frequent_ids(rows[8:], 40, TEACHER.vocab_size)
+  drafter = subset_vocab.restrict_output(drafter, ids)
+  settings = distill.DistillConfig(steps=12, batch_size=4, peak_lr=1e-2,
+                                   warmup_steps=2, eval_every=6)
+  result = distill.distill(teacher, drafter, rows[8:], rows[:8], settings,
+                           progress=False)
+  assert result.final["kl"] < result.initial["kl"]
+  assert result.final["acceptance"] <= result.final["support_mass"] + 1e-6
+  kept = subset_vocab.output_ids(result.model)
+  np.testing.assert_array_equal(kept, subset_vocab.output_ids(drafter))
+  # The ids did not train; the head did.
+  assert not np.allclose(result.model.params["head"],
+                         drafter.params["head"])
+  save_pretrained(result.model, tmp_path, tokenizer)
+  assert (tmp_path / subset_vocab.SUBSET_FILE).exists()
+  loaded, _, _ = load_pretrained(tmp_path)
+  np.testing.assert_array_equal(subset_vocab.output_ids(loaded), kept)
+  tokens = jnp.asarray(rows[:1, :8])
+  np.testing.assert_allclose(loaded.forward_logits(None, tokens),
+                             result.model.forward_logits(None, tokens),
+                             rtol=1e-6, atol=1e-6)
+  # Saving the full-vocabulary model over it removes the subset file.
+  save_pretrained(drafter.replace(params={
+      k: v for k, v in drafter.params.items()
+      if k not in ("head", "head_ids")}), tmp_path, tokenizer)
+  assert not (tmp_path / subset_vocab.SUBSET_FILE).exists()
+
+
+def test_a_bad_subset_file_is_one_clear_error(teacher, tmp_path, tokenizer):
+  import safetensors.numpy  # pylint: disable=g-import-not-at-top
+  from harness.models import subset_vocab  # pylint: disable=g-import-not-at-top
+  save_pretrained(teacher, tmp_path, tokenizer)
+  path = tmp_path / subset_vocab.SUBSET_FILE
+  safetensors.numpy.save_file(
+      {"head": np.zeros((3, TEACHER.d_model), np.float32),
+       "head_ids": np.asarray([5, 2, 7], np.int32)}, str(path))
+  with pytest.raises(ValueError, match="head_ids must be sorted"):
+    load_pretrained(tmp_path)
+  safetensors.numpy.save_file(
+      {"head": np.zeros((2, TEACHER.d_model), np.float32),
+       "head_ids": np.asarray([2, 5, 7], np.int32)}, str(path))
+  with pytest.raises(ValueError, match=r"head has shape \(2, 48\)"):
+    load_pretrained(tmp_path)

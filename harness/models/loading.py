@@ -35,7 +35,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from harness.models import gguf, t5x
+from harness.models import gguf, subset_vocab, t5x
 from harness.models.configs import AttentionType, GemmaConfig, T5Config
 from harness.models.gemma import Gemma
 from harness.models.t5 import T5
@@ -480,6 +480,10 @@ def save_pretrained(model: T5 | Gemma, path: str | os.PathLike,
     name = TOKENIZER_FILES["t5" if is_t5 else "gemma"]
     with open(os.path.join(path, name), "wb") as f:
       f.write(tokenizer.serialized)
+  subset_file = os.path.join(path, subset_vocab.SUBSET_FILE)
+  if subset_vocab.save_output(model, path) is None and os.path.exists(
+      subset_file):
+    os.remove(subset_file)  # a full-vocabulary model over an old subset one
 
 
 def _save_shards(tensors: dict[str, np.ndarray], path: str,

@@ -21,14 +21,24 @@ Layout: params["head"] is [|S|, D] for a tied model (Gemma, tied T5) and
 [D, |S|] for T5's untied head; params["head_ids"] [|S|] int32, sorted.
 Such a model runs on one device (the tensor-parallel layouts don't know
 these two entries).
+
+On disk (`save_output` / `load_output`, called by `save_pretrained` and
+`weights.load_checkpoint`): the checkpoint as usual (its full embedding is
+the input embedding) plus `output_subset.safetensors` holding `head` and
+`head_ids`; a checkpoint folder with that file loads as a subset drafter.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Iterable
 
 import jax.numpy as jnp
 import numpy as np
+import safetensors.numpy
+
+# Beside a checkpoint's weights: the output subset's rows and ids.
+SUBSET_FILE = "output_subset.safetensors"
 
 
 def output_ids(model) -> np.ndarray | None:
@@ -66,6 +76,49 @@ def restrict_output(model, ids, keep: tuple[int, ...] = ()):
   params["head"] = (params["embed"][index] if tied
                     else params["lm_head"][:, index])
   params["head_ids"] = index
+  return model.replace(params=params)
+
+
+def save_output(model, directory: str | os.PathLike) -> str | None:
+  """Writes a restricted model's `head` and `head_ids` into `directory`;
+  returns the file's path (None, and nothing written, for a full-vocabulary
+  model)."""
+  ids = output_ids(model)
+  if ids is None:
+    return None
+  path = os.path.join(os.fspath(directory), SUBSET_FILE)
+  safetensors.numpy.save_file(
+      {"head": np.ascontiguousarray(np.asarray(model.params["head"])),
+       "head_ids": ids.astype(np.int32)}, path,
+      metadata={"vocab_size": str(model.vocab_size)})
+  return path
+
+
+def load_output(model, path: str | os.PathLike):
+  """`model` (full vocabulary) with the output subset saved at `path`.
+
+  Raises:
+    ValueError naming the file and the problem: ids unsorted, repeated or
+    outside the vocabulary, or a `head` whose shape does not match them.
+  """
+  path = os.fspath(path)
+  tensors = safetensors.numpy.load_file(path)
+  ids = np.asarray(tensors["head_ids"], np.int64)
+  head = tensors["head"]
+  if ids.ndim != 1 or np.any(np.diff(ids) <= 0):
+    raise ValueError(f"{path}: head_ids must be sorted and distinct")
+  if ids.size and (ids[0] < 0 or ids[-1] >= model.vocab_size):
+    raise ValueError(f"{path}: head_ids outside the vocabulary "
+                     f"[0, {model.vocab_size})")
+  tied = "lm_head" not in model.params
+  d = model.config.d_model
+  want = (ids.size, d) if tied else (d, ids.size)
+  if tuple(head.shape) != want:
+    raise ValueError(f"{path}: head has shape {tuple(head.shape)}, expected "
+                     f"{want} for {ids.size} ids and d_model {d}")
+  params = dict(model.params)
+  params["head"] = jnp.asarray(head, model.params["embed"].dtype)
+  params["head_ids"] = jnp.asarray(ids, jnp.int32)
   return model.replace(params=params)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
@@ -25,6 +26,7 @@ import numpy as np
 
 from harness.models.configs import GemmaConfig, T5Config
 from harness.models.gemma import Gemma, init_gemma_params
+from harness.models import subset_vocab
 from harness.models.sharding import auto_mesh, param_partition_specs
 from harness.models.t5 import T5, init_t5_params
 from harness.models.tokenizer import Tokenizer
@@ -359,4 +361,13 @@ def load_checkpoint(checkpoint: Checkpoint, dtype=None,
   model_mesh = auto_mesh(mesh) if mesh is not None and not replicate else None
   model = cls(checkpoint.config, params, checkpoint.tokenizer_id,
               mesh=model_mesh)
+  subset_file = os.path.join(os.fspath(checkpoint.path),
+                             subset_vocab.SUBSET_FILE)
+  if os.path.isfile(subset_file):  # a drafter with an output subset
+    if mesh is not None and mesh.size > 1:
+      raise ValueError(f"{subset_file}: a drafter whose output is a "
+                       "vocabulary subset runs on one device, not a mesh of "
+                       f"{mesh.size}")
+    model = subset_vocab.load_output(model, subset_file)
+    params = model.params
   return Pretrained(model, params, checkpoint.tokenizer)

@@ -10,6 +10,16 @@ verifier's embedding table onto its top principal directions.
 Training minimises KL(verifier || drafter) of the next-token distributions
 at temperature 1 on packed real text (every position of every sequence),
 with AdamW, warm-up and a cosine schedule over a step or time budget.
+
+A drafter may score a subset S of the vocabulary only (`DrafterShape.
+vocab_subset`: the most frequent tokens of the training text, plus EOS and
+the suites' stop-string pieces; `harness.models.subset_vocab`). Its q is 0
+outside S, so KL(p || q) is infinite; it is trained on KL(p_S || q) with
+p_S = p restricted to S and renormalised. That is the right target: the
+T = 1 acceptance sum_v min(p, q) is at most p(S), and q = p_S reaches it
+(min(p, p / p(S)) = p on S). The mass outside S is the verifier's alone:
+speculative decoding's residual carries it, exactly. The metrics report
+p(S) (`support_mass`) beside the acceptance.
 """
 
 from __future__ import annotations
@@ -29,8 +39,10 @@ import numpy as np
 import optax
 import tqdm
 
+from harness import tasks
 from harness.decoding import decode
 from harness.models import Gemma, GemmaConfig, Tokenizer, random_gemma
+from harness.models import subset_vocab
 from harness.training import train as train_lib
 
 # --- drafter architecture ------------------------------------------------------
@@ -154,29 +166,57 @@ def interleave(sources: dict[str, list[str]], seed: int = 0) -> list[str]:
 
 
 # --- losses and metrics ------------------------------------------------------
-def distill_metrics(teacher_logits: jax.Array,
-                    student_logits: jax.Array) -> dict[str, jax.Array]:
+def distill_metrics(teacher_logits: jax.Array, student_logits: jax.Array,
+                    ids: jax.Array | None = None) -> dict[str, jax.Array]:
   """Mean per-position divergence measures of two [B, T, V] logit arrays.
 
+  Args:
+    teacher_logits: the verifier's logits.
+    student_logits: the drafter's (NEG_INF outside its subset, if any).
+    ids: the drafter's output subset S (sorted full-vocabulary ids), or
+      None for a full-vocabulary drafter.
+
   Returns:
-    kl: KL(teacher || student) in nats.
+    kl: KL(teacher || student) in nats; with a subset, KL(p_S || q) (the
+      module docstring).
     acceptance: sum_v min(p, q), the probability that speculative sampling
       at T = 1 accepts a drafted token.
     top1: fraction of positions where the two argmaxes agree (the greedy
       acceptance rate).
+    support_mass: p(S), the verifier's mass on the subset (1 without one).
   """
   log_p = jax.nn.log_softmax(teacher_logits.astype(jnp.float32), axis=-1)
   log_q = jax.nn.log_softmax(student_logits.astype(jnp.float32), axis=-1)
   p = jnp.exp(log_p)
-  kl = jnp.sum(p * (log_p - log_q), axis=-1)
   acceptance = jnp.sum(jnp.minimum(p, jnp.exp(log_q)), axis=-1)
   top1 = teacher_logits.argmax(-1) == student_logits.argmax(-1)
+  if ids is None:
+    kl = jnp.sum(p * (log_p - log_q), axis=-1)
+    mass = jnp.ones_like(acceptance)
+  else:
+    kl = _subset_kl(teacher_logits, student_logits, ids)
+    mass = jnp.sum(p[..., ids], axis=-1)
   return {"kl": kl.mean(), "acceptance": acceptance.mean(),
-          "top1": top1.mean(dtype=jnp.float32)}
+          "top1": top1.mean(dtype=jnp.float32),
+          "support_mass": mass.mean()}
 
 
-def kl_loss(teacher_logits: jax.Array, student_logits: jax.Array) -> jax.Array:
-  """Mean KL(teacher || student) over positions of [B, T, V] logits."""
+def _subset_kl(teacher_logits: jax.Array, student_logits: jax.Array,
+               ids: jax.Array) -> jax.Array:
+  """Per-position KL(p_S || q_S) over the subset's logits [..., |S|]."""
+  log_p = jax.nn.log_softmax(
+      teacher_logits[..., ids].astype(jnp.float32), axis=-1)
+  log_q = jax.nn.log_softmax(
+      student_logits[..., ids].astype(jnp.float32), axis=-1)
+  return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+def kl_loss(teacher_logits: jax.Array, student_logits: jax.Array,
+            ids: jax.Array | None = None) -> jax.Array:
+  """Mean KL(teacher || student) over positions of [B, T, V] logits;
+  with an output subset `ids`, KL(p_S || q) (module docstring)."""
+  if ids is not None:
+    return jnp.mean(_subset_kl(teacher_logits, student_logits, ids))
   log_p = jax.nn.log_softmax(teacher_logits.astype(jnp.float32), axis=-1)
   log_q = jax.nn.log_softmax(student_logits.astype(jnp.float32), axis=-1)
   return jnp.mean(jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1))
@@ -254,9 +294,12 @@ def make_distill_step(verifier: Gemma, drafter: Gemma,
                       optimizer: optax.GradientTransformation) -> Callable:
   """Jitted (params, opt_state, tokens [B, T], lr) -> (params, state, kl)."""
 
+  ids = _ids(drafter)
+
   def loss_fn(params, teacher_logits, tokens):
-    student = drafter.replace(params=params).forward_logits(None, tokens)
-    return kl_loss(teacher_logits, student)
+    student = drafter.replace(params=_full(params, ids)).forward_logits(
+        None, tokens)
+    return kl_loss(teacher_logits, student, ids)
 
   @jax.jit
   def step(params, opt_state, tokens, learning_rate):
@@ -271,14 +314,31 @@ def make_distill_step(verifier: Gemma, drafter: Gemma,
 
 def make_eval_step(verifier: Gemma, drafter: Gemma) -> Callable:
   """Jitted (params, tokens [B, T]) -> `distill_metrics` of the drafter."""
+  ids = _ids(drafter)
 
   @jax.jit
   def step(params, tokens):
     teacher = verifier.forward_logits(None, tokens)
-    student = drafter.replace(params=params).forward_logits(None, tokens)
-    return distill_metrics(teacher, student)
+    student = drafter.replace(params=_full(params, ids)).forward_logits(
+        None, tokens)
+    return distill_metrics(teacher, student, ids)
 
   return step
+
+
+def _ids(drafter: Gemma) -> jax.Array | None:
+  """The drafter's output subset as a constant of the compiled steps."""
+  ids = subset_vocab.output_ids(drafter)
+  return None if ids is None else jnp.asarray(ids, jnp.int32)
+
+
+def trainable(params: dict) -> dict:
+  """The parameters that train: all but an output subset's ids."""
+  return {k: v for k, v in params.items() if k != "head_ids"}
+
+
+def _full(params: dict, ids: jax.Array | None) -> dict:
+  return params if ids is None else {**params, "head_ids": ids}
 
 
 def evaluate(eval_step: Callable, params, tokens: np.ndarray,
@@ -324,7 +384,7 @@ def distill(verifier: Gemma, drafter: Gemma, train_tokens: np.ndarray,
   optimizer = _optimizer(config)
   step_fn = make_distill_step(verifier, drafter, optimizer)
   eval_fn = make_eval_step(verifier, drafter)
-  params = drafter.params
+  params = trainable(drafter.params)
   opt_state = optimizer.init(params)
   initial = evaluate(eval_fn, params, val_tokens, config.batch_size)
   best = (initial["kl"], 0, jax.device_get(params), initial)
@@ -360,7 +420,8 @@ def distill(verifier: Gemma, drafter: Gemma, train_tokens: np.ndarray,
       break
   bar.close()
   return DistillResult(
-      model=drafter.replace(params=jax.tree.map(jnp.asarray, best[2])),
+      model=drafter.replace(params=_full(jax.tree.map(jnp.asarray, best[2]),
+                                         _ids(drafter))),
       best_step=best[1], initial=initial, final=best[3], steps_run=step,
       train_seconds=time.monotonic() - start, tokens_seen=tokens_seen,
       history=tuple(history))
@@ -436,6 +497,20 @@ class DrafterShape:
   num_heads: int = 3
   head_dim: int = 64
   d_ff: int = 768
+  # Output vocabulary: 0 = the verifier's whole vocabulary, else the
+  # `vocab_subset` most frequent tokens of the training text (+ EOS and the
+  # suites' stop-string pieces).
+  vocab_subset: int = 0
+
+
+def stop_piece_ids(tokenizer: Tokenizer) -> list[int]:
+  """Token ids of every Gemma suite's stop strings (tokenised alone)."""
+  ids = set()
+  for name in tasks.TASKS:
+    if name.startswith("gemma_"):
+      for stop in tasks.stop_strings(name):
+        ids.update(tokenizer.encode(stop))
+  return sorted(ids)
 
 
 def run(verifier: Gemma, tokenizer: Tokenizer, data_dir: str, out_dir: str,
@@ -456,8 +531,18 @@ def run(verifier: Gemma, tokenizer: Tokenizer, data_dir: str, out_dir: str,
   rows = pack_sequences(interleave(texts, config.seed), tokenizer, seq_len,
                         config.seed)
   val, train = rows[:num_val_rows], rows[num_val_rows:]
-  drafter = init_drafter(verifier, drafter_config(
-      verifier.config, **dataclasses.asdict(shape)), config.seed)
+  arch = {k: v for k, v in dataclasses.asdict(shape).items()
+          if k != "vocab_subset"}
+  drafter = init_drafter(verifier, drafter_config(verifier.config, **arch),
+                         config.seed)
+  subset = None
+  if shape.vocab_subset:
+    # From the training rows only (never the validation rows or the
+    # evaluated examples); EOS and every suite's stop-string pieces stay.
+    subset = subset_vocab.frequent_ids(
+        train, shape.vocab_subset, verifier.vocab_size,
+        keep=stop_piece_ids(tokenizer))
+    drafter = subset_vocab.restrict_output(drafter, subset)
   result = distill(verifier, drafter, train, val, config, progress=progress)
   save_pretrained(result.model, out_dir, tokenizer)
   prompts = [r[:seq_len // 2].tolist() for r in val[:cost_prompts]]
@@ -472,6 +557,8 @@ def run(verifier: Gemma, tokenizer: Tokenizer, data_dir: str, out_dir: str,
       "history": [{"step": s, "train_kl": t, **v}
                   for s, t, v in result.history],
       "cost": dataclasses.asdict(cost),
+      "vocab_subset_size": None if subset is None else int(
+          subset_vocab.output_ids(result.model).size),
       "drafter_params": int(sum(x.size for x in
                                 jax.tree.leaves(result.model.params))),
   }

@@ -329,16 +329,29 @@ class Footprint:
     kv_bytes: KV cache held by one chip at the task's maximum lengths.
     num_layers: layers run per decoding step.
     split: ways the model is split (1 = replicated).
+    step_weight_bytes: weights one decoding step reads on one chip (T5:
+      the decoder's; the encoder runs once per decode, in prefill).
+    prefill_flops: FLOPs of one decode's prefill on one chip (the prompt
+      through every layer; T5: the encoder over the prompt and one decoder
+      position).
   """
   num_params: int
   weight_bytes: float
   kv_bytes: float
   num_layers: int
   split: int
+  step_weight_bytes: float = 0.0
+  prefill_flops: float = 0.0
 
   @property
   def bytes(self) -> float:
+    """Bytes held on one chip: weights and KV caches."""
     return self.weight_bytes + self.kv_bytes
+
+  @property
+  def step_bytes(self) -> float:
+    """Bytes one decoding step reads on one chip."""
+    return (self.step_weight_bytes or self.weight_bytes) + self.kv_bytes
 
 
 def footprint(config, dtype: cfg.DType, split: int, input_len: int,
@@ -363,8 +376,15 @@ def footprint(config, dtype: cfg.DType, split: int, input_len: int,
     kv = 2 * heads * width * positions * layers
     depth = layers
   kv_split = split if heads % split == 0 else 1
-  return Footprint(total, chips.weight_bytes_per_chip(config, dtype, split),
-                   kv * size / kv_split, depth, split)
+  weight_bytes = chips.weight_bytes_per_chip(config, dtype, split)
+  step_weights, prefill = weight_bytes, 2.0 * total * input_len
+  if isinstance(config, models.T5Config):
+    encoder = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(
+        weights.param_shapes(config)["encoder"]))
+    step_weights = weight_bytes * (total - encoder) / total
+    prefill = 2.0 * (encoder * input_len + (total - encoder))
+  return Footprint(total, weight_bytes, kv * size / kv_split, depth, split,
+                   step_weights, prefill / split)
 
 
 def _model_parallel(pair: cfg.ModelPair, models: dict[str, Resolved],
@@ -502,10 +522,16 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: topologies.Topology,
   est = estimate_lib.estimate(todo, topo.kind, prints, protocol)
   print(f"{len(cells)} cells ({len(cells) - len(todo)} done), "
         f"{est.num_decodes} decodes to run, estimated {est.seconds:.0f} s "
-        f"({est.seconds / 3600:.2f} h) = decodes × max_decode_len × step "
-        f"time (verifier {est.step_s['verifier'] * 1e3:.3g} ms, drafter "
+        f"({est.seconds / 3600:.2f} h; at most {est.seconds_max:.0f} s = "
+        f"{est.seconds_max / 3600:.2f} h with every output at its maximum) "
+        "= decodes × (prefill + "
+        "output length × step time) (verifier "
+        f"{est.prefill_s['verifier'] * 1e3:.3g} + L × "
+        f"{est.step_s['verifier'] * 1e3:.3g} ms, drafter "
+        f"{est.prefill_s['drafter'] * 1e3:.3g} + L × "
         f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.title}; "
         "harness/runner/estimate.py)", file=out)
+  print(estimate_lib.assumptions(est, topo.kind), file=out)
   if topo.num_hosts > 1:
     shards = cells_lib.deal(todo, topo.num_hosts)
     slowest = max(estimate_lib.estimate(c, topo.kind, prints,

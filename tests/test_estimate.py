@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from harness.models import chips
-from harness.runner import estimate, preflight, topologies
+from harness.runner import estimate, preflight
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A chip with round figures: 1 GB/s, 1 GFLOP/s.

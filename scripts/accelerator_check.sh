@@ -35,7 +35,8 @@
 # If .whl/ holds wheels they are installed into a temporary folder first
 # (pip --no-index: no network needed).
 #
-# Environment: PYTHON (python3), ACCEL_TINY (0), ACCEL_RESULTS
+# Environment: PYTHON (python3), ACCEL_TINY (0), ACCEL_CAP_SCALE (1: every
+# time cap multiplied by it, for a loaded or slow host), ACCEL_RESULTS
 # (results/accelerator), ACCEL_MODELS (roofline models, comma-separated),
 # ACCEL_DTYPE (bfloat16; float32 under ACCEL_TINY), ACCEL_ARCHIVE (also pack
 # the results folder into this .tar.gz), HARNESS_GIT_COMMIT (the commit of a
@@ -93,12 +94,13 @@ else
   FT=(STEPS=400 TIME_LIMIT_S=75)
 fi
 
-# part NAME CAP COMMAND...: runs COMMAND under a time cap, logs its output
+SCALE="${ACCEL_CAP_SCALE:-1}"
+# part NAME CAP COMMAND...: runs COMMAND under a time cap (times SCALE), logs its output
 # to $R/NAME.log and records its status in parts.tsv. ACCEL_PARTS (e.g.
 # "sweep,report") runs only the parts it names, keeping the others' results.
 PARTS=",${ACCEL_PARTS:-env,roofline,bench,sweep,report,finetune},"
 part() {
-  local name="$1" cap="$2"; shift 2
+  local name="$1" cap="$(( $2 * SCALE ))"; shift 2
   local t0=$SECONDS rc status
   [[ "$PARTS" == *",$name,"* ]] || return 0
   echo "accelerator_check: $name (cap ${cap}s)"
@@ -119,7 +121,7 @@ part env "$CAP_ENV" "$PYTHON" -m benchmarks.accelerator env --out "$R"
 # measured is written before the cap can kill it.
 part roofline "$CAP_ROOF" "$PYTHON" -m benchmarks.roofline \
   --models "$MODELS" --dtype "$DTYPE" --max_k "$MAX_K" --calls "$CALLS" \
-  --host_mb "$HOST_MB" --no_output_layer --deadline_s "$((CAP_ROOF * 3 / 4))" \
+  --host_mb "$HOST_MB" --no_output_layer --deadline_s "$((CAP_ROOF * SCALE * 3 / 4))" \
   --out "$R/roofline"
 part bench "$CAP_BENCH" "$PYTHON" -m benchmarks --no_hf --no_rss \
   "${BENCH[@]}" --out "$R/bench"

@@ -60,6 +60,9 @@ def main(argv=None) -> dict:
   p.add_argument("--max_gamma", type=int, default=5)
   p.add_argument("--calls", type=int, default=8)
   p.add_argument("--out", default="results/subset_drafters")
+  p.add_argument("--save", default=None, metavar="V:DIR",
+                 help="also save the drafter restricted to size V as a "
+                 "checkpoint in DIR (the one the experiment uses)")
   a = p.parse_args(argv)
   cpu_threads.apply("1")
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -86,6 +89,12 @@ def main(argv=None) -> dict:
   order = np.lexsort((np.arange(verifier.vocab_size), -counts))
   ranking = order[counts[order] > 0]
   c = drafter.config
+  if a.save:
+    size, folder = a.save.split(":", 1)
+    from harness.models import save_pretrained  # pylint: disable=g-import-not-at-top
+    save_pretrained(_restricted(drafter, ranking, int(size), keep),
+                    os.path.expanduser(folder), tokenizer)
+    print(f"saved the V = {size} drafter in {folder}")
   table = []
   for size in sorted(int(s) for s in a.sizes.split(",")):
     model = _restricted(drafter, ranking, size, keep)

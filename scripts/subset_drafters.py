@@ -25,9 +25,14 @@ Writes results/subset_drafters/drafters.{json,md}. Timing: run it alone.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import sys
 
-from harness.edge import cpu_threads
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))  # the repository root: `benchmarks` is not installed
+# pylint: disable=wrong-import-position
+from harness.edge import cpu_threads  # noqa: E402
 
 
 def _restricted(drafter, ranking_ids, size: int, keep):
@@ -60,6 +65,9 @@ def main(argv=None) -> dict:
   p.add_argument("--max_gamma", type=int, default=5)
   p.add_argument("--calls", type=int, default=8)
   p.add_argument("--out", default="results/subset_drafters")
+  p.add_argument("--reuse_metrics", action="store_true",
+                 help="read the held-out metrics from OUT/metrics.json (a "
+                 "previous run's) instead of evaluating again")
   p.add_argument("--save", default=None, metavar="V:DIR",
                  help="also save the drafter restricted to size V as a "
                  "checkpoint in DIR (the one the experiment uses)")
@@ -95,27 +103,45 @@ def main(argv=None) -> dict:
     save_pretrained(_restricted(drafter, ranking, int(size), keep),
                     os.path.expanduser(folder), tokenizer)
     print(f"saved the V = {size} drafter in {folder}")
-  table = []
-  for size in sorted(int(s) for s in a.sizes.split(",")):
+  measured = []
+  cache = os.path.join(a.out, "metrics.json")
+  previous = {}
+  if a.reuse_metrics:
+    with open(cache, encoding="utf-8") as f:
+      previous = json.load(f)
+  for size in sorted(int(s) for s in a.sizes.split(",") if s):
     model = _restricted(drafter, ranking, size, keep)
-    metrics = distill.evaluate(distill.make_eval_step(verifier, model),
-                               distill.trainable(model.params), val,
-                               a.batch_size)
+    metrics = previous.get(str(size)) or distill.evaluate(
+        distill.make_eval_step(verifier, model),
+        distill.trainable(model.params), val, a.batch_size)
     spec = (f"subset={int(subset_vocab.output_ids(model).size)},"
             f"d_model={c.d_model},layers={c.num_layers}")
-    alphas = [round(metrics["acceptance"], 4), round(metrics["top1"], 4)]
-    plan = plan_gamma.plan("gemma3_270m", [spec], alphas, a.max_gamma, 256,
-                           44, a.calls)
-    row = plan["drafters"][0]
-    table.append({"size": size, "subset": int(
-        subset_vocab.output_ids(model).size), "d_model": c.d_model,
-                  "layers": c.num_layers, **metrics, "c": row["c"],
-                  "t_q_ms": row["t_q_ms"], "t_p_ms": plan["t_p_ms"],
+    measured.append((size, spec, metrics))
+    print(f"V = {size}: {metrics}")
+  if not measured:
+    return {}
+  if a.out:
+    os.makedirs(a.out, exist_ok=True)
+    with open(cache, "w", encoding="utf-8") as f:
+      json.dump({str(size): m for size, _, m in measured}, f, indent=1)
+  # One plan: the verifier's block costs once, each drafter's c, and the
+  # speed-up at every measured acceptance (each row reads its own).
+  alphas = sorted({round(m[k], 4) for _, _, m in measured
+                   for k in ("acceptance", "top1")})
+  plan = plan_gamma.plan("gemma3_270m", [spec for _, spec, _ in measured],
+                         alphas, a.max_gamma, 256, 44, a.calls)
+  table = []
+  for (size, spec, metrics), row in zip(measured, plan["drafters"]):
+    t1, t0 = round(metrics["acceptance"], 4), round(metrics["top1"], 4)
+    table.append({"size": size, "subset": int(spec.split(",")[0][7:]),
+                  "d_model": c.d_model, "layers": c.num_layers, **metrics,
+                  "c": row["c"], "t_q_ms": row["t_q_ms"],
+                  "t_p_ms": plan["t_p_ms"],
                   "block_ratio": plan["block_ratio"],
-                  "speedup_t1": row["speedup"][str(alphas[0])],
-                  "speedup_greedy": row["speedup"][str(alphas[1])],
-                  "best_gamma_t1": row["best_gamma"][alphas[0]],
-                  "best_gamma_greedy": row["best_gamma"][alphas[1]],
+                  "speedup_t1": row["speedup"][str(t1)],
+                  "speedup_greedy": row["speedup"][str(t0)],
+                  "best_gamma_t1": row["best_gamma"][str(t1)],
+                  "best_gamma_greedy": row["best_gamma"][str(t0)],
                   "load_average": plan["load_average"]})
   lines = ["# Subset-vocabulary drafters of Gemma 3 270M", "",
            f"Drafter: {a.drafter} (trained subset {trained.size} ids); "

@@ -73,7 +73,6 @@ def main(argv=None) -> dict:
                  "checkpoint in DIR (the one the experiment uses)")
   a = p.parse_args(argv)
   cpu_threads.apply("1")
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from benchmarks import plan_gamma, report  # pylint: disable=g-import-not-at-top
   from harness.models import gguf, load_pretrained, subset_vocab  # pylint: disable=g-import-not-at-top
   from harness.tasks import data_root  # pylint: disable=g-import-not-at-top
@@ -91,11 +90,8 @@ def main(argv=None) -> dict:
                                 a.seq_len, 0)
   val, train = rows[:a.val_rows], rows[a.val_rows:]
   keep = distill.stop_piece_ids(tokenizer)
-  # The ranking `subset_vocab.frequent_ids` takes its first V from.
-  counts = np.bincount(np.concatenate([np.asarray(r) for r in train]),
-                       minlength=verifier.vocab_size)
-  order = np.lexsort((np.arange(verifier.vocab_size), -counts))
-  ranking = order[counts[order] > 0]
+  # The ranking `subset_vocab.frequent_ids` took the trained S from.
+  ranking = subset_vocab.frequency_ranking(train, verifier.vocab_size)
   c = drafter.config
   if a.save:
     size, folder = a.save.split(":", 1)

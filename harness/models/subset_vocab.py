@@ -122,6 +122,25 @@ def load_output(model, path: str | os.PathLike):
   return model.replace(params=params)
 
 
+def frequency_ranking(sequences: Iterable[Iterable[int]],
+                      vocab_size: int) -> np.ndarray:
+  """Every id seen in `sequences`, most frequent first (ties: smaller id).
+
+  `frequent_ids(..., size)` takes its first `size`; a subset cut from a
+  larger one by the same ranking stays inside it.
+  """
+  counts = np.zeros(vocab_size, np.int64)
+  for seq in sequences:
+    ids = np.asarray(list(seq), np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+      bad = ids[(ids < 0) | (ids >= vocab_size)][0]
+      raise ValueError(f"token id {int(bad)} is outside the vocabulary "
+                       f"[0, {vocab_size})")
+    np.add.at(counts, ids, 1)
+  order = np.lexsort((np.arange(vocab_size), -counts))
+  return order[counts[order] > 0]
+
+
 def frequent_ids(sequences: Iterable[Iterable[int]], size: int,
                  vocab_size: int, keep: Iterable[int] = ()) -> np.ndarray:
   """The `size` most frequent ids of `sequences`, plus `keep`, sorted.
@@ -133,15 +152,5 @@ def frequent_ids(sequences: Iterable[Iterable[int]], size: int,
   """
   if size < 1:
     raise ValueError(f"subset size {size} must be >= 1")
-  counts = np.zeros(vocab_size, np.int64)
-  for seq in sequences:
-    ids = np.asarray(list(seq), np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-      bad = ids[(ids < 0) | (ids >= vocab_size)][0]
-      raise ValueError(f"token id {int(bad)} is outside the vocabulary "
-                       f"[0, {vocab_size})")
-    np.add.at(counts, ids, 1)
-  order = np.lexsort((np.arange(vocab_size), -counts))
-  chosen = order[:size]
-  chosen = chosen[counts[chosen] > 0]
+  chosen = frequency_ranking(sequences, vocab_size)[:size]
   return np.unique(np.concatenate([chosen, np.asarray(list(keep), np.int64)]))

@@ -6,10 +6,12 @@ record, and the summary of every part's results.
   python -m benchmarks.accelerator summary --out DIR # DIR/summary.{json,md}
 
 The summary reads what the other parts wrote in DIR (roofline/, bench/,
-sweep/, finetune_*.json, parts.tsv) and puts the headline figures on one
-page: each model's batch-1 step against the HBM roofline (weight and cache
-bytes / measured bandwidth) and t(K)/t(1), the speculative loops' overhead
-and compiles per program, the reduced Table 2, and fine-tuning speed. A part
+sweep/, finetune_*.json, plan/, parts.tsv) and puts the headline figures on
+one page: each model's batch-1 step against the HBM roofline (weight and
+cache bytes / measured bandwidth) and t(K)/t(1), the speculative loops'
+overhead and compiles per program, the reduced Table 2, fine-tuning speed,
+and the real pairs' block ratios b(γ), drafter costs c and the speed-ups
+they allow (`benchmarks.plan_gamma`). A part
 that failed or ran out of time is named with its status; nothing is
 invented for it.
 """
@@ -136,6 +138,23 @@ def summarize(out: str) -> tuple[dict, str]:
       summary["finetune"] = {k: ft.get(k) for k in keys}
   if table2:
     lines += ["", "## Reduced Table 2 (shipped Multi30k pair)", "", table2]
+  plans = [_load(p) for p in sorted(
+      glob.glob(os.path.join(out, "plan", "plan_gamma_*.json")))]
+  plans = [p for p in plans if p]
+  if plans:
+    from benchmarks import plan_gamma  # pylint: disable=g-import-not-at-top
+    lines += ["", "## Block ratios, drafter costs and the speed-ups they "
+              "allow (random weights at the published shapes)", "",
+              "S(α, γ) is Leviathan et al.'s expected speed-up with the "
+              "measured b(γ) and c; prefill and the loop's bookkeeping are "
+              "not in it."]
+    for plan in plans:
+      lines += ["", plan_gamma.render(plan)]
+    summary["plans"] = [
+        {"verifier": p["verifier"], "t_p_ms": p["t_p_ms"],
+         "block_ratio": p["block_ratio"],
+         "drafters": {d["drafter"]: {"t_q_ms": d["t_q_ms"], "c": d["c"]}
+                      for d in p["drafters"]}} for p in plans]
   return summary, "\n".join(lines) + "\n"
 
 

@@ -5,8 +5,9 @@
       --drafter size=multi30k_t5_small --prompt_len 40 --max_decode_len 64
 
 For a verifier and candidate drafters (random weights at the named shapes,
-float32, in the sweeps' thread setting: costs depend on shapes, not
-values), it times each model call as a decoding loop makes it
+float32 as the sweeps run on a CPU or `--dtype`, in the sweeps' thread
+setting: costs depend on shapes, not values), it times each model call as a
+decoding loop makes it
 (`benchmarks.costs.step_cost`: the call, its logit processing and, for a
 sampling step, the draw, repeated inside one compiled loop) and prints:
 
@@ -83,14 +84,14 @@ def _drafter_config(spec: str, verifier_config):
   return config, (None if subset == verifier_config.vocab_size else subset)
 
 
-def _model(config, subset=None):
+def _model(config, subset=None, dtype="float32"):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from harness.models import T5Config, random_gemma, random_t5  # pylint: disable=g-import-not-at-top
   from harness.models import subset_vocab  # pylint: disable=g-import-not-at-top
   build = random_t5 if isinstance(config, T5Config) else random_gemma
-  model = build(jax.random.key(0), config, jnp.float32)
+  model = build(jax.random.key(0), config, jnp.dtype(dtype))
   if subset is not None:
     model = subset_vocab.restrict_output(model, np.arange(subset))
   return model
@@ -98,7 +99,8 @@ def _model(config, subset=None):
 
 def plan(verifier: str, drafters: list[str], alphas: list[float],
          max_gamma: int, prompt_len: int, max_decode_len: int,
-         calls: int) -> dict:
+         calls: int, dtype: str = "float32") -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from benchmarks import costs  # pylint: disable=g-import-not-at-top
   from harness import decoding  # pylint: disable=g-import-not-at-top
@@ -106,7 +108,7 @@ def plan(verifier: str, drafters: list[str], alphas: list[float],
   from harness.runner import pairs  # pylint: disable=g-import-not-at-top
   vconfig = pairs.size_config(verifier)
   configs = {spec: _drafter_config(spec, vconfig) for spec in drafters}
-  big = _model(vconfig)
+  big = _model(vconfig, dtype=dtype)
   prompt = (np.arange(prompt_len, dtype=np.int32) % 1000) + 3
   size = (decoding.decoder_prompt_len(big, prompt_len) + max_decode_len
           + max_gamma + 2)
@@ -119,7 +121,7 @@ def plan(verifier: str, drafters: list[str], alphas: list[float],
   t_p.update({k: cost(big, costs.VERIFY, k) for k in range(2, max_gamma + 2)})
   rows = []
   for spec, (config, subset) in configs.items():
-    t_q = cost(_model(config, subset), costs.SAMPLE, 1)
+    t_q = cost(_model(config, subset, dtype), costs.SAMPLE, 1)
     c = t_q / t_p[1]
     speedups = {str(a): {str(g): expected_speedup(
         a, g, c, t_p[g + 1] / t_p[1]) for g in range(1, max_gamma + 1)}
@@ -127,7 +129,8 @@ def plan(verifier: str, drafters: list[str], alphas: list[float],
     best = {a: max(s, key=s.get) for a, s in speedups.items()}
     rows.append({"drafter": spec, "t_q_ms": 1e3 * t_q, "c": c,
                  "speedup": speedups, "best_gamma": best})
-  return {"verifier": verifier, "prompt_len": prompt_len,
+  return {"verifier": verifier, "dtype": dtype,
+          "device": jax.devices()[0].device_kind, "prompt_len": prompt_len,
           "max_decode_len": max_decode_len, "small_m_kernel":
           cpu_matmul.status(),
           "t_p_ms": {str(k): 1e3 * v for k, v in t_p.items()},
@@ -140,7 +143,8 @@ def plan(verifier: str, drafters: list[str], alphas: list[float],
 def render(result: dict) -> str:
   gammas = list(result["block_ratio"])
   lines = [
-      f"## Choosing γ: {result['verifier']} (prompt "
+      f"## Choosing γ: {result['verifier']} on "
+      f"{result.get('device', '?')}, {result.get('dtype', 'float32')} (prompt "
       f"{result['prompt_len']}, decode {result['max_decode_len']}; small-M "
       f"kernel {result['small_m_kernel']}; load average "
       f"{result['load_average'][0]:.2f})", "",
@@ -172,6 +176,9 @@ def main(argv=None) -> dict:
   p.add_argument("--max_decode_len", type=int, default=44)
   p.add_argument("--calls", type=int, default=8,
                  help="calls per timing (each is n and 2n calls, 3 repeats)")
+  p.add_argument("--dtype", default="float32",
+                 help="the models' weights (float32 as the sweeps run on a "
+                 "CPU; bfloat16 on an accelerator)")
   p.add_argument("--cpu_threads", default=None)
   p.add_argument("--out", default="",
                  help="write plan_gamma_<verifier>.{json,md} in this folder")
@@ -182,7 +189,8 @@ def main(argv=None) -> dict:
       expected_speedup(x, 1, 0.0, 1.0)
     cpu_threads.apply(a.cpu_threads)
     result = plan(a.verifier, a.drafter or list(DEFAULT_DRAFTERS), alphas,
-                  a.max_gamma, a.prompt_len, a.max_decode_len, a.calls)
+                  a.max_gamma, a.prompt_len, a.max_decode_len, a.calls,
+                  a.dtype)
   except (ValueError, KeyError) as e:
     raise SystemExit(f"plan_gamma: {e}") from None
   text = render(result)

@@ -13,6 +13,12 @@
 #                Table-2 method, T = 1 and T = 0) and its Table 2
 #   5. finetune  fine-tuning speed (steps/s, tokens/s, MFU;
 #                scripts/accelerator_finetune.py)
+#   6. plan      Gemma 3 270M's block ratios b(γ) and its drafters' cost c
+#                (the subset-vocabulary drafter, V = 8,192, beside wider and
+#                full-vocabulary ones), and the speed-ups they allow
+#                (benchmarks.plan_gamma; random weights, bfloat16)
+#   7. plan_paper  the same for the paper's Gemma pair, Gemma 2 2B drafting
+#                for Gemma 2 27B, at the paper's γ = 1
 #   summary.{json,md}: the headline figures of every part that finished.
 #
 # Each part has its own time cap, runs in its own process, and is recorded
@@ -81,6 +87,12 @@ if [[ "$TINY" == 1 ]]; then
   BENCH=(--num_prompts 2 --gammas 3 --repeats 1 --step_calls 10
          --max_decode_len 16)
   FT=(ACCEL_FT_TINY=1 STEPS=4 TIME_LIMIT_S=15)
+  CAP_PLAN=20 CAP_PAPER=20
+  PLAN=(--verifier tiny_gemma2_large --drafter subset=64,d_model=64,layers=1
+        --drafter size=tiny_gemma2 --max_gamma 2 --calls 4 --prompt_len 16
+        --max_decode_len 8)
+  PAPER=(--verifier tiny_gemma2 --drafter size=tiny_gemma2
+         --max_gamma 1 --calls 4 --prompt_len 16 --max_decode_len 8)
 else
   # Measured on an H200 (results/accelerator/nvidia_h200): the roofline's
   # compiles take ~12 s per K for T5 v1.1 large, the sweep ~100 s, and the
@@ -92,13 +104,24 @@ else
          --gin.NUM_TRIALS=2 --gin.CALIBRATION_CALLS=10)
   BENCH=(--num_prompts 8 --gammas 5 --repeats 3 --step_calls 50)
   FT=(STEPS=400 TIME_LIMIT_S=75)
+  CAP_PLAN=120 CAP_PAPER=200
+  # The subset drafter the Gemma Table 2 uses (V = 8,192, d_model 192,
+  # 4 layers), the same body with V = 32,768 and the full vocabulary, and
+  # the full-vocabulary distilled drafter's shape.
+  PLAN=(--verifier gemma3_270m --drafter subset=8192,d_model=192,layers=4
+        --drafter subset=32768,d_model=192,layers=4
+        --drafter subset=262144,d_model=192,layers=4
+        --drafter subset=262144,d_model=256,layers=2
+        --acceptance 0.25,0.35,0.5,0.7 --max_gamma 3 --calls 30)
+  PAPER=(--verifier gemma2_27b --drafter size=gemma2_2b
+         --acceptance 0.35,0.5,0.7 --max_gamma 1 --calls 10)
 fi
 
 SCALE="${ACCEL_CAP_SCALE:-1}"
 # part NAME CAP COMMAND...: runs COMMAND under a time cap (times SCALE), logs its output
 # to $R/NAME.log and records its status in parts.tsv. ACCEL_PARTS (e.g.
 # "sweep,report") runs only the parts it names, keeping the others' results.
-PARTS=",${ACCEL_PARTS:-env,roofline,bench,sweep,report,finetune},"
+PARTS=",${ACCEL_PARTS:-env,roofline,bench,sweep,report,finetune,plan,plan_paper},"
 part() {
   local name="$1" cap="$(( $2 * SCALE ))"; shift 2
   local t0=$SECONDS rc status
@@ -139,6 +162,10 @@ if compgen -G "$R/finetune/results/accelerator/*.json" > /dev/null; then
   mv "$R"/finetune/results/accelerator/*.json "$R/finetune/" \
     && rm -rf "$R/finetune/results"
 fi
+part plan "$CAP_PLAN" "$PYTHON" -m benchmarks.plan_gamma "${PLAN[@]}" \
+  --dtype "$DTYPE" --out "$R/plan"
+part plan_paper "$CAP_PAPER" "$PYTHON" -m benchmarks.plan_gamma \
+  "${PAPER[@]}" --dtype "$DTYPE" --out "$R/plan"
 "$PYTHON" -m benchmarks.accelerator summary --out "$R" > /dev/null \
   || echo "accelerator_check: summary failed" >&2
 echo "accelerator_check: done in $((SECONDS - start))s; $R/summary.md"

@@ -21,8 +21,14 @@ sampling step, the draw, repeated inside one compiled loop) and prints:
   S(α, γ) = (1 − α^(γ+1)) / ((1 − α) · (γ·c + b(γ))),
   and the γ that maximises it.
 
-It ignores prefill and the loop's own bookkeeping (`make bench` measures
-those for the default pair) and assumes i.i.d. acceptance. A drafter is given
+It ignores prefill and assumes i.i.d. acceptance. With `--loop` it also
+measures the decoding loops' own cost per iteration at the verifier's
+vocabulary (`benchmarks.loop_cost`: the autoregressive loop and speculative
+decoding at each γ, with models that cost nothing, greedy) and adds
+S_loop(α, γ) = (1 − α^(γ+1)) / (1 − α) · (t_p(1) + L_ar) /
+(γ·t_q + t_p(γ+1) + L(γ)): the same formula with the bookkeeping in. It is
+conservative: L also counts the logit processing and sampling that t_p and
+t_q already include. A drafter is given
 as `size=NAME` (a `harness.models.get_config` or shipped size name) or as
 `subset=V,d_model=D,layers=L`: a Gemma 3 drafter over the verifier's
 vocabulary whose output layer scores V tokens (`models.subset_vocab`; V
@@ -56,6 +62,26 @@ def expected_speedup(alpha: float, gamma: int, c: float,
   # divided by b.
   return calibration.leviathan_speedup(alpha, gamma,
                                        c / block_ratio) / block_ratio
+
+
+def loop_speedup(alpha: float, gamma: int, t_q: float, t_p: dict,
+                 loop_s: dict) -> float:
+  """S_loop(α, γ) of the module docstring (t_p[k]: k-token verifier call;
+  loop_s: seconds per iteration, "ar" and γ)."""
+  tokens = (1 - alpha ** (gamma + 1)) / (1 - alpha)
+  return tokens * (t_p[1] + loop_s["ar"]) / (
+      gamma * t_q + t_p[gamma + 1] + loop_s[str(gamma)])
+
+
+def _loop_costs(verifier, max_gamma: int, max_decode_len: int) -> dict:
+  """Seconds per loop iteration with free models: "ar" and each γ."""
+  from benchmarks import loop_cost, runs  # pylint: disable=g-import-not-at-top
+  specs = {"ar": runs.ar_spec("verifier", max_gamma)}
+  specs.update({str(g): runs.RunSpec(f"spec_decode/g{g}", "spec_decode", g)
+                for g in range(1, max_gamma + 1)})
+  return {k: loop_cost.seconds_per_iteration(
+      s, verifier.vocab_size, verifier.eos_id, max_decode_len, calls=5,
+      repeats=3) for k, s in specs.items()}
 
 
 def _drafter_config(spec: str, verifier_config):
@@ -99,7 +125,7 @@ def _model(config, subset=None, dtype="float32"):
 
 def plan(verifier: str, drafters: list[str], alphas: list[float],
          max_gamma: int, prompt_len: int, max_decode_len: int,
-         calls: int, dtype: str = "float32") -> dict:
+         calls: int, dtype: str = "float32", loop: bool = False) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from benchmarks import costs  # pylint: disable=g-import-not-at-top
@@ -119,6 +145,7 @@ def plan(verifier: str, drafters: list[str], alphas: list[float],
 
   t_p = {1: cost(big, costs.SAMPLE, 1)}
   t_p.update({k: cost(big, costs.VERIFY, k) for k in range(2, max_gamma + 2)})
+  loop_s = _loop_costs(big, max_gamma, max_decode_len) if loop else None
   rows = []
   for spec, (config, subset) in configs.items():
     t_q = cost(_model(config, subset, dtype), costs.SAMPLE, 1)
@@ -127,8 +154,13 @@ def plan(verifier: str, drafters: list[str], alphas: list[float],
         a, g, c, t_p[g + 1] / t_p[1]) for g in range(1, max_gamma + 1)}
                 for a in alphas}
     best = {a: max(s, key=s.get) for a, s in speedups.items()}
-    rows.append({"drafter": spec, "t_q_ms": 1e3 * t_q, "c": c,
-                 "speedup": speedups, "best_gamma": best})
+    row = {"drafter": spec, "t_q_ms": 1e3 * t_q, "c": c,
+           "speedup": speedups, "best_gamma": best}
+    if loop_s:
+      row["speedup_loop"] = {str(a): {str(g): loop_speedup(
+          a, g, t_q, t_p, loop_s) for g in range(1, max_gamma + 1)}
+                             for a in alphas}
+    rows.append(row)
   return {"verifier": verifier, "dtype": dtype,
           "device": jax.devices()[0].device_kind, "prompt_len": prompt_len,
           "max_decode_len": max_decode_len, "small_m_kernel":
@@ -137,6 +169,8 @@ def plan(verifier: str, drafters: list[str], alphas: list[float],
           "block_ratio": {str(g): t_p[g + 1] / t_p[1]
                           for g in range(1, max_gamma + 1)},
           "alphas": alphas, "drafters": rows,
+          "loop_us_per_iteration": ({k: 1e6 * v for k, v in loop_s.items()}
+                                    if loop_s else None),
           "load_average": list(os.getloadavg())}
 
 
@@ -161,6 +195,19 @@ def render(result: dict) -> str:
           f"| {row['drafter']} | {row['t_q_ms']:.2f} | {row['c']:.3f} | {a} | "
           + " | ".join(f"{s[g]:.2f}" for g in gammas)
           + f" | {row['best_gamma'][a]} |")
+  loop = result.get("loop_us_per_iteration")
+  if loop:
+    lines += [
+        "", "The loop's own cost per iteration (models that cost nothing, "
+        f"greedy): autoregressive {loop['ar']:.0f} µs; speculative "
+        + ", ".join(f"γ = {g}: {loop[g]:.0f} µs" for g in gammas)
+        + ". With it (S_loop, conservative):", "",
+        "| drafter | α | " + " | ".join(f"S_loop(γ={g})" for g in gammas)
+        + " |", "|---|---|" + "---|" * len(gammas)]
+    for row in result["drafters"]:
+      for a, s in row["speedup_loop"].items():
+        lines.append(f"| {row['drafter']} | {a} | "
+                     + " | ".join(f"{s[g]:.2f}" for g in gammas) + " |")
   return "\n".join(lines)
 
 
@@ -179,6 +226,8 @@ def main(argv=None) -> dict:
   p.add_argument("--dtype", default="float32",
                  help="the models' weights (float32 as the sweeps run on a "
                  "CPU; bfloat16 on an accelerator)")
+  p.add_argument("--loop", action="store_true",
+                 help="also measure the loops' own cost and S_loop")
   p.add_argument("--cpu_threads", default=None)
   p.add_argument("--out", default="",
                  help="write plan_gamma_<verifier>.{json,md} in this folder")
@@ -190,7 +239,7 @@ def main(argv=None) -> dict:
     cpu_threads.apply(a.cpu_threads)
     result = plan(a.verifier, a.drafter or list(DEFAULT_DRAFTERS), alphas,
                   a.max_gamma, a.prompt_len, a.max_decode_len, a.calls,
-                  a.dtype)
+                  a.dtype, a.loop)
   except (ValueError, KeyError) as e:
     raise SystemExit(f"plan_gamma: {e}") from None
   text = render(result)

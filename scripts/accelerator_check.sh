@@ -87,7 +87,7 @@ if [[ "$TINY" == 1 ]]; then
   BENCH=(--num_prompts 2 --gammas 3 --repeats 1 --step_calls 10
          --max_decode_len 16)
   FT=(ACCEL_FT_TINY=1 STEPS=4 TIME_LIMIT_S=15)
-  CAP_PLAN=20 CAP_PAPER=20
+  CAP_PLAN=30 CAP_PAPER=25
   PLAN=(--verifier tiny_gemma2_large --drafter subset=64,d_model=64,layers=1
         --drafter size=tiny_gemma2 --max_gamma 2 --calls 4 --prompt_len 16
         --max_decode_len 8)
@@ -104,7 +104,7 @@ else
          --gin.NUM_TRIALS=2 --gin.CALIBRATION_CALLS=10)
   BENCH=(--num_prompts 8 --gammas 5 --repeats 3 --step_calls 50)
   FT=(STEPS=400 TIME_LIMIT_S=75)
-  CAP_PLAN=120 CAP_PAPER=200
+  CAP_PLAN=150 CAP_PAPER=200
   # The subset drafter the Gemma Table 2 uses (V = 8,192, d_model 192,
   # 4 layers), the same body with V = 32,768 and the full vocabulary, and
   # the full-vocabulary distilled drafter's shape.
@@ -163,9 +163,9 @@ if compgen -G "$R/finetune/results/accelerator/*.json" > /dev/null; then
     && rm -rf "$R/finetune/results"
 fi
 part plan "$CAP_PLAN" "$PYTHON" -m benchmarks.plan_gamma "${PLAN[@]}" \
-  --dtype "$DTYPE" --out "$R/plan"
+  --dtype "$DTYPE" --loop --out "$R/plan"
 part plan_paper "$CAP_PAPER" "$PYTHON" -m benchmarks.plan_gamma \
-  "${PAPER[@]}" --dtype "$DTYPE" --out "$R/plan"
+  "${PAPER[@]}" --dtype "$DTYPE" --loop --out "$R/plan"
 "$PYTHON" -m benchmarks.accelerator summary --out "$R" > /dev/null \
   || echo "accelerator_check: summary failed" >&2
 echo "accelerator_check: done in $((SECONDS - start))s; $R/summary.md"

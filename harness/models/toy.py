@@ -30,10 +30,12 @@ jax.tree_util.register_dataclass(
 
 @jax.tree_util.register_pytree_node_class
 class BigramLM:
-  """A bigram language model: ``logits(next | prev) = logits[prev]``.
+  """A bigram language model: ``logits(next | prev) = logits[prev % R]``.
 
   Args:
-    logits: [V, V] float array; row ``u`` holds the next-token logits after u.
+    logits: [R, V] float array (usually R = V); row ``u % R`` holds the
+      next-token logits after u. R < V keeps a model of a large vocabulary
+      small (the loop-cost benchmarks' null models).
     eos_id: end-of-sequence id.
     name: vocabulary identifier used to check drafter/verifier compatibility.
   """
@@ -75,7 +77,8 @@ class BigramLM:
     return _BigramCache(length=jnp.asarray(prompt_len, jnp.int32) - 1)
 
   def score(self, tokens, cache):
-    logits = jnp.asarray(self.logits, jnp.float32)[tokens]  # [B, K, V]
+    rows = np.shape(self.logits)[0]
+    logits = jnp.asarray(self.logits, jnp.float32)[tokens % rows]  # [B, K, V]
     return logits, _BigramCache(cache.length + tokens.shape[-1])
 
   def rollback(self, cache, length):
@@ -87,7 +90,7 @@ class BigramLM:
   # --- exact reference ------------------------------------------------------
   def next_token_logits(self, prev: int) -> np.ndarray:
     """Host-side logits after token ``prev`` (for enumeration in tests)."""
-    return np.asarray(self.logits, np.float64)[prev]
+    return np.asarray(self.logits, np.float64)[prev % np.shape(self.logits)[0]]
 
 
 def random_bigram(key: jax.Array, vocab_size: int, eos_id: int = 0,

@@ -35,16 +35,17 @@ def test_tiny_check_runs_every_part_and_summarises_them(tmp_path):
   parts = [line.split("\t") for line in
            (out / "parts.tsv").read_text().splitlines()]
   assert [p[0] for p in parts] == ["env", "roofline", "bench", "sweep",
-                                   "report", "finetune"], proc.stdout
+                                   "report", "finetune", "plan",
+                                   "plan_paper"], proc.stdout
   assert all(p[1] == "ok" for p in parts), (parts, proc.stdout[-3000:])
   assert proc.returncode == 0
-  # The caps add up to 3 minutes; the parts' own seconds stay inside them.
+  # The caps add up to 240 s; the parts' own seconds stay inside them.
   if quiet:
-    assert sum(int(p[2]) for p in parts) <= 180
+    assert sum(int(p[2]) for p in parts) <= 240
   summary = (out / "summary.md").read_text()
   for heading in ("Batch-1 step against the HBM roofline",
                   "Speculative loops", "Fine-tuning speed",
-                  "Reduced Table 2"):
+                  "Reduced Table 2", "S_loop(γ=1)"):
     assert heading in summary
   data = json.loads((out / "summary.json").read_text())
   assert {m["model"] for m in data["models"]} == {"tiny_t5", "tiny_gemma2"}
@@ -75,6 +76,15 @@ def test_summary_of_the_h200_run():
   assert gemma["vendor_roofline_ms"] == pytest.approx(1.096, rel=0.01)
   assert "| finetune | timeout | 60 |" in text
   assert summary["finetune"]["steps_per_s"] == pytest.approx(7.896, rel=1e-3)
+  # The second session's plans: Gemma 3 270M verifies two tokens for less
+  # than one, and the paper's 27B verifier does not.
+  plans = {p["verifier"]: p for p in summary["plans"]}
+  small = plans["gemma3_270m"]
+  assert small["block_ratio"]["1"] == pytest.approx(0.678, abs=0.001)
+  assert small["drafters"]["subset=8192,d_model=192,layers=4"]["c"] == (
+      pytest.approx(0.187, abs=0.001))
+  assert plans["gemma2_27b"]["block_ratio"]["1"] == pytest.approx(
+      1.010, abs=0.001)
 
 
 def test_h200_entry_matches_its_measurement():

@@ -125,3 +125,27 @@ def test_write_and_print(tmp_path):
   text = stream.getvalue()
   assert "# Table 2" in text and "SpecCascade [Token]" in text
   assert all(p in text for p in paths)
+
+
+def test_a_second_render_is_byte_identical(written, tmp_path):
+  # PDFs carry no creation date, so re-rendering committed results leaves
+  # every file as it was.
+  import shutil
+  root, paths = written
+  copy = tmp_path / "again"
+  shutil.copytree(root, copy)
+  report_api.write_report(copy, bootstrap=200, seed=0)
+  for p in paths:
+    name = pathlib.Path(p).name
+    assert (copy / name).read_bytes() == pathlib.Path(p).read_bytes(), name
+
+
+def test_points_carry_the_drafters_support_mass():
+  # The Gemma Table 2 cells (a subset-vocabulary drafter) record p(S) beside
+  # the acceptance rate; reference cells have none.
+  points = pd.read_csv(pathlib.Path(__file__).resolve().parents[1]
+                       / "results" / "gemma_table2_offline" / "points.csv")
+  spec = points[points.method == "spec_decode"]
+  assert len(spec) and spec.drafter_support_mass.between(0.3, 1.0).all()
+  assert points[points.method == "autoregressive"
+                ].drafter_support_mass.isna().all()

@@ -149,6 +149,7 @@ def write_csd_report(results: Sequence[pathlib.Path] | pathlib.Path,
   fig = csd_figure(table)
   for ext in ("png", "pdf"):
     path = out_dir / f"csd.{ext}"
-    fig.savefig(path, dpi=200)
+    fig.savefig(path, dpi=200,
+                metadata={"CreationDate": None} if ext == "pdf" else None)
     paths.append(path)
   return [str(p) for p in paths]

@@ -38,7 +38,8 @@ PathLike = "str | pathlib.Path"
 SETTING_COLUMNS = ("task", "pair", "temperature", "top_p", "max_decode_len")
 # Summary stats copied into cell columns (any may be null).
 STAT_COLUMNS = ("acceptance_rate", "mean_accepted_length", "rejection_rate",
-                "deferral_rate", "predicted_speedup", "measured_speedup")
+                "deferral_rate", "predicted_speedup", "measured_speedup",
+                "drafter_support_mass")
 
 
 class ResultsError(ValueError):

@@ -41,8 +41,8 @@ POINT_COLUMNS = (
     "gamma", "method", "role", "alpha", "headline_metric", "quality",
     "quality_low", "quality_high", "relative_latency", "latency_low",
     "latency_high", "cost_relative_latency", "rejection_rate",
-    "deferral_rate", "acceptance_rate", "mean_accepted_length",
-    "predicted_speedup", "measured_speedup", "setting", "large_cell_id",
+    "deferral_rate", "acceptance_rate", "drafter_support_mass",
+    "mean_accepted_length", "predicted_speedup", "measured_speedup", "setting", "large_cell_id",
     "small_cell_id")
 # Figure file stem -> function(cells) returning a Figure or None.
 FIGURES: dict[str, Callable[[pd.DataFrame], object]] = {
@@ -135,7 +135,9 @@ def save_figure(fig, out_dir: pathlib.Path, stem: str) -> list[str]:
   for fmt in figures.FIGURE_FORMATS:
     path = out_dir / f"{stem}.{fmt}"
     # "tight" grows the canvas to whatever the legend needs: nothing clipped.
-    fig.savefig(path, dpi=figures.PNG_DPI, bbox_inches="tight")
+    # No creation date in the PDF: a re-render is byte-identical.
+    fig.savefig(path, dpi=figures.PNG_DPI, bbox_inches="tight",
+                metadata={"CreationDate": None} if fmt == "pdf" else None)
     paths.append(str(path))
   return paths
 

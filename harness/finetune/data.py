@@ -2,14 +2,14 @@
 
 Tasks (each with the splits listed; register with ``register_finetune_tasks``):
 
-* ``ft_wmt14_ende``: TFDS ``wmt14_translate/de-en:1.0.0`` (train,
+* ``ft_wmt14_ende``: TFDS ``wmt14_translate/de-en`` (train,
   validation), inputs ``prefix + en`` (default "translate English to
   German: "), targets ``de``.
-* ``ft_xsum``: TFDS ``xsum:1.1.0`` (train, validation), ``prefix + document``
+* ``ft_xsum``: TFDS ``xsum`` (train, validation), ``prefix + document``
   (default "summarize: ") → ``summary``.
-* ``ft_cnn_dailymail``: TFDS ``cnn_dailymail:3.4.0`` (train, validation),
+* ``ft_cnn_dailymail``: TFDS ``cnn_dailymail`` (train, validation),
   ``prefix + article`` (default "summarize: ") → ``highlights``.
-* ``ft_c4_span``: TFDS ``c4/en:3.1.0`` (train, validation), T5's span
+* ``ft_c4_span``: TFDS ``c4/en`` (train, validation), T5's span
   corruption of ``text`` (noise density 0.15, mean span length 3; see
   ``harness.finetune.span_corruption``).
 * ``ft_wmt_newstest_offline``: bundled text, no network: train = newstest
@@ -17,9 +17,10 @@ Tasks (each with the splits listed; register with ``register_finetune_tasks``):
   validation = newstest2013, test = newstest2014 (``data/wmt14_en_de``);
   prefix default "" (the shipped Multi30k pair was trained on raw English).
 
-The TFDS versions come from ``harness.tasks.datasets.TFDS_VERSIONS``, and the
-Tasks are registered through ``harness.tasks.seqio_tasks`` (``replace_task``,
-``tfds_source``), the project's one seqio registration.
+The TFDS versions are pinned in ``harness.tasks.datasets.TFDS_VERSIONS``
+(nowhere else), and the Tasks are registered through
+``harness.tasks.seqio_tasks`` (``replace_task``, ``tfds_source``), the
+project's one seqio registration.
 
 Both features get an EOS appended after trimming to the task lengths
 (seqio's ``append_eos_after_trim``, as T5 fine-tuning tasks do).

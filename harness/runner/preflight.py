@@ -106,7 +106,7 @@ def default_tfds_dir() -> str:
 def _check_data(run: cfg.TaskRun, found: Findings) -> cfg.TaskRun:
   """Checks a task's data; returns the run with the sample policy applied."""
   spec = tasks.get_task(run.task)
-  tfds_source = run.source is cfg.DataSource.TFDS and spec.tfds is not None
+  tfds_source = run.source is tasks.Source.TFDS and spec.tfds is not None
   where = f"{run.task} (source {run.source.value})"
   data_dir = None
   if tfds_source:

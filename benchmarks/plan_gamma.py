@@ -136,8 +136,9 @@ def plan(verifier: str, drafters: list[str], alphas: list[float],
   configs = {spec: _drafter_config(spec, vconfig) for spec in drafters}
   big = _model(vconfig, dtype=dtype)
   prompt = (np.arange(prompt_len, dtype=np.int32) % 1000) + 3
-  size = (decoding.decoder_prompt_len(big, prompt_len) + max_decode_len
-          + max_gamma + 2)
+  size = decoding.window_buffer_size(big, prompt_bucket=prompt_len,
+                                     max_decode_len=max_decode_len,
+                                     window=max_gamma + 1)
 
   def cost(model, kind, width):
     return costs.step_cost(model, prompt, prompt_len, kind=kind, width=width,

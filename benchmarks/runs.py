@@ -76,11 +76,8 @@ def program(pair: Pair, prompts: Prompts, spec: RunSpec,
 
 def _program(pair: Pair, prompts: Prompts, spec: RunSpec,
              max_decode_len: int):
-  """Returns call(i) -> DecodeOutput for prompt i (no host-side checks)."""
-  decoding.validate(
-      spec.method, pair.drafter, pair.verifier, prompts.ids(0),
-      gamma=spec.gamma, alpha=spec.alpha, temperature=0.0, top_p=1.0,
-      max_decode_len=max_decode_len, options=dict(spec.options))
+  """Returns call(i) -> DecodeOutput for prompt i: the compiled program
+  (``compile`` checks the static arguments, each call α and the prompt)."""
   prog = program(pair, prompts, spec, max_decode_len)
   ids = [prompts.ids(i) for i in range(len(prompts))]
   rng = jax.random.key(0)

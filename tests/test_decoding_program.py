@@ -296,6 +296,16 @@ def test_long_encoder_prompt_does_not_grow_the_decoder_cache():
   assert program.buffer_size == 1 + 8 + 5
 
 
+def test_window_buffer_size_is_the_default_scratch_buffer():
+  """One rule sizes a program's buffer and a cache sized by window alone."""
+  t5 = random_t5(jax.random.key(0), configs.TINY_T5)
+  for gamma in (1, 3, 5):
+    assert decoding.window_buffer_size(
+        t5, prompt_bucket=16, max_decode_len=20, window=gamma + 1) == (
+            decoding.buffer_size("spec_decode", t5, t5, prompt_bucket=16,
+                                 gamma=gamma, max_decode_len=20, options={}))
+
+
 def test_validate_runs_the_method_check():
   """Method-specific options are checked by MethodSpec.check."""
   drafter, verifier = tu.pair(0)

@@ -81,14 +81,14 @@ def test_required_checkpoint_is_reported():
 
 
 def test_schedules():
-  from harness.finetune import trainer  # pylint: disable=g-import-not-at-top
-  const = trainer.learning_rate_schedule(config_lib.FinetuneConfig())
+  from harness.finetune import steps  # pylint: disable=g-import-not-at-top
+  const = steps.learning_rate_schedule(config_lib.FinetuneConfig())
   assert float(const(0)) == float(const(10**6)) == pytest.approx(1e-3)
-  rsqrt = trainer.learning_rate_schedule(config_lib.FinetuneConfig(
+  rsqrt = steps.learning_rate_schedule(config_lib.FinetuneConfig(
       schedule="rsqrt", learning_rate=1.0, warmup_steps=10_000))
   assert float(rsqrt(0)) == pytest.approx(0.01)
   assert float(rsqrt(40_000)) == pytest.approx(0.005)
-  offset = trainer.learning_rate_schedule(config_lib.FinetuneConfig(
+  offset = steps.learning_rate_schedule(config_lib.FinetuneConfig(
       schedule="rsqrt", learning_rate=1.0, schedule_offset=1_000_000))
   assert float(offset(0)) == pytest.approx(1e-3)
 

@@ -24,8 +24,10 @@ model).
 from harness.decoding import methods as _methods  # registers the methods
 from harness.decoding.program import (Program, buffer_size, clear_cache,
                                       compile, compile_stats, decode,
-                                      decode_many, decoder_prompt_len, enable_compilation_cache,
-                                      reset_compile_stats, trace_count)
+                                      decode_many, decoder_prompt_len,
+                                      enable_compilation_cache,
+                                      reset_compile_stats, trace_count,
+                                      window_buffer_size)
 from harness.decoding.protocol import Cache, DecodingModel
 from harness.decoding.registry import (METHODS, MethodSpec, check_knobs,
                                        prompt_bucket, register_method,
@@ -36,9 +38,9 @@ from harness.decoding.targets import RULES, target
 del _methods
 
 __all__ = ["METHODS", "MethodSpec", "Program", "Cache", "DecodingModel",
-           "buffer_size", "check_knobs", "clear_cache", "compile", "compile_stats",
-           "decode", "decode_many", "decoder_prompt_len",
-           "enable_compilation_cache",
-           "prompt_bucket", "register_method", "reset_compile_stats",
-           "trace_count", "validate", "PAD_TOKEN", "STAT_DOCS",
-           "DecodeOutput", "RULES", "target"]
+           "buffer_size", "check_knobs", "clear_cache", "compile",
+           "compile_stats", "decode", "decode_many", "decoder_prompt_len",
+           "enable_compilation_cache", "prompt_bucket", "register_method",
+           "reset_compile_stats", "trace_count", "validate",
+           "window_buffer_size", "PAD_TOKEN", "STAT_DOCS", "DecodeOutput",
+           "RULES", "target"]

@@ -135,6 +135,19 @@ def decoder_prompt_len(verifier: DecodingModel, bucket: int) -> int:
   return int(start.shape[0])
 
 
+def window_buffer_size(verifier: DecodingModel, *, prompt_bucket: int,
+                       max_decode_len: int, window: int) -> int:
+  """Token buffer / KV cache positions of a program whose widest scratch
+  window holds ``window`` tokens (γ + 1 for a speculative block).
+
+  What ``buffer_size`` gives a method with the default scratch; for code
+  that allocates a cache as a decode would without naming a method (the
+  cost calibration, cost probes).
+  """
+  return (decoder_prompt_len(verifier, prompt_bucket) + max_decode_len
+          + registry.window_scratch(window))
+
+
 def buffer_size(method: str, drafter, verifier: DecodingModel, *,
                 prompt_bucket: int, gamma: int, max_decode_len: int,
                 options: dict[str, Any]) -> int:

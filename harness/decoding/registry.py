@@ -105,7 +105,13 @@ def default_scratch(gamma: int, options: dict[str, Any]) -> int:
   catch-up call of a token cascade (``max_small_run`` + 1 pending tokens).
   """
   pending = int(options.get("max_small_run", 0)) + 1
-  window = max(gamma + 1, 2, 1 << max(pending - 1, 0).bit_length())
+  return window_scratch(
+      max(gamma + 1, 2, 1 << max(pending - 1, 0).bit_length()))
+
+
+def window_scratch(window: int) -> int:
+  """Buffer room beyond prompt and output for a widest scratch window of
+  ``window`` tokens: the window and one position more."""
   return window + 1
 
 

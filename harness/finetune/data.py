@@ -2,14 +2,14 @@
 
 Tasks (each with the splits listed; register with ``register_finetune_tasks``):
 
-* ``ft_wmt14_ende``: TFDS ``wmt14_translate/de-en:1.0.0`` (train,
+* ``ft_wmt14_ende``: TFDS ``wmt14_translate/de-en`` (train,
   validation), inputs ``prefix + en`` (default "translate English to
   German: "), targets ``de``.
-* ``ft_xsum``: TFDS ``xsum:1.1.0`` (train, validation), ``prefix + document``
+* ``ft_xsum``: TFDS ``xsum`` (train, validation), ``prefix + document``
   (default "summarize: ") → ``summary``.
-* ``ft_cnn_dailymail``: TFDS ``cnn_dailymail:3.4.0`` (train, validation),
+* ``ft_cnn_dailymail``: TFDS ``cnn_dailymail`` (train, validation),
   ``prefix + article`` (default "summarize: ") → ``highlights``.
-* ``ft_c4_span``: TFDS ``c4/en:3.1.0`` (train, validation), T5's span
+* ``ft_c4_span``: TFDS ``c4/en`` (train, validation), T5's span
   corruption of ``text`` (noise density 0.15, mean span length 3; see
   ``harness.finetune.span_corruption``).
 * ``ft_wmt_newstest_offline``: bundled text, no network: train = newstest
@@ -17,9 +17,10 @@ Tasks (each with the splits listed; register with ``register_finetune_tasks``):
   validation = newstest2013, test = newstest2014 (``data/wmt14_en_de``);
   prefix default "" (the shipped Multi30k pair was trained on raw English).
 
-The TFDS versions come from ``harness.tasks.datasets.TFDS_VERSIONS``, and the
-Tasks are registered through ``harness.tasks.seqio_tasks`` (``replace_task``,
-``tfds_source``), the project's one seqio registration.
+The TFDS versions are pinned in ``harness.tasks.datasets.TFDS_VERSIONS``
+(nowhere else), and the Tasks are registered through
+``harness.tasks.seqio_tasks`` (``replace_task``, ``tfds_source``), the
+project's one seqio registration.
 
 Both features get an EOS appended after trimming to the task lengths
 (seqio's ``append_eos_after_trim``, as T5 fine-tuning tasks do).
@@ -307,6 +308,52 @@ def read_iterator_meta(directory: str | None) -> dict | None:
   return meta if isinstance(meta, dict) and meta.get("format") == 1 else None
 
 
+def _check_stream(lengths: Mapping[str, int], batch_size: int,
+                  shard_index: int, num_shards: int, start_batch: int
+                  ) -> None:
+  """Raises DataError naming the first bad argument of ``make_dataset``."""
+  if set(lengths) != {"inputs", "targets"} or any(
+      int(v) < 2 for v in lengths.values()):
+    raise DataError(f"lengths: expected {{'inputs': P, 'targets': T}} with "
+                    f"values >= 2, got {dict(lengths)}")
+  if batch_size < 1:
+    raise DataError(f"batch_size: must be >= 1, got {batch_size}")
+  if not 0 <= shard_index < num_shards:
+    raise DataError(f"shard_index: {shard_index} not in [0, {num_shards})")
+  if start_batch < 0:
+    raise DataError(f"start_batch: must be >= 0, got {start_batch}")
+
+
+def _pipeline(seqio_task: seqio.Task, stream: Mapping[str, Any],
+              skip: int) -> tf.data.Dataset:
+  """The batched int32 pipeline of a stream (``make_dataset``'s signature
+  of it), after ``skip`` batches."""
+  lengths, batch_size = stream["lengths"], stream["batch_size"]
+  shards = stream["num_shards"]
+  ds = seqio_task.get_dataset(
+      sequence_length=lengths, split=stream["split"],
+      shuffle=stream["shuffle"], seed=stream["seed"],
+      shard_info=(seqio.ShardInfo(index=stream["shard_index"],
+                                  num_shards=shards) if shards > 1 else None),
+      num_epochs=None if stream["repeat"] else 1, try_in_mem_cache=False)
+  ds = seqio.EncDecFeatureConverter(pack=stream["pack"])(
+      ds, task_feature_lengths=lengths)
+  if stream["repeat"]:
+    ds = ds.batch(batch_size, drop_remainder=True)
+  else:
+    ds = ds.batch(batch_size).map(
+        functools.partial(_pad_batch, batch_size=batch_size))
+  ds = ds.skip(skip).map(
+      lambda b: {k: tf.cast(v, tf.int32) for k, v in b.items()})
+  options = tf.data.Options()
+  # The pipelines' Python stages (span corruption) are pure functions of
+  # their inputs and the SentencePiece resource is read-only: there is no
+  # external state that a checkpoint of the iterator would miss.
+  options.experimental_external_state_policy = (
+      tf.data.experimental.ExternalStatePolicy.IGNORE)
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 def make_dataset(task: str, split: str, *, vocab_path: str,
                  lengths: Mapping[str, int], batch_size: int, pack: bool,
                  seed: int, shuffle: bool, repeat: bool, shard_index: int = 0,
@@ -362,16 +409,7 @@ def make_dataset(task: str, split: str, *, vocab_path: str,
   Raises:
     DataError: a bad argument, naming it.
   """
-  if set(lengths) != {"inputs", "targets"} or any(
-      int(v) < 2 for v in lengths.values()):
-    raise DataError(f"lengths: expected {{'inputs': P, 'targets': T}} with "
-                    f"values >= 2, got {dict(lengths)}")
-  if batch_size < 1:
-    raise DataError(f"batch_size: must be >= 1, got {batch_size}")
-  if not 0 <= shard_index < num_shards:
-    raise DataError(f"shard_index: {shard_index} not in [0, {num_shards})")
-  if start_batch < 0:
-    raise DataError(f"start_batch: must be >= 0, got {start_batch}")
+  _check_stream(lengths, batch_size, shard_index, num_shards, start_batch)
   seqio_task = _registered_task(task, vocab_path, data_dir)
   if split not in TASKS[task].splits:
     raise DataError(f"split: {task} has splits {TASKS[task].splits}, not "
@@ -384,30 +422,7 @@ def make_dataset(task: str, split: str, *, vocab_path: str,
   meta = read_iterator_meta(iterator_state) if start_batch else None
   restore = (meta is not None and meta.get("position") == start_batch
              and meta.get("signature") == signature)
-
-  def build(skip: int) -> tf.data.Dataset:
-    ds = seqio_task.get_dataset(
-        sequence_length=lengths, split=split, shuffle=shuffle, seed=seed,
-        shard_info=(seqio.ShardInfo(index=shard_index, num_shards=num_shards)
-                    if num_shards > 1 else None),
-        num_epochs=None if repeat else 1, try_in_mem_cache=False)
-    ds = seqio.EncDecFeatureConverter(pack=pack)(
-        ds, task_feature_lengths=lengths)
-    if repeat:
-      ds = ds.batch(batch_size, drop_remainder=True)
-    else:
-      ds = ds.batch(batch_size).map(
-          functools.partial(_pad_batch, batch_size=batch_size))
-    ds = ds.skip(skip).map(
-        lambda b: {k: tf.cast(v, tf.int32) for k, v in b.items()})
-    options = tf.data.Options()
-    # The pipelines' Python stages (span corruption) are pure functions of
-    # their inputs and the SentencePiece resource is read-only: there is no
-    # external state that a checkpoint of the iterator would miss.
-    options.experimental_external_state_policy = (
-        tf.data.experimental.ExternalStatePolicy.IGNORE)
-    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
-
+  build = functools.partial(_pipeline, seqio_task, signature)
   if restore:
     # The restored state includes the skip() of the run that saved it (a
     # stage of the pipeline's structure); nothing is read again.

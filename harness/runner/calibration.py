@@ -73,9 +73,8 @@ def _cache(model, width: int, prompt: np.ndarray | None,
 
   Without ``prompt``: ``_PROMPT_LEN`` arbitrary ids and ``_CACHE_ROOM``
   spare positions. With one: the prompt padded to ``bucket`` (default its
-  power-of-two bucket) and a cache of decoder prompt + max_decode_len +
-  width + 1 positions, as a decode allocates (the decoder prompt is the
-  bucket for decoder-only models, one start token for T5).
+  power-of-two bucket) and the cache a decode allocates for a window of
+  ``width`` tokens (``decoding.window_buffer_size``).
   """
   if prompt is None:
     ids = jnp.arange(2, 2 + _PROMPT_LEN, dtype=jnp.int32) % model.vocab_size
@@ -87,7 +86,9 @@ def _cache(model, width: int, prompt: np.ndarray | None,
                      f"{bucket}")
   ids = np.zeros(bucket, np.int32)
   ids[:prompt.size] = prompt
-  size = decoding.decoder_prompt_len(model, bucket) + max_decode_len + width + 1
+  size = decoding.window_buffer_size(model, prompt_bucket=bucket,
+                                     max_decode_len=max_decode_len,
+                                     window=width)
   return _prefill_jit(model, jnp.asarray(ids),
                       jnp.asarray(prompt.size, jnp.int32), cache_size=size)
 

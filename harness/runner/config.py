@@ -61,10 +61,6 @@ class DType(enum.StrEnum):
   BFLOAT16 = "bfloat16"
 
 
-# Where task examples come from: the tasks' own enum (offline, tfds).
-DataSource = Source
-
-
 class SamplePolicy(str, enum.Enum):
   """What a sample size above what the data source holds does."""
   REFUSE = "refuse"  # The dry run and the run refuse before any cell.
@@ -127,7 +123,7 @@ class TaskRun:
     num_latency_examples: the first this-many examples form the timed subset
       of every trial; None = all ``num_examples``.
     max_decode_len: generation limit; None = the task's max_output_len.
-    source: a ``DataSource``.
+    source: where the examples come from (``harness.tasks.Source``).
     data_dir: TFDS data directory (TFDS source only).
     pair: a model pair for this task only (the paper's T5 pairs are
       fine-tuned per task); None = the experiment's pair.
@@ -141,7 +137,7 @@ class TaskRun:
   num_examples: int
   num_latency_examples: Optional[int] = None
   max_decode_len: Optional[int] = None
-  source: DataSource = DataSource.OFFLINE
+  source: Source = Source.OFFLINE
   data_dir: Optional[str] = None
   pair: Optional[ModelPair] = None
   prompt_bucket: Optional[int] = None

@@ -52,6 +52,7 @@ from typing import Any, TextIO
 import jax
 import jax.numpy as jnp
 
+from harness import metrics
 from harness import tasks
 from harness.edge import errors
 from harness.models import chips
@@ -105,7 +106,7 @@ def default_tfds_dir() -> str:
 def _check_data(run: cfg.TaskRun, found: Findings) -> cfg.TaskRun:
   """Checks a task's data; returns the run with the sample policy applied."""
   spec = tasks.get_task(run.task)
-  tfds_source = run.source is cfg.DataSource.TFDS and spec.tfds is not None
+  tfds_source = run.source is tasks.Source.TFDS and spec.tfds is not None
   where = f"{run.task} (source {run.source.value})"
   data_dir = None
   if tfds_source:
@@ -153,25 +154,31 @@ def apply_sample_policy(exp: cfg.Experiment) -> tuple[cfg.Experiment,
 
 # --- Sandbox ------------------------------------------------------------------
 
-SANDBOXED_METRICS = ("pass@1",)  # Metrics that execute generated code.
+def _code_metrics(task: str) -> list[str]:
+  """The task's metrics that execute generated code (registered with
+  ``runs_code=True`` in ``harness.metrics``)."""
+  return [m for m in tasks.get_task(task).metrics
+          if metrics.get_metric(m).runs_code]
 
 
 def check_sandbox(exp: cfg.Experiment, found: Findings,
                   allow_unisolated: bool = False) -> None:
-  """A task scored by running generated code (MBPP pass@1) needs a
-  kernel-enforced sandbox launcher, or the explicit opt-in
+  """A task scored by running generated code (a metric registered with
+  ``runs_code``, e.g. MBPP's pass@1) needs a kernel-enforced sandbox
+  launcher, or the explicit opt-in
   (``harness.metrics.sandbox.require_isolation``); else a problem with the
   sandbox's own message, naming what is missing."""
-  runs = [run.task for run in exp.tasks if set(
-      tasks.get_task(run.task).metrics) & set(SANDBOXED_METRICS)]
+  runs = {run.task: _code_metrics(run.task) for run in exp.tasks}
+  runs = {task: names for task, names in runs.items() if names}
   if not runs:
     return
   from harness.metrics import sandbox  # pylint: disable=g-import-not-at-top
   try:
     sandbox.require_isolation(allow_unisolated)
   except sandbox.SandboxUnavailable as err:
-    found.add("sandbox", f"{', '.join(dict.fromkeys(runs))} (pass@1): "
-              f"{err}")
+    named = ", ".join(f"{task} ({', '.join(names)})"
+                      for task, names in runs.items())
+    found.add("sandbox", f"{named}: {err}")
 
 
 def pre_run_checks(exp: cfg.Experiment, allow_unisolated: bool = False

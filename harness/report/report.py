@@ -119,7 +119,8 @@ def build_report(results, *, bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
                  seed: int = 0, allow_unisolated_mbpp: bool = False) -> Report:
   """Loads results and computes the cells' intervals and Table 2
   (``allow_unisolated_mbpp``: MBPP's sandbox opt-in, for pass@1's)."""
-  if any(storage.is_remote(r) for r in _roots(results)):
+  remote = [results] if isinstance(results, (str, os.PathLike)) else results
+  if any(storage.is_remote(r) for r in remote):
     with _local_results(results) as local:
       return build_report(local, bootstrap=bootstrap, seed=seed,
                           allow_unisolated_mbpp=allow_unisolated_mbpp)

@@ -75,6 +75,12 @@ class ResultsStore:
   def is_done(self, cell_id: str) -> bool:
     return storage.exists(self.summary_path(cell_id))
 
+  def done_cells(self) -> set[str]:
+    """Ids of the cells whose summary exists (one listing)."""
+    suffix = schema.SUMMARY_SUFFIX
+    return {name[:-len(suffix)] for name in storage.listdir(self.cells_dir)
+            if name.endswith(suffix) and not name.startswith(".")}
+
   def check_cell(self, cell_id: str) -> str | None:
     """Why a finished cell's records are damaged, or None if they are intact.
 

@@ -150,8 +150,12 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
   except ValueError as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, debug)
   results = store.ResultsStore(exp.results_dir, exp.name)
+  try:  # One listing (a bucket: one request, not one per cell).
+    done = results.done_cells()
+  except Exception:  # pylint: disable=broad-except
+    done = set()  # Unreadable: the results check lists it as a problem.
   return preflight.dry_run(exp, lambda e: runner.plan(e, options), topo,
-                           results.is_done, results.dir, sys.stdout,
+                           done.__contains__, results.dir, sys.stdout,
                            options.allow_unisolated_mbpp)
 
 

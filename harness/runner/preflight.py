@@ -195,7 +195,8 @@ def check_results_dir(exp: cfg.Experiment, found: Findings) -> None:
   """``results_dir/name`` must be a writable directory, or its nearest
   existing ancestor one (the run creates the rest). On a bucket
   (``harness.results.storage``): a known scheme whose library is
-  installed; writability is left to the first write (a warning says so)."""
+  installed, and a listing that succeeds; writability is left to the
+  first write (a warning says so)."""
   path = storage.join(exp.results_dir, exp.name)
   try:
     storage.check(exp.results_dir, "RESULTS_DIR")
@@ -203,6 +204,12 @@ def check_results_dir(exp: cfg.Experiment, found: Findings) -> None:
     found.add("results", str(err))
     return
   if storage.is_remote(path):
+    try:  # Reachable, with credentials (a missing directory is made).
+      storage.listdir(path)
+    except Exception as err:  # pylint: disable=broad-except
+      found.add("results", f"{path}: cannot be read "
+                f"({type(err).__name__}: {errors.first_line(err)})")
+      return
     found.warnings.append(f"results {path}: remote ({storage.scheme(path)}"
                           "://); whether it is writable is not checked "
                           "before the run")

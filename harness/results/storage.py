@@ -144,16 +144,6 @@ def split(path: str | os.PathLike) -> tuple[str, str]:
   return head + parent, name
 
 
-def relpath(path: str, start: str) -> str:
-  """``path`` relative to ``start`` (both local, or both on one bucket)."""
-  if not scheme(path) and not scheme(start):
-    return os.path.relpath(path, start)
-  path, start = normpath(path), normpath(start)
-  if not path.startswith(start.rstrip("/") + "/"):
-    raise ValueError(f"{path} is not below {start}")
-  return path[len(start.rstrip("/")) + 1:]
-
-
 # --- Reading ----------------------------------------------------------------
 
 
@@ -338,12 +328,8 @@ def _download(root: str, dest: str) -> None:
 @contextlib.contextmanager
 def local_copy(path: str | os.PathLike) -> Iterator[str]:
   """A local directory with the contents of directory ``path``: the path
-  itself when local, else a temporary copy (same last name), removed on
-  exit.
-
-  Raises:
-    FileNotFoundError: the bucket directory holds no file.
-  """
+  itself when local, else a temporary copy (same last name; empty when
+  the bucket holds nothing there), removed on exit."""
   path = os.fspath(path)
   if not is_remote(path):
     yield local_path(path)

@@ -10,7 +10,6 @@ Commands are small functions registered in ``_COMMANDS``: ``list`` and
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable, Sequence
 
@@ -79,8 +78,10 @@ def list_command(args: argparse.Namespace) -> int:
 
 def _configure_report(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--results", required=True,
-                      help="results directory, e.g. results/smoke")
-  parser.add_argument("--out", default=None, help="report output directory")
+                      help="results directory, e.g. results/smoke or "
+                      "gs://bucket/results/smoke")
+  parser.add_argument("--out", default=None, help="report output directory "
+                      "(default: the results directory)")
   parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -93,9 +94,16 @@ def report_command(args: argparse.Namespace) -> int:
   from harness.edge import errors
   from harness.metrics import sandbox
   from harness.results import merge
+  from harness.results import storage
   # pylint: enable=g-import-not-at-top
+  try:  # An unknown scheme or a missing bucket library.
+    for flag, path in (("--results", args.results), ("--out", args.out)):
+      if path is not None:
+        storage.check(path, flag)
+  except (ValueError, ImportError) as err:
+    return errors.fail_one_line(err, errors.CONFIG_ERROR_EXIT, args.debug)
   try:
-    if not os.path.isdir(args.results):
+    if not storage.isdir(args.results):
       raise FileNotFoundError(f"--results {args.results}: no such directory")
     manifest, filled = merge.merge(args.results)
     if manifest:

@@ -156,7 +156,7 @@ def test_failed_write_names_the_file_and_leaves_no_temp(tmp_path, monkeypatch):
   def full(fd):
     raise OSError(28, "No space left on device")
 
-  monkeypatch.setattr(store.os, "fsync", full)
+  monkeypatch.setattr(store.storage.os, "fsync", full)
   path = tmp_path / "cells" / "x.json"
   with pytest.raises(OSError, match=r"No space left on device: cannot "
                      r"write .*x\.json") as info:

@@ -4,7 +4,9 @@
       --workdir /ckpt/wmt_small [--gin.FinetuneConfig.train_steps=1000]
   python -m harness finetune --gin_file ... --workdir ... --distributed
 
-A workdir holding checkpoints is resumed from its newest one. Errors print
+A workdir holding checkpoints is resumed from its newest one; it is a local
+(or shared-filesystem) path: a bucket or unknown scheme is refused in one
+line before anything runs. Errors print
 one line (``error: …``) and exit 2 (configuration) or 1 (anything else);
 ``--debug`` shows the traceback instead.
 """
@@ -41,6 +43,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def local_workdir(workdir: str) -> str:
+  """The work directory as a local path (``file://`` stripped).
+
+  Raises:
+    ValueError: a bucket (``gs://``; checkpoints, logs and the export are
+      written to a local or shared filesystem) or an unknown scheme.
+  """
+  from harness.results import storage  # pylint: disable=g-import-not-at-top
+  if storage.scheme(workdir) in storage.SCHEMES:
+    raise ValueError(
+        f"--workdir {workdir}: fine-tuning writes its work directory on a "
+        "local or shared filesystem, not a bucket (copy it there afterwards, "
+        "e.g. gcloud storage rsync -r)")
+  storage.check(workdir, "--workdir")
+  return storage.local_path(workdir)
+
+
 def finetune(args: argparse.Namespace) -> int:
   """Parses the gin config, then runs `trainer.train`."""
   # pylint: disable=g-import-not-at-top
@@ -52,6 +71,10 @@ def finetune(args: argparse.Namespace) -> int:
     cfg, text = config_lib.parse(args.gin_file, bindings)
   except (gin_files.ConfigError, ValueError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
+  try:
+    workdir = local_workdir(args.workdir)
+  except ValueError as err:
+    return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   import jax  # pylint: disable=g-import-not-at-top
   if args.distributed:
     jax.distributed.initialize()
@@ -59,7 +82,7 @@ def finetune(args: argparse.Namespace) -> int:
     jax.config.update("jax_compilation_cache_dir", args.compilation_cache_dir)
   from harness.finetune import trainer  # pylint: disable=g-import-not-at-top
   try:
-    trainer.train(cfg, args.workdir, text, progress=not args.no_progress,
+    trainer.train(cfg, workdir, text, progress=not args.no_progress,
                   kill_at_step=args.kill_at_step)
   except (ValueError, FileNotFoundError, KeyError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)

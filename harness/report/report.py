@@ -3,15 +3,21 @@
 Reads only ``results/**`` (never runs a model): loads and merges the cells,
 fills null relative latencies from per-example times, bootstraps confidence
 intervals, extracts Table 2 and draws every figure the results support.
+
+Results and the output directory may be on a bucket (``gs://``,
+``harness.results.storage``): the results are read from a temporary local
+copy, and the outputs written to a temporary directory, then uploaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
 import sys
-from typing import Callable, Sequence, TextIO
+import tempfile
+from typing import Callable, Iterator, Sequence, TextIO
 
 import pandas as pd
 
@@ -23,6 +29,7 @@ from harness.report import figures
 from harness.report import load
 from harness.report import render
 from harness.report import table_builder
+from harness.results import storage
 from harness.results.latency import PAIRED
 
 # The report's two sentences on the paired protocol (docs/timing.md).
@@ -112,6 +119,11 @@ def build_report(results, *, bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
                  seed: int = 0, allow_unisolated_mbpp: bool = False) -> Report:
   """Loads results and computes the cells' intervals and Table 2
   (``allow_unisolated_mbpp``: MBPP's sandbox opt-in, for pass@1's)."""
+  remote = [results] if isinstance(results, (str, os.PathLike)) else results
+  if any(storage.is_remote(r) for r in remote):
+    with _local_results(results) as local:
+      return build_report(local, bootstrap=bootstrap, seed=seed,
+                          allow_unisolated_mbpp=allow_unisolated_mbpp)
   loaded = load.load_results(results)
   cells = analysis.fill_relative_latency(loaded.cells, loaded.examples)
   cells, info = analysis.add_intervals(cells, loaded.examples,
@@ -121,10 +133,15 @@ def build_report(results, *, bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
                 bootstrap=info)
 
 
-def default_out_dir(results) -> pathlib.Path:
-  """The results dir itself, or the common parent of several."""
+def default_out_dir(results) -> "pathlib.Path | str":
+  """The results dir itself, or the common parent of several (a bucket
+  path stays a string)."""
   if isinstance(results, (str, os.PathLike)):
-    return pathlib.Path(results)
+    return (os.fspath(results) if storage.is_remote(results)
+            else pathlib.Path(results))
+  if any(storage.is_remote(r) for r in results):
+    raise ValueError("several results directories on a bucket: give the "
+                     "report's output directory")
   return pathlib.Path(os.path.commonpath([os.path.abspath(r)
                                           for r in results]))
 
@@ -176,16 +193,49 @@ def write_report(results: "str | os.PathLike | Sequence[str | os.PathLike]",
     load.ResultsError: a malformed or conflicting results file (one line
       naming the file and field).
   """
-  report = build_report(results, bootstrap=bootstrap, seed=seed)
   out = out_dir if out_dir is not None else default_out_dir(results)
-  return write_outputs(report, out) + csd.write_csd_report(
-      _roots(results), pathlib.Path(out))
+  with _local_results(results) as local, _local_out(out) as (here, publish):
+    report = build_report(local, bootstrap=bootstrap, seed=seed)
+    return publish(write_outputs(report, here) + csd.write_csd_report(
+        _roots(local), pathlib.Path(here)))
 
 
 def _roots(results) -> list[pathlib.Path]:
   if isinstance(results, (str, os.PathLike)):
     return [pathlib.Path(results)]
   return [pathlib.Path(r) for r in results]
+
+
+@contextlib.contextmanager
+def _local_results(results) -> Iterator:
+  """``results`` with each bucket directory replaced by a local copy."""
+  if isinstance(results, (str, os.PathLike)):
+    if not storage.is_remote(results):
+      yield results
+      return
+    with storage.local_copy(results) as local:
+      yield local
+    return
+  with contextlib.ExitStack() as stack:
+    yield [stack.enter_context(storage.local_copy(r))
+           if storage.is_remote(r) else r for r in results]
+
+
+@contextlib.contextmanager
+def _local_out(out_dir) -> Iterator[tuple]:
+  """(a local directory to write into, publish(paths) -> the paths as
+  written): ``out_dir`` itself, or for a bucket a temporary directory whose
+  files ``publish`` uploads to it."""
+  if not storage.is_remote(out_dir):
+    yield out_dir, lambda paths: paths
+    return
+  with tempfile.TemporaryDirectory(prefix="harness-report-") as here:
+
+    def publish(paths: list[str]) -> list[str]:
+      written = storage.upload(here, os.fspath(out_dir))
+      return [written.get(p, p) for p in paths]
+
+    yield here, publish
 
 
 def write_outputs(report: Report, out_dir: "str | os.PathLike") -> list[str]:
@@ -209,11 +259,13 @@ def write_and_print(results, out_dir=None, *,
   For ``python -m harness report`` and ``make reproduce-table2``.
   """
   stream = stream or sys.stdout
-  report = build_report(results, bootstrap=bootstrap, seed=seed,
-                        allow_unisolated_mbpp=allow_unisolated_mbpp)
   out = out_dir if out_dir is not None else default_out_dir(results)
-  paths = write_outputs(report, out)
-  paths += csd.write_csd_report(_roots(results), pathlib.Path(out))
+  with _local_results(results) as local, _local_out(out) as (here, publish):
+    report = build_report(local, bootstrap=bootstrap, seed=seed,
+                          allow_unisolated_mbpp=allow_unisolated_mbpp)
+    paths = write_outputs(report, here)
+    paths += csd.write_csd_report(_roots(local), pathlib.Path(here))
+    paths = publish(paths)
   print(render.format_table2_text(report.table, report.notes()), file=stream)
   print("Wrote:", *paths, sep="\n  ", file=stream)
   return paths

@@ -2,7 +2,8 @@
 
 Shards (``--shard i/N``) write disjoint ``cells/*`` files and one manifest
 each under ``manifests/``. Copy every host's ``results/<experiment>/`` into
-one directory (e.g. ``rsync -a host:results/ results/``), then
+one directory (e.g. ``rsync -a host:results/ results/``, or ``gather``,
+which also reads and writes buckets), then
 :func:`merge` writes the combined ``manifest.json`` and fills the
 ``relative_latency`` of summaries whose reference_large cell ran on another
 shard.
@@ -10,17 +11,16 @@ shard.
 
 from __future__ import annotations
 
-import glob
-import os
-
 from harness.results import latency as latency_lib
 from harness.results import schema
+from harness.results import storage
 from harness.results import store as store_lib
 
 
 def _shard_manifests(store: store_lib.ResultsStore) -> list[schema.Manifest]:
-  pattern = os.path.join(store.dir, schema.SHARD_MANIFEST_DIR, "shard-*.json")
-  return [store_lib.read_json(p) for p in sorted(glob.glob(pattern))]
+  directory = storage.join(store.dir, schema.SHARD_MANIFEST_DIR)
+  return [store_lib.read_json(p)
+          for p in storage.glob(directory, "shard-*.json")]
 
 
 def merge_manifests(store: store_lib.ResultsStore) -> str | None:
@@ -102,7 +102,7 @@ def merge(results_dir: str) -> tuple[str | None, list[str]]:
     DamagedCellError: a cell's records fail their checksum (nothing is
       written).
   """
-  root, name = os.path.split(os.path.normpath(results_dir))
+  root, name = storage.split(results_dir)
   store = store_lib.ResultsStore(root, name)
   check_cells(store)
   return merge_manifests(store), fill_relative(store)

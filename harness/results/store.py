@@ -8,54 +8,29 @@ interrupted run leaves at most a stale temporary file, which
 :meth:`ResultsStore.clean_partial` removes. A cell without a summary is rerun
 from scratch: per-example PRNG keys depend only on (seed, example index), so
 the rerun reproduces what an uninterrupted run would have written.
+
+The results directory may be local or on a bucket (``gs://``); every file
+goes through ``harness.results.storage``, whose docstring says what
+"atomic" means on a bucket.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
-import os
-import tempfile
 from typing import Any, Iterable
 
 from harness.results import schema
+from harness.results import storage
 
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = storage.TMP_PREFIX
 
 
 def atomic_write_text(path: str, text: str) -> None:
-  """Writes ``text`` to ``path`` atomically (temp file, fsync, replace)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException as err:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    if isinstance(err, OSError) and err.filename is None:
-      # A full disk fails in write/flush, whose error names no file.
-      raise OSError(err.errno, f"{err.strerror}: cannot write {path}") from err
-    raise
-  _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-  try:
-    fd = os.open(directory, os.O_RDONLY)
-  except OSError:
-    return
-  try:
-    os.fsync(fd)
-  except OSError:
-    pass
-  finally:
-    os.close(fd)
+  """Writes ``text`` (UTF-8) to ``path`` whole or not at all: locally a
+  temporary file, fsync and replace; on a bucket one object upload
+  (``storage.write_atomic``)."""
+  storage.write_atomic(path, text.encode("utf-8"))
 
 
 def to_json(obj: Any) -> str:
@@ -64,8 +39,7 @@ def to_json(obj: Any) -> str:
 
 
 def read_json(path: str) -> Any:
-  with open(path, encoding="utf-8") as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))
 
 
 def records_digest(data: bytes) -> dict[str, Any]:
@@ -83,23 +57,29 @@ class ResultsStore:
   """
 
   def __init__(self, root: str, experiment: str):
-    self.dir = os.path.join(root, experiment)
-    self.cells_dir = os.path.join(self.dir, schema.CELLS_DIR)
+    self.dir = storage.join(root, experiment)
+    self.cells_dir = storage.join(self.dir, schema.CELLS_DIR)
 
   def records_path(self, cell_id: str) -> str:
-    return os.path.join(self.cells_dir, cell_id + schema.RECORDS_SUFFIX)
+    return storage.join(self.cells_dir, cell_id + schema.RECORDS_SUFFIX)
 
   def summary_path(self, cell_id: str) -> str:
-    return os.path.join(self.cells_dir, cell_id + schema.SUMMARY_SUFFIX)
+    return storage.join(self.cells_dir, cell_id + schema.SUMMARY_SUFFIX)
 
   def manifest_path(self, shard_index: int = 0, shard_count: int = 1) -> str:
     if shard_count == 1:
-      return os.path.join(self.dir, schema.MANIFEST_FILE)
-    return os.path.join(self.dir, schema.SHARD_MANIFEST_DIR,
+      return storage.join(self.dir, schema.MANIFEST_FILE)
+    return storage.join(self.dir, schema.SHARD_MANIFEST_DIR,
                         f"shard-{shard_index:03d}-of-{shard_count:03d}.json")
 
   def is_done(self, cell_id: str) -> bool:
-    return os.path.exists(self.summary_path(cell_id))
+    return storage.exists(self.summary_path(cell_id))
+
+  def done_cells(self) -> set[str]:
+    """Ids of the cells whose summary exists (one listing)."""
+    suffix = schema.SUMMARY_SUFFIX
+    return {name[:-len(suffix)] for name in storage.listdir(self.cells_dir)
+            if name.endswith(suffix) and not name.startswith(".")}
 
   def check_cell(self, cell_id: str) -> str | None:
     """Why a finished cell's records are damaged, or None if they are intact.
@@ -114,8 +94,7 @@ class ResultsStore:
       return None
     path = self.records_path(cell_id)
     try:
-      with open(path, "rb") as f:
-        found = records_digest(f.read())
+      found = records_digest(storage.read_bytes(path))
     except OSError:
       return f"{path}: records file missing"
     if found["count"] != expected["count"]:
@@ -127,9 +106,9 @@ class ResultsStore:
 
   def clean_partial(self) -> list[str]:
     """Removes temporary files left by an interrupted run; returns them."""
-    stale = glob.glob(os.path.join(self.cells_dir, TMP_PREFIX + "*"))
+    stale = storage.glob(self.cells_dir, TMP_PREFIX + "*")
     for path in stale:
-      os.remove(path)
+      storage.remove(path)
     return stale
 
   def write_records(self, cell_id: str,
@@ -152,18 +131,21 @@ class ResultsStore:
     atomic_write_text(path, to_json(summary))
     return path
 
+  def discard_summary(self, cell_id: str) -> None:
+    """Removes a cell's summary: the cell is no longer done (redone)."""
+    storage.remove(self.summary_path(cell_id))
+
   def read_summary(self, cell_id: str) -> schema.CellSummary | None:
     path = self.summary_path(cell_id)
-    return read_json(path) if os.path.exists(path) else None
+    return read_json(path) if storage.exists(path) else None
 
   def read_records(self, cell_id: str) -> list[schema.ExampleRecord]:
-    with open(self.records_path(cell_id), encoding="utf-8") as f:
-      return [json.loads(line) for line in f if line.strip()]
+    text = storage.read_text(self.records_path(cell_id))
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
 
   def summaries(self) -> list[schema.CellSummary]:
     """Every finished cell's summary, sorted by cell id."""
-    paths = sorted(glob.glob(os.path.join(self.cells_dir,
-                                          "*" + schema.SUMMARY_SUFFIX)))
+    paths = storage.glob(self.cells_dir, "*" + schema.SUMMARY_SUFFIX)
     return [read_json(p) for p in paths]
 
   def write_manifest(self, manifest: schema.Manifest) -> str:

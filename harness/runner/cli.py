@@ -105,6 +105,11 @@ def _run(args: argparse.Namespace) -> int:
         strict=not getattr(args, "gin_lenient", False))
   except (gin_config.ConfigError, ValueError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
+  from harness.results import storage  # pylint: disable=g-import-not-at-top
+  try:  # An unknown scheme or a missing bucket library: before anything.
+    storage.check(exp.results_dir, "RESULTS_DIR")
+  except (ValueError, ImportError) as err:
+    return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   for line in unused:
     print(f"warning: {line} (accepted: --gin_lenient)", file=sys.stderr)
   from harness.runner import multihost  # pylint: disable=g-import-not-at-top
@@ -145,8 +150,12 @@ def _dry_run(exp, options, simulate: str | None, debug: bool) -> int:
   except ValueError as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, debug)
   results = store.ResultsStore(exp.results_dir, exp.name)
+  try:  # One listing (a bucket: one request, not one per cell).
+    done = results.done_cells()
+  except Exception:  # pylint: disable=broad-except
+    done = set()  # Unreadable: the results check lists it as a problem.
   return preflight.dry_run(exp, lambda e: runner.plan(e, options), topo,
-                           results.is_done, results.dir, sys.stdout,
+                           done.__contains__, results.dir, sys.stdout,
                            options.allow_unisolated_mbpp)
 
 
@@ -189,6 +198,12 @@ def _configure_gather(parser: argparse.ArgumentParser) -> None:
 
 def _gather(args: argparse.Namespace) -> int:
   from harness.runner import multihost  # pylint: disable=g-import-not-at-top
+  from harness.results import storage  # pylint: disable=g-import-not-at-top
+  try:
+    for path in [*args.hosts, args.into]:
+      storage.check(path, "directory")
+  except (ValueError, ImportError) as err:
+    return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   try:
     copied, filled = multihost.gather(args.hosts, args.into)
   except (OSError, ValueError) as err:

@@ -10,17 +10,17 @@ each host its own directory ``<RESULTS_DIR>/hosts/host-<i>-of-<N>``. Each
 host runs its cells independently (no collective between hosts). Afterwards
 :func:`gather` copies every host's cells and shard manifests into one
 directory and merges them (``merge.merge``: the merged manifest, relative
-latencies).
+latencies). Host and merged directories may be local or on a bucket
+(``harness.results.storage``).
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
 from typing import Sequence
 
 from harness.results import merge
+from harness.results import storage
 from harness.runner import cells as cells_lib
 
 DISTRIBUTED_ENV = "HARNESS_DISTRIBUTED"
@@ -41,7 +41,7 @@ def host_shard() -> cells_lib.Shard:
 
 def host_results_dir(results_dir: str, shard: cells_lib.Shard) -> str:
   """This host's own results root (the experiment's directory goes inside)."""
-  return os.path.join(results_dir, HOSTS_DIR,
+  return storage.join(results_dir, HOSTS_DIR,
                       f"host-{shard.index}-of-{shard.count}")
 
 
@@ -61,23 +61,18 @@ def gather(host_dirs: Sequence[str], into: str) -> tuple[int, list[str]]:
   """
   copied = 0
   for host in host_dirs:
-    if not os.path.isdir(host):
+    if not storage.isdir(host):
       raise FileNotFoundError(f"{host}: no such host results directory")
-    for path in sorted(glob.glob(os.path.join(host, "**", "*"),
-                                 recursive=True)):
-      rel = os.path.relpath(path, host)
-      if os.path.isdir(path) or rel == "manifest.json" or (
-          os.path.basename(rel).startswith(".tmp-")):
+    for rel in storage.walk_files(host):
+      if rel == "manifest.json":
         continue
-      dest = os.path.join(into, rel)
-      if os.path.exists(dest):
-        with open(dest, "rb") as a, open(path, "rb") as b:
-          if a.read() != b.read():
-            raise ValueError(f"{path}: differs from {dest} (the same cell "
-                             "on two hosts?)")
+      path, dest = storage.join(host, rel), storage.join(into, rel)
+      if storage.exists(dest):
+        if storage.read_bytes(dest) != storage.read_bytes(path):
+          raise ValueError(f"{path}: differs from {dest} (the same cell "
+                           "on two hosts?)")
         continue
-      os.makedirs(os.path.dirname(dest), exist_ok=True)
-      shutil.copy2(path, dest)
+      storage.copy_file(path, dest)
       copied += 1
   _, filled = merge.merge(into)
   return copied, filled

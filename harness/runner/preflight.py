@@ -20,7 +20,8 @@ non-zero when there is any:
   file; a GGUF file or T5X directory through ``open_checkpoint`` (metadata
   only);
 * results: the results directory (``results_dir/name``) is a directory,
-  or can be made one, and is writable;
+  or can be made one, and is writable; a bucket path (``gs://``) needs a
+  known scheme and its library (``harness.results.storage``);
 * vocabulary agreement of drafter and verifier (from the configs, and the
   tokenizer files' sha256 when both are present);
 * per-chip memory: weights (shapes from ``jax.eval_shape`` on the model
@@ -59,6 +60,7 @@ from harness.models import chips
 from harness.models import loading
 from harness.models import t5x
 from harness.models import weights
+from harness.results import storage
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import topologies
@@ -198,9 +200,28 @@ def pre_run_checks(exp: cfg.Experiment, allow_unisolated: bool = False
 
 def check_results_dir(exp: cfg.Experiment, found: Findings) -> None:
   """``results_dir/name`` must be a writable directory, or its nearest
-  existing ancestor one (the run creates the rest)."""
-  path = os.path.join(exp.results_dir, exp.name)
-  probe = os.path.abspath(path)
+  existing ancestor one (the run creates the rest). On a bucket
+  (``harness.results.storage``): a known scheme whose library is
+  installed, and a listing that succeeds; writability is left to the
+  first write (a warning says so)."""
+  path = storage.join(exp.results_dir, exp.name)
+  try:
+    storage.check(exp.results_dir, "RESULTS_DIR")
+  except (ValueError, ImportError) as err:
+    found.add("results", str(err))
+    return
+  if storage.is_remote(path):
+    try:  # Reachable, with credentials (a missing directory is made).
+      storage.listdir(path)
+    except Exception as err:  # pylint: disable=broad-except
+      found.add("results", f"{path}: cannot be read "
+                f"({type(err).__name__}: {errors.first_line(err)})")
+      return
+    found.warnings.append(f"results {path}: remote ({storage.scheme(path)}"
+                          "://); whether it is writable is not checked "
+                          "before the run")
+    return
+  probe = os.path.abspath(storage.local_path(path))
   while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
     probe = os.path.dirname(probe)
   if not os.path.isdir(probe):

@@ -10,7 +10,6 @@ runner prints which cell it redid and why).
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import tempfile
 from typing import TextIO
@@ -238,7 +237,7 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
     problem = store.is_done(cell.cell_id) and store.check_cell(cell.cell_id)
     if problem:
       print(f"redoing cell {cell.cell_id}: {problem}", file=out)
-      os.remove(store.summary_path(cell.cell_id))
+      store.discard_summary(cell.cell_id)
   todo = [c for c in cells if not store.is_done(c.cell_id)]
   print(f"{exp.name}: {len(cells)} cells, {len(cells) - len(todo)} already "
         f"done, results in {store.dir}", file=out)

@@ -86,5 +86,10 @@ def chi_square_p(observed: collections.Counter,
       small_exp += pr * n
   obs = [o for o, _ in big] + ([small_obs] if small_exp > 0 else [])
   exp = [e for _, e in big] + ([small_exp] if small_exp > 0 else [])
+  if len(obs) < 2:
+    # A target with one outcome (e.g. a low temperature and a small top-P):
+    # the support check above already required every sample to be it, and
+    # a one-category χ² has no degrees of freedom (its p-value is NaN).
+    return 1.0
   exp = np.asarray(exp) * (n / np.sum(exp))
   return float(scipy.stats.chisquare(obs, exp).pvalue)

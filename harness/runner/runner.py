@@ -1,10 +1,14 @@
 """``run_experiment``: config → cells → models → calibration → cells' results.
 
 Each step is a small function; ``run_experiment`` only strings them
-together. Resuming is rerunning: cells whose summary exists are skipped, a
-cell interrupted half-way is rerun from scratch, and so is a finished cell
-whose records fail the checksum in its summary (``store.check_cell``; the
-runner prints which cell it redid and why).
+together. A cell itself runs in ``execute.run_cell`` (its one home); this
+module decides which cells run, in what order, and where (here, or over a
+Ray cluster with ``--executor ray``: ``ray_executor``).
+
+Resuming is rerunning: cells whose summary exists are skipped, a cell
+interrupted half-way is rerun from scratch, and so is a finished cell whose
+records fail the checksum in its summary (``store.check_cell``; the runner
+prints which cell it redid and why).
 """
 
 from __future__ import annotations
@@ -12,21 +16,16 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import tempfile
 from typing import TextIO
 
 from harness import decoding
-from harness.results import latency as latency_lib
-from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import execute
-from harness.runner import pairs
 from harness.runner import progress as progress_lib
 from harness.edge import provenance as provenance_lib
 from harness.results import schema
 from harness.results import store as store_lib
-from harness.runner import summary as summary_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,22 +45,6 @@ class RunOptions:
   progress: bool = True
   gin_config: str = ""
   allow_unisolated_mbpp: bool = False
-
-
-@dataclasses.dataclass
-class Session:
-  """What every cell of a run shares (``paired``: the experiment's latency
-  protocol is the paired one, decided once per run)."""
-  experiment: cfg.Experiment
-  store: store_lib.ResultsStore
-  loaded: pairs.LoadedPair
-  calibration: schema.Calibration
-  provenance: schema.Provenance
-  progress: progress_lib.Progress
-  paired: bool
-  allow_unisolated_mbpp: bool = False
-  examples: dict[cfg.TaskRun, list[execute.Prepared]] = dataclasses.field(
-      default_factory=dict)
 
 
 def plan(exp: cfg.Experiment, options: RunOptions) -> list[cells_lib.Cell]:
@@ -125,85 +108,6 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
       drift=group_drift(store, cells))
 
 
-def _examples(session: Session,
-              cell: cells_lib.Cell) -> list[execute.Prepared]:
-  run = cell.task_run
-  if run not in session.examples:
-    session.examples[run] = execute.prepare_examples(
-        run, cell.seed, session.loaded)
-  return session.examples[run]
-
-
-def _calibrate_cell(session: Session, cell: cells_lib.Cell,
-                    prepared: list[execute.Prepared]) -> schema.Calibration:
-  """The cell's cost-model constants: measured now (paired protocol), at
-  the task's median prompt length, or the pair's start-of-run ones."""
-  exp = session.experiment
-  if not session.paired:
-    return session.calibration
-  item = execute.median_prompt(prepared, cell.task_run.latency_examples)
-  session.calibration = cal.calibrate(
-      session.loaded.drafter, session.loaded.verifier,
-      cal.widths_for(exp.gammas), exp.calibration_calls, cell.pair.name,
-      prompt=item.prompt, max_decode_len=cell.max_decode_len,
-      bucket=cell.task_run.bucket(item.prompt.size))
-  return session.calibration
-
-
-def _reference_records(session: Session, cell: cells_lib.Cell
-                       ) -> list[schema.ExampleRecord] | None:
-  """The reference_large cell's records when it is done (else None)."""
-  reference_id = cells_lib.reference_for(cell).cell_id
-  if not session.store.is_done(reference_id):
-    return None
-  return session.store.read_records(reference_id)
-
-
-def run_cell(session: Session, cell: cells_lib.Cell) -> schema.CellSummary:
-  """Decodes, times, scores and writes one cell; returns its summary."""
-  prepared = _examples(session, cell)
-  host_before = provenance_lib.host_state()
-  session.progress.start_cell(cell.cell_id, execute.num_decodes(cell))
-  timer, warmup = execute.cell_timer(
-      cell, session.loaded, prepared, session.experiment.latency_protocol)
-  calibration = _calibrate_cell(session, cell, prepared)
-  decoded = execute.run_trials(timer, prepared, session.progress.example_done)
-  records = [execute.to_record(cell, session.loaded, item, result,
-                               calibration)
-             for item, result in zip(prepared, decoded)]
-  digest = session.store.write_records(cell.cell_id, records)
-  extra = {"protocol": session.experiment.latency_protocol,
-           "reference_warmup_s": warmup.get("reference_warmup_s")}
-  if session.paired:  # Where the reference stood: beside the cell, or its own.
-    extra.update(summary_lib.reference_drift(
-        records, cell.task_run.latency_examples,
-        latency_lib.REF_TIMES if timer.reference else latency_lib.TIMES))
-  provenance = dict(session.provenance, host={
-      "before": host_before, "after": provenance_lib.host_state()})
-  summary = summary_lib.summarize(
-      session.experiment.name, cell, records, warmup["compile_s"],
-      calibration, None if timer.reference else _reference_records(
-          session, cell), provenance, extra,
-      allow_unisolated=session.allow_unisolated_mbpp)
-  summary["records"] = digest
-  session.store.write_summary(summary)
-  session.progress.cell_done(summary)
-  return summary
-
-
-def _load(pair: cfg.ModelPair, exp: cfg.Experiment, paired: bool) -> tuple[
-    pairs.LoadedPair, schema.Calibration | None]:
-  """Loads a pair; calibrates its cost model now (unpaired protocol)."""
-  with tempfile.TemporaryDirectory(prefix="harness-pair-") as work_dir:
-    loaded = pairs.load_pair(pair, work_dir)
-  if paired:
-    return loaded, None  # Each cell calibrates in its own window.
-  calibration = cal.calibrate(
-      loaded.drafter, loaded.verifier, cal.widths_for(exp.gammas),
-      exp.calibration_calls, pair.name)
-  return loaded, calibration
-
-
 def _by_pair(cells: list[cells_lib.Cell]
              ) -> dict[cfg.ModelPair, list[cells_lib.Cell]]:
   groups: dict[cfg.ModelPair, list[cells_lib.Cell]] = {}
@@ -216,14 +120,12 @@ def _run_pair(exp: cfg.Experiment, pair: cfg.ModelPair,
               todo: list[cells_lib.Cell], store: store_lib.ResultsStore,
               provenance: schema.Provenance,
               progress: progress_lib.Progress,
-              allow_unisolated_mbpp: bool = False) -> schema.Calibration:
-  """Runs the cells of one model pair; returns its calibration."""
-  paired = exp.latency_protocol == latency_lib.PAIRED
-  loaded, calibration = _load(pair, exp, paired)
-  session = Session(exp, store, loaded, calibration, provenance, progress,
-                    paired, allow_unisolated_mbpp)
+              allow_unisolated_mbpp: bool) -> schema.Calibration | None:
+  """Runs the cells of one model pair here; returns its calibration."""
+  session = execute.open_session(exp, pair, store, provenance, progress,
+                                 allow_unisolated_mbpp)
   for cell in todo:
-    run_cell(session, cell)
+    execute.run_cell(session, cell)
   return session.calibration
 
 

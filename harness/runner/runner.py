@@ -23,6 +23,7 @@ from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import execute
 from harness.runner import progress as progress_lib
+from harness.runner import ray_executor
 from harness.edge import provenance as provenance_lib
 from harness.results import schema
 from harness.results import store as store_lib
@@ -39,18 +40,59 @@ class RunOptions:
     gin_config: operative gin config text, recorded as provenance.
     allow_unisolated_mbpp: score MBPP even where the audit hook is the only
       sandbox layer (``--allow_unisolated_mbpp``).
+    executor: "local" (this process) or "ray" (``ray_executor``).
+    ray_address: the Ray cluster ("auto", or HOST:PORT of its head).
+    unit_cells: cells per unit of work under the paired protocol.
+    unit_attempts: attempts per unit before it is reported as failed.
+    cpu_threads: ``--cpu_threads`` for Ray workers (this process has
+      applied it already).
+    compilation_cache_dir: ``--compilation_cache_dir`` for Ray workers.
   """
   shard: cells_lib.Shard = cells_lib.Shard()
   only: tuple[str, ...] = ()
   progress: bool = True
   gin_config: str = ""
   allow_unisolated_mbpp: bool = False
+  executor: str = "local"
+  ray_address: str | None = None
+  unit_cells: int = 1
+  unit_attempts: int = 3
+  cpu_threads: str | None = None
+  compilation_cache_dir: str | None = None
+
+
+EXECUTORS = ("local", "ray")
+
+
+def unit_cost(protocol: str) -> cells_lib.Cost:
+  """A unit's estimated seconds (``estimate.estimate``, without per-model
+  footprints: every step at the estimate's default, so that every host of a
+  multi-host run deals the same units to the same shards)."""
+  from harness.runner import estimate  # pylint: disable=g-import-not-at-top
+  from harness.runner import topologies  # pylint: disable=g-import-not-at-top
+  kind = topologies.parse("v4-8").kind  # Unused without footprints.
+  return lambda unit: estimate.estimate(list(unit.cells), kind, None,
+                                        protocol).seconds
+
+
+def units(exp: cfg.Experiment, cells: list[cells_lib.Cell],
+          options: RunOptions) -> list[cells_lib.Unit]:
+  """The units of work of ``cells`` (``cells.units``)."""
+  return cells_lib.units(
+      cells, execute.is_paired_protocol(exp.latency_protocol),
+      options.unit_cells)
 
 
 def plan(exp: cfg.Experiment, options: RunOptions) -> list[cells_lib.Cell]:
-  """The cells this invocation is responsible for, in run order."""
+  """The cells this invocation is responsible for, in run order (its
+  shard's units, balanced by estimated hours; ``cells.EmptyShardError``
+  when a shard would be empty)."""
   cells = cells_lib.select(cells_lib.build_cells(exp), options.only)
-  return options.shard.select(cells)
+  if not options.shard.sharded:
+    return cells
+  return options.shard.select(
+      cells, execute.is_paired_protocol(exp.latency_protocol),
+      options.unit_cells, unit_cost(exp.latency_protocol))
 
 
 def group_drift(store: store_lib.ResultsStore, cells: list[cells_lib.Cell]
@@ -98,7 +140,7 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
               calibrations: dict[str, schema.Calibration],
               provenance: schema.Provenance,
               store: store_lib.ResultsStore) -> schema.Manifest:
-  return schema.Manifest(
+  manifest = schema.Manifest(
       experiment=exp.name, schema_version=schema.SCHEMA_VERSION,
       cell_ids=[c.cell_id for c in cells],
       shard={"index": options.shard.index, "count": options.shard.count},
@@ -106,6 +148,10 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
       calibrations=dict(calibrations), provenance=provenance,
       latency_protocol=exp.latency_protocol,
       drift=group_drift(store, cells))
+  if options.shard.sharded:
+    manifest["sweep_cell_ids"] = [c.cell_id for c in cells_lib.select(
+        cells_lib.build_cells(exp), options.only)]
+  return manifest
 
 
 def _by_pair(cells: list[cells_lib.Cell]
@@ -114,6 +160,10 @@ def _by_pair(cells: list[cells_lib.Cell]
   for cell in cells:
     groups.setdefault(cell.pair, []).append(cell)
   return groups
+
+
+# Where a local run's cells ran (each cell's ``provenance.placement``).
+_LOCAL = {"executor": "local"}
 
 
 def _run_pair(exp: cfg.Experiment, pair: cfg.ModelPair,
@@ -148,18 +198,27 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
     return store.dir
   provenance = provenance_lib.collect(
       options.gin_config, {"seed": exp.seed, "model_seed": exp.pair.model_seed})
-  progress = progress_lib.Progress(len(todo), enabled=options.progress)
+  progress = progress_lib.Progress(
+      len(todo), enabled=options.progress and options.executor == "local")
   compiled_before = compile_totals()
   calibrations = {}
   store.write_manifest(_manifest(exp, cells, options, calibrations,
                                  provenance, store))
+  failure = None
   try:
-    for pair, group in _by_pair(todo).items():
-      calibrations[pair.name] = _run_pair(exp, pair, group, store, provenance,
-                                          progress,
-                                          options.allow_unisolated_mbpp)
-      store.write_manifest(_manifest(exp, cells, options, calibrations,
-                                     provenance, store))
+    if options.executor == "ray":
+      calibrations.update(_run_on_ray(exp, todo, store, provenance, options,
+                                      progress, out))
+    else:
+      for pair, group in _by_pair(todo).items():
+        calibrations[pair.name] = _run_pair(
+            exp, pair, group, store, dict(provenance, placement=_LOCAL),
+            progress, options.allow_unisolated_mbpp)
+        store.write_manifest(_manifest(exp, cells, options, calibrations,
+                                       provenance, store))
+  except ray_executor.UnitsFailed as err:
+    failure = err
+    calibrations.update(err.calibrations)
   finally:
     progress.close()
   manifest = _manifest(exp, cells, options, calibrations, provenance, store)
@@ -168,4 +227,13 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
   c = manifest["compile"]
   print(f"compiled programs: {c['programs']}, compile seconds: "
         f"{c['seconds']:.1f}", file=out)
+  if failure is not None:
+    raise failure
   return store.dir
+
+
+def _run_on_ray(exp, todo, store, provenance, options, progress, out):
+  """``--executor ray``: the units of ``todo`` over the Ray cluster."""
+  return ray_executor.run(exp, units(exp, todo, options), store, provenance,
+                          options, unit_cost(exp.latency_protocol), out,
+                          progress)

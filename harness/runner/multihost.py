@@ -10,7 +10,8 @@ each host its own directory ``<RESULTS_DIR>/hosts/host-<i>-of-<N>``. Each
 host runs its cells independently (no collective between hosts). Afterwards
 :func:`gather` copies every host's cells and shard manifests into one
 directory and merges them (``merge.merge``: the merged manifest, relative
-latencies).
+latencies). A cell that two hosts finished (a lost shard re-dealt) is kept
+once, from the first intact copy.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import shutil
 from typing import Sequence
 
 from harness.results import merge
+from harness.results import schema
+from harness.results import store as store_lib
 from harness.runner import cells as cells_lib
 
 DISTRIBUTED_ENV = "HARNESS_DISTRIBUTED"
@@ -45,8 +48,59 @@ def host_results_dir(results_dir: str, shard: cells_lib.Shard) -> str:
                       f"host-{shard.index}-of-{shard.count}")
 
 
+def _copy(src: str, dest: str) -> None:
+  os.makedirs(os.path.dirname(dest), exist_ok=True)
+  shutil.copy2(src, dest)
+
+
+def _store(exp_dir: str) -> store_lib.ResultsStore:
+  root, name = os.path.split(os.path.normpath(exp_dir))
+  return store_lib.ResultsStore(root, name)
+
+
+def _gather_cells(hosts: Sequence[str], into: str) -> tuple[int, int]:
+  """Copies each finished cell once: the first intact copy (records and
+  summary from the same host), or the one ``into`` holds already.
+
+  Returns:
+    (files copied, duplicate copies left behind).
+
+  Raises:
+    ValueError: a cell whose every copy fails its checksum.
+  """
+  target = _store(into)
+  copied = duplicates = 0
+  damaged: dict[str, str] = {}
+  for host in hosts:
+    store = _store(host)
+    for path in sorted(glob.glob(os.path.join(
+        store.cells_dir, "*" + schema.SUMMARY_SUFFIX))):
+      cell_id = os.path.basename(path)[:-len(schema.SUMMARY_SUFFIX)]
+      if target.is_done(cell_id) and target.check_cell(cell_id) is None:
+        duplicates += 1  # A re-dealt cell: the first intact copy stays.
+        continue
+      problem = store.check_cell(cell_id)
+      if problem is not None:
+        damaged[cell_id] = problem
+        continue
+      _copy(store.records_path(cell_id), target.records_path(cell_id))
+      _copy(path, target.summary_path(cell_id))
+      damaged.pop(cell_id, None)
+      copied += 2
+  for cell_id, problem in damaged.items():
+    if not target.is_done(cell_id):
+      raise ValueError(f"cell {cell_id}: no intact copy on any host "
+                       f"({problem}); rerun a sweep to redo it")
+  return copied, duplicates
+
+
 def gather(host_dirs: Sequence[str], into: str) -> tuple[int, list[str]]:
   """Copies hosts' experiment directories into ``into`` and merges them.
+
+  A cell finished on several hosts (a shard re-dealt after a preemption,
+  with a new N or ``--only``) is copied once: the first intact copy in
+  ``host_dirs`` order (``ResultsStore.check_cell``), records and summary
+  together. Shard manifests of the same name keep the first copy too.
 
   Args:
     host_dirs: each host's ``<root>/<experiment>`` directory.
@@ -57,27 +111,30 @@ def gather(host_dirs: Sequence[str], into: str) -> tuple[int, list[str]]:
 
   Raises:
     FileNotFoundError: a host directory does not exist.
-    ValueError: two hosts wrote the same cell with different content.
+    ValueError: another file differs between two hosts, or a cell has no
+      intact copy.
   """
-  copied = 0
   for host in host_dirs:
     if not os.path.isdir(host):
       raise FileNotFoundError(f"{host}: no such host results directory")
+  copied, _ = _gather_cells(host_dirs, into)
+  for host in host_dirs:
     for path in sorted(glob.glob(os.path.join(host, "**", "*"),
                                  recursive=True)):
       rel = os.path.relpath(path, host)
       if os.path.isdir(path) or rel == "manifest.json" or (
-          os.path.basename(rel).startswith(".tmp-")):
+          os.path.basename(rel).startswith(".tmp-")) or (
+              rel.split(os.sep)[0] == schema.CELLS_DIR):
         continue
       dest = os.path.join(into, rel)
       if os.path.exists(dest):
+        if rel.split(os.sep)[0] == schema.SHARD_MANIFEST_DIR:
+          continue  # A re-dealt shard's manifest: the first stays.
         with open(dest, "rb") as a, open(path, "rb") as b:
           if a.read() != b.read():
-            raise ValueError(f"{path}: differs from {dest} (the same cell "
-                             "on two hosts?)")
+            raise ValueError(f"{path}: differs from {dest}")
         continue
-      os.makedirs(os.path.dirname(dest), exist_ok=True)
-      shutil.copy2(path, dest)
+      _copy(path, dest)
       copied += 1
   _, filled = merge.merge(into)
   return copied, filled

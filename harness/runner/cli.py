@@ -55,8 +55,9 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       "(their reference cells come along)")
   if sweep:
     parser.add_argument("--shard", default="0/1", metavar="i/N",
-                        help="run shard i of N: whole (task, T, top-P) "
-                        "groups, balanced (default 0/1)")
+                        help="run shard i of N: units of work (a cell, or a "
+                        "whole group under the unpaired protocol) balanced "
+                        "by estimated time (default 0/1)")
     parser.add_argument("--distributed", action="store_true",
                         help="multi-host: jax.distributed.initialize(), "
                         "shard = process index/count, results under "

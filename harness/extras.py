@@ -17,6 +17,7 @@ EXTRA_OF = {
     "tensorflow_datasets": "tfds",
     "tensorflow_text": "tfds",
     "seqio": "tfds",
+    "ray": "ray",
 }
 
 

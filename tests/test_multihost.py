@@ -9,6 +9,7 @@ from harness.__main__ import main
 from harness.runner import cells as cells_lib
 from harness.runner import gin_config
 from harness.results import schema
+from harness.results import store as store_lib
 from harness.runner import multihost
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,13 +95,51 @@ def test_two_hosts_gather_into_the_unsharded_table2(tmp_path, capsys):
       tables[1][quality].sort_values(quality).reset_index(drop=True))
 
 
-def test_gather_refuses_conflicting_cells(tmp_path):
-  for host, text in (("a", "1"), ("b", "2")):
-    (tmp_path / host / "cells").mkdir(parents=True)
-    (tmp_path / host / "cells" / "x.json").write_text(text)
+def _cell(root, cell_id, text):
+  """A finished cell of ``text`` records in ``root``'s store."""
+  store = store_lib.ResultsStore(str(root.parent), root.name)
+  digest = store.write_records(cell_id, [{"x": text}])
+  cell = dict.fromkeys(("task", "pair", "temperature", "top_p",
+                        "max_decode_len", "seed", "num_examples",
+                        "num_latency_examples"), 0)
+  store.write_summary({"cell_id": cell_id, "records": digest,
+                       "cell": dict(cell, role="method"),
+                       "relative_latency": 1.0})
+  return store
+
+
+def test_gather_keeps_one_intact_copy_of_a_re_dealt_cell(tmp_path):
+  # Host a finished x and y; y's records were damaged afterwards. The
+  # lost shard was re-dealt to host b, which ran x and y again.
+  a = _cell(tmp_path / "a" / "smoke", "x", "a1")
+  _cell(tmp_path / "a" / "smoke", "y", "a2")
+  with open(a.records_path("y"), "a") as f:
+    f.write("{}\n")
+  _cell(tmp_path / "b" / "smoke", "x", "b1")
+  _cell(tmp_path / "b" / "smoke", "y", "b2")
+  into = tmp_path / "m" / "smoke"
+  multihost.gather([str(tmp_path / h / "smoke") for h in "ab"], str(into))
+  merged = store_lib.ResultsStore(str(into.parent), "smoke")
+  assert sorted(os.listdir(merged.cells_dir)) == [
+      "x.json", "x.jsonl", "y.json", "y.jsonl"]
+  assert merged.read_records("x") == [{"x": "a1"}]  # The first copy.
+  assert merged.read_records("y") == [{"x": "b2"}]  # The intact copy.
+  assert merged.check_cell("x") is None and merged.check_cell("y") is None
+
+
+def test_gather_refuses_a_cell_without_an_intact_copy_and_other_conflicts(
+    tmp_path):
+  a = _cell(tmp_path / "a" / "smoke", "x", "a1")
+  with open(a.records_path("x"), "a") as f:
+    f.write("{}\n")
+  with pytest.raises(ValueError, match="no intact copy"):
+    multihost.gather([str(tmp_path / "a" / "smoke")], str(tmp_path / "m1"))
+  for host, text in (("c", "1"), ("d", "2")):
+    (tmp_path / host / "notes.txt").parent.mkdir(parents=True)
+    (tmp_path / host / "notes.txt").write_text(text)
   with pytest.raises(ValueError, match="differs from"):
-    multihost.gather([str(tmp_path / "a"), str(tmp_path / "b")],
-                    str(tmp_path / "m"))
+    multihost.gather([str(tmp_path / "c"), str(tmp_path / "d")],
+                     str(tmp_path / "m2"))
 
 
 _MESH_SCRIPT = """

@@ -82,9 +82,12 @@ def test_cell_id_changes_with_any_config_field():
 
 def test_shards_partition_the_cells():
   cells = cells_lib.build_cells(_experiment())
-  shards = [cells_lib.Shard(i, 3).select(cells) for i in range(3)]
+  shards = [cells_lib.Shard(i, 3).select(cells, paired=True)
+            for i in range(3)]
   ids = [c.cell_id for shard in shards for c in shard]
   assert sorted(ids) == sorted(c.cell_id for c in cells)
+  with pytest.raises(cells_lib.EmptyShardError):  # 2 whole groups.
+    cells_lib.Shard(0, 3).select(cells, paired=False)
   with pytest.raises(ValueError, match="0 ≤ i < N"):
     cells_lib.Shard.parse("3/3")
 
@@ -375,10 +378,10 @@ def test_report_merges_shards(jax_cache, uninterrupted, tmp_path, capsys):
     assert _sweep(str(tmp_path), "--shard", f"{i}/2") == 0
   exp_dir = tmp_path / "smoke"
   shard_files = sorted(os.listdir(exp_dir / "manifests"))
-  # Shards take whole (task, T, top-P) groups: smoke's single group went to
-  # shard 0 and shard 1 had no cell to run (tests/test_multihost.py splits
-  # two groups over two hosts).
-  assert shard_files == ["shard-000-of-002.json"]
+  # Under the paired protocol a unit is one cell (cells.units): smoke's
+  # single group is split over both shards (tests/test_multihost.py deals
+  # whole groups of the unpaired protocol).
+  assert shard_files == ["shard-000-of-002.json", "shard-001-of-002.json"]
   assert main(["report", "--results", str(exp_dir)]) == 0
   manifest = store_lib.read_json(str(exp_dir / "manifest.json"))
   full = store_lib.read_json(os.path.join(uninterrupted, "manifest.json"))

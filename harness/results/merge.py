@@ -36,6 +36,9 @@ def merge_manifests(store: store_lib.ResultsStore) -> str | None:
   order = list(dict.fromkeys(
       by_index[i][k] for k in range(longest) for i in sorted(by_index)
       if k < len(by_index[i])))
+  if all("sweep_cell_ids" in m for m in shards):  # The sweep's run order.
+    ran = set(order)
+    order = [c for c in shards[0]["sweep_cell_ids"] if c in ran]
   calibrations = {}
   for m in shards:
     calibrations.update(m.get("calibrations", {}))

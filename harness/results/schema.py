@@ -360,6 +360,8 @@ class Manifest(TypedDict):
     schema_version: ``SCHEMA_VERSION``.
     cell_ids: every cell of the sweep, in run order (reference cells first
       within each group); in a shard manifest, the shard's cells only.
+    sweep_cell_ids: in a shard manifest, every cell of the sweep in run
+      order (the merge's order; shards deal units of single cells).
     shard: {"index": i, "count": N} (0, 1 when unsharded).
     calibration: ``Calibration`` of the last pair calibrated in the latest
       session (each summary carries the constants it was modeled with).
@@ -376,6 +378,7 @@ class Manifest(TypedDict):
   experiment: str
   schema_version: int
   cell_ids: list[str]
+  sweep_cell_ids: NotRequired[list[str]]
   shard: dict[str, int]
   calibration: Optional[Calibration]
   calibrations: dict[str, Calibration]

@@ -5,13 +5,25 @@ Order: for each task and each (T, top-P), the two reference cells
 method cells (methods in config order, then γ, then α). Relative latency is
 therefore computable when a method cell finishes.
 
-Sharding (``--shard i/N``) deals whole *groups* (the cells sharing a
-``group_key``: task, pair, T, top-P and sample sizes, i.e. a pair of
-reference cells and every method cell measured against them) to shards:
-each group, in run order, goes to the shard with the least estimated work
-so far (decodes × max_decode_len; ties to the lower index). A method cell's
-relative latency therefore always divides two times measured on the same
-host, and every shard can compute it as soon as the cell finishes.
+Units of work (:func:`units`) are what sharding (``--shard i/N``) and the
+Ray executor deal out. A *group* is the cells sharing a ``group_key`` (task,
+pair, T, top-P and sample sizes: a pair of reference cells and every method
+cell measured against them).
+
+* Paired latency protocol (the default): a method cell carries its own
+  reference times, measured beside it (``docs/timing.md``), so it does not
+  depend on where its group's reference cells ran. A unit is then a small
+  batch of consecutive cells of one group (``batch``, default 1 cell); each
+  reference cell is computed once, in one unit, and shared through the
+  results.
+* Unpaired protocol: a method cell's relative latency divides its times by
+  its reference cell's, so both must be measured on the same host: a unit
+  is a whole group, references first.
+
+:func:`deal_units` balances the units' estimated cost over the shards:
+largest first, each to the shard with the least cost so far (ties: fewer
+units, then the lower index); each shard keeps run order. A shard left
+without a unit is an error (:class:`EmptyShardError`).
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ import fnmatch
 import hashlib
 import json
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from harness.runner import config as cfg
 from harness.results import schema
@@ -108,6 +120,8 @@ class Cell:
     return "__".join(parts + [config_hash(self.to_json())])
 
 
+# A unit's estimated cost (seconds, or any consistent measure).
+Cost = Callable[["Unit"], float]
 # The key a cell shares with its reference cells (defined with the schema).
 reference_key = schema.reference_key
 
@@ -182,37 +196,99 @@ class Shard:
   def sharded(self) -> bool:
     return self.count > 1
 
-  def select(self, cells: list[Cell]) -> list[Cell]:
-    """This shard's cells: whole groups, balanced (module docstring)."""
-    return deal(cells, self.count)[self.index]
+  def select(self, cells: list[Cell], paired: bool = False,
+             batch: int = 1, cost: "Cost | None" = None) -> list[Cell]:
+    """This shard's cells (module docstring; ``paired``: the experiment's
+    latency protocol is the paired one; ``cost``: a unit's estimated
+    seconds, default :func:`work`)."""
+    dealt = deal_units(units(cells, paired, batch), self.count, cost)
+    return [c for unit in dealt[self.index] for c in unit.cells]
+
+
+class EmptyShardError(ValueError):
+  """Dealing left a shard without any unit of work."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """Cells that run together, in order, on one chip set.
+
+  Attributes:
+    cells: the cells, in run order.
+  """
+  cells: tuple[Cell, ...]
+
+  @property
+  def name(self) -> str:
+    """The first cell's id, and how many cells follow it."""
+    more = len(self.cells) - 1
+    first = self.cells[0].cell_id
+    return first if not more else f"{first} (+{more} cells)"
 
 
 def group_key(cell: Cell) -> tuple:
-  """Cells with equal keys run on the same shard (with their references)."""
+  """Cells with equal keys share their reference cells."""
   return cell.reference_key
 
 
-def _work(cell: Cell) -> int:
-  run = cell.task_run
-  decodes = run.num_examples + (cell.num_trials - 1) * run.latency_examples
-  return decodes * cell.max_decode_len
+def work(unit: Unit) -> float:
+  """A unit's work without a cost model: decodes × max_decode_len."""
+  total = 0
+  for cell in unit.cells:
+    run = cell.task_run
+    decodes = run.num_examples + (cell.num_trials - 1) * run.latency_examples
+    total += decodes * cell.max_decode_len
+  return float(total)
 
 
-def deal(cells: list[Cell], count: int) -> list[list[Cell]]:
-  """Splits ``cells`` into ``count`` lists of whole groups (run order kept)."""
+def units(cells: list[Cell], paired: bool, batch: int = 1) -> list[Unit]:
+  """The units of work of ``cells`` (module docstring), in run order."""
+  if batch < 1:
+    raise ValueError(f"unit batch {batch}: need at least 1 cell")
   groups: dict[tuple, list[Cell]] = {}
   for cell in cells:
     groups.setdefault(group_key(cell), []).append(cell)
-  load = [0] * count
-  owner = {}
-  for key, members in groups.items():
-    shard = min(range(count), key=lambda i: (load[i], i))
-    owner[key] = shard
-    load[shard] += sum(_work(c) for c in members)
-  shards: list[list[Cell]] = [[] for _ in range(count)]
-  for cell in cells:
-    shards[owner[group_key(cell)]].append(cell)
-  return shards
+  out = []
+  for members in groups.values():
+    size = batch if paired else len(members)
+    out.extend(Unit(tuple(members[i:i + size]))
+               for i in range(0, len(members), size))
+  return out
+
+
+def deal_units(todo: list[Unit], count: int, cost: "Cost | None" = None,
+               allow_empty: bool = False) -> list[list[Unit]]:
+  """Splits units into ``count`` shards of balanced cost (module docstring).
+
+  Raises:
+    EmptyShardError: a shard would get no unit (more shards than units),
+      unless ``allow_empty`` (an estimate of the busiest shard).
+  """
+  cost = cost or work
+  costs = [cost(u) for u in todo]
+  load = [0.0] * count
+  owner = [[] for _ in range(count)]
+  for i in sorted(range(len(todo)), key=lambda i: (-costs[i], i)):
+    shard = min(range(count), key=lambda k: (load[k], len(owner[k]), k))
+    owner[shard].append(i)
+    load[shard] += costs[i]
+  empty = [k for k in range(count) if not owner[k]]
+  if empty and not allow_empty:
+    raise EmptyShardError(
+        f"{count} shards for {len(todo)} units of work: shard(s) "
+        f"{', '.join(map(str, empty))} would run nothing; use at most "
+        f"{len(todo)} shards")
+  return [[todo[i] for i in sorted(members)] for members in owner]
+
+
+def deal(cells: list[Cell], count: int, paired: bool = False,
+         cost: "Cost | None" = None) -> list[list[Cell]]:
+  """Splits ``cells`` into ``count`` balanced lists of whole units, run
+  order kept; a list may be empty (for estimates: a run deals through
+  ``Shard.select``, which refuses an empty shard)."""
+  return [[c for u in shard for c in u.cells]
+          for shard in deal_units(units(cells, paired), count, cost,
+                                  allow_empty=True)]
 
 
 def reference_for(cell: Cell) -> Cell:

@@ -55,13 +55,15 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       "(their reference cells come along)")
   if sweep:
     parser.add_argument("--shard", default="0/1", metavar="i/N",
-                        help="run shard i of N: whole (task, T, top-P) "
-                        "groups, balanced (default 0/1)")
+                        help="run shard i of N: units of work (a cell, or a "
+                        "whole group under the unpaired protocol) balanced "
+                        "by estimated time (default 0/1)")
     parser.add_argument("--distributed", action="store_true",
                         help="multi-host: jax.distributed.initialize(), "
                         "shard = process index/count, results under "
                         "RESULTS_DIR/hosts/host-i-of-N (also "
                         "HARNESS_DISTRIBUTED=1); then `gather`")
+    _configure_executor(parser)
   parser.add_argument("--compilation_cache_dir", default=os.environ.get(
       "HARNESS_COMPILATION_CACHE"), metavar="DIR",
                       help="persistent XLA compilation cache: a repeated run "
@@ -83,6 +85,41 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
                       help="show tracebacks")
 
 
+def _configure_executor(parser: argparse.ArgumentParser) -> None:
+  """``sweep``'s executor flags (``harness.runner.ray_executor``)."""
+  parser.add_argument("--executor", choices=("local", "ray"),
+                      default="local", help="where units of work run: this "
+                      "process (default) or a Ray cluster (the `ray` extra; "
+                      "docs/running.md)")
+  parser.add_argument("--ray_address", default=None, metavar="ADDR",
+                      help="the Ray cluster: auto (default) or HOST:PORT")
+  parser.add_argument("--unit_cells", type=int, default=1, metavar="N",
+                      help="cells per unit of work under the paired "
+                      "protocol (default 1)")
+  parser.add_argument("--unit_attempts", type=int, default=3, metavar="N",
+                      help="--executor ray: attempts per unit before it is "
+                      "reported as failed (default 3)")
+
+
+def _executor_options(args: argparse.Namespace) -> dict:
+  """RunOptions' executor fields from the command line (one-line error if
+  ``--executor ray`` lacks Ray or a count is below 1)."""
+  executor = getattr(args, "executor", "local")
+  if executor == "ray":
+    from harness import extras  # pylint: disable=g-import-not-at-top
+    extras.require("ray", "--executor ray")
+  for name in ("unit_cells", "unit_attempts"):
+    if getattr(args, name, 1) < 1:
+      raise ValueError(f"--{name} {getattr(args, name)}: need at least 1")
+  return {"executor": executor,
+          "ray_address": getattr(args, "ray_address", None),
+          "unit_cells": getattr(args, "unit_cells", 1),
+          "unit_attempts": getattr(args, "unit_attempts", 3),
+          "cpu_threads": getattr(args, "cpu_threads", None),
+          "compilation_cache_dir": getattr(args, "compilation_cache_dir",
+                                           None)}
+
+
 def _run(args: argparse.Namespace) -> int:
   from harness.runner import cells  # pylint: disable=g-import-not-at-top
   from harness.runner import gin_config  # pylint: disable=g-import-not-at-top
@@ -99,11 +136,12 @@ def _run(args: argparse.Namespace) -> int:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   try:
     shard = cells.Shard.parse(getattr(args, "shard", "0/1"))
+    executor = _executor_options(args)
     unused = []
     exp, text = gin_config.parse(
         args.gin_file, bindings, unused,
         strict=not getattr(args, "gin_lenient", False))
-  except (gin_config.ConfigError, ValueError) as err:
+  except (gin_config.ConfigError, ValueError, ImportError) as err:
     return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   from harness.results import storage  # pylint: disable=g-import-not-at-top
   try:  # An unknown scheme or a missing bucket library: before anything.
@@ -127,13 +165,15 @@ def _run(args: argparse.Namespace) -> int:
     decoding.enable_compilation_cache(args.compilation_cache_dir)
   options = runner.RunOptions(shard=shard, only=tuple(args.only),
                               progress=not args.no_progress, gin_config=text,
-                              allow_unisolated_mbpp=unisolated)
-  if args.dry_run:
-    return _dry_run(exp, options, getattr(args, "simulate_devices", None),
-                    args.debug)
+                              allow_unisolated_mbpp=unisolated, **executor)
   try:
+    if args.dry_run:
+      return _dry_run(exp, options, getattr(args, "simulate_devices", None),
+                      args.debug)
     exp = _gate(exp, unisolated)
     runner.run_experiment(exp, options)
+  except cells.EmptyShardError as err:
+    return fail_one_line(err, CONFIG_ERROR_EXIT, args.debug)
   except Exception as err:  # pylint: disable=broad-except
     return fail_one_line(err, RUN_ERROR_EXIT, args.debug)
   return 0

@@ -1,4 +1,12 @@
-"""Decoding and timing one cell (``docs/timing.md``).
+"""One cell, start to finish: the one home of a cell's execution.
+
+:func:`open_session` loads a model pair (and, under the unpaired latency
+protocol, calibrates its cost model once); :func:`run_cell` decodes, times,
+scores and writes one cell into the session's results store. The runner
+(``runner.py``, the local executor) and the Ray executor (``ray_worker.py``)
+only decide which cells run where; they call these two functions.
+
+Decoding and timing (``docs/timing.md``):
 
 1. Warm-up: one untimed-for-latency call per prompt bucket (the compiled
    program depends on the bucket, γ, the length limit and the method
@@ -29,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -38,12 +47,16 @@ import numpy as np
 from harness import decoding
 from harness import models
 from harness import tasks
+from harness.edge import provenance as provenance_lib
 from harness.results import latency as latency_lib
 from harness.results import schema
+from harness.results import store as store_lib
 from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import pairs
+from harness.runner import progress as progress_lib
+from harness.runner import summary as summary_lib
 
 # The clock around every timed call (a test substitutes a fake one).
 clock: Callable[[], float] = time.perf_counter
@@ -186,7 +199,7 @@ def warm_up(program: TimedCall, cell: cells_lib.Cell,
 
 def is_paired(cell: cells_lib.Cell, protocol: str) -> bool:
   """Whether the cell's timed decodes are paired with reference decodes."""
-  return (protocol == latency_lib.PAIRED
+  return (is_paired_protocol(protocol)
           and cell.role is not schema.Role.REFERENCE_LARGE)
 
 
@@ -335,3 +348,134 @@ def to_record(cell: cells_lib.Cell, loaded: pairs.LoadedPair, item: Prepared,
   if extra is not None:
     record["extra"] = extra
   return record
+
+
+# --- The cell ---------------------------------------------------------------
+
+
+def is_paired_protocol(protocol: str) -> bool:
+  """Whether ``protocol`` is the paired one (the one test of it per run)."""
+  return protocol == latency_lib.PAIRED
+
+
+@dataclasses.dataclass
+class Session:
+  """What every cell of one model pair shares.
+
+  Attributes:
+    experiment: the experiment.
+    store: where cells are written.
+    loaded: the loaded model pair.
+    calibration: the cost-model constants in use (the pair's start-of-run
+      ones when unpaired; the latest cell's own when paired).
+    provenance: the run's provenance (each cell adds its host state).
+    progress: progress display (``progress.Progress`` or a silent one).
+    allow_unisolated_mbpp: MBPP's opt-in to the audit hook as the only
+      sandbox layer (``--allow_unisolated_mbpp``).
+    examples: prepared examples per task run (cache).
+  """
+  experiment: cfg.Experiment
+  store: store_lib.ResultsStore
+  loaded: pairs.LoadedPair
+  calibration: schema.Calibration | None
+  provenance: schema.Provenance
+  progress: progress_lib.Progress
+  allow_unisolated_mbpp: bool = False
+  examples: dict[cfg.TaskRun, list[Prepared]] = dataclasses.field(
+      default_factory=dict)
+
+  @property
+  def paired(self) -> bool:
+    """The experiment's latency protocol is the paired one."""
+    return is_paired_protocol(self.experiment.latency_protocol)
+
+
+def open_session(exp: cfg.Experiment, pair: cfg.ModelPair,
+                 store: store_lib.ResultsStore,
+                 provenance: schema.Provenance,
+                 progress: progress_lib.Progress,
+                 allow_unisolated_mbpp: bool = False) -> Session:
+  """Loads ``pair``; calibrates its cost model now (unpaired protocol: a
+  paired cell calibrates in its own window, :func:`run_cell`)."""
+  with tempfile.TemporaryDirectory(prefix="harness-pair-") as work_dir:
+    loaded = pairs.load_pair(pair, work_dir)
+  session = Session(exp, store, loaded, None, provenance, progress,
+                    allow_unisolated_mbpp)
+  if not session.paired:
+    session.calibration = cal.calibrate(
+        loaded.drafter, loaded.verifier, cal.widths_for(exp.gammas),
+        exp.calibration_calls, pair.name)
+  return session
+
+
+def _examples(session: Session, cell: cells_lib.Cell) -> list[Prepared]:
+  run = cell.task_run
+  if run not in session.examples:
+    session.examples[run] = prepare_examples(run, cell.seed, session.loaded)
+  return session.examples[run]
+
+
+def _calibrate(session: Session, cell: cells_lib.Cell,
+               prepared: list[Prepared]) -> schema.Calibration:
+  """The cell's cost-model constants: measured now (paired protocol), at
+  the task's median prompt length, or the pair's start-of-run ones."""
+  if not session.paired:
+    return session.calibration
+  exp = session.experiment
+  item = median_prompt(prepared, cell.task_run.latency_examples)
+  session.calibration = cal.calibrate(
+      session.loaded.drafter, session.loaded.verifier,
+      cal.widths_for(exp.gammas), exp.calibration_calls, cell.pair.name,
+      prompt=item.prompt, max_decode_len=cell.max_decode_len,
+      bucket=cell.task_run.bucket(item.prompt.size))
+  return session.calibration
+
+
+def _reference_records(session: Session, timer: Timer
+                       ) -> list[schema.ExampleRecord] | None:
+  """Unpaired: the reference_large cell's records when done (else None);
+  paired: None (the records carry their own reference times)."""
+  if timer.reference is not None:
+    return None
+  reference_id = cells_lib.reference_for(timer.cell).cell_id
+  if not session.store.is_done(reference_id):
+    return None
+  return session.store.read_records(reference_id)
+
+
+def _drift(session: Session, timer: Timer,
+           records: list[schema.ExampleRecord]) -> dict[str, Any]:
+  """Paired protocol: where the reference stood (beside the cell, or the
+  reference cell's own times)."""
+  if not session.paired:
+    return {}
+  key = latency_lib.REF_TIMES if timer.reference else latency_lib.TIMES
+  return summary_lib.reference_drift(
+      records, timer.cell.task_run.latency_examples, key)
+
+
+def run_cell(session: Session, cell: cells_lib.Cell) -> schema.CellSummary:
+  """Decodes, times, scores and writes one cell; returns its summary."""
+  prepared = _examples(session, cell)
+  host_before = provenance_lib.host_state()
+  session.progress.start_cell(cell.cell_id, num_decodes(cell))
+  timer, warmup = cell_timer(cell, session.loaded, prepared,
+                             session.experiment.latency_protocol)
+  calibration = _calibrate(session, cell, prepared)
+  decoded = run_trials(timer, prepared, session.progress.example_done)
+  records = [to_record(cell, session.loaded, item, result, calibration)
+             for item, result in zip(prepared, decoded)]
+  digest = session.store.write_records(cell.cell_id, records)
+  extra = {"protocol": session.experiment.latency_protocol,
+           "reference_warmup_s": warmup.get("reference_warmup_s"),
+           **_drift(session, timer, records)}
+  provenance = dict(session.provenance, host={
+      "before": host_before, "after": provenance_lib.host_state()})
+  summary = summary_lib.summarize(
+      session.experiment.name, cell, records, warmup["compile_s"],
+      calibration, _reference_records(session, timer), provenance, extra,
+      allow_unisolated=session.allow_unisolated_mbpp)
+  summary["records"] = digest
+  session.store.write_summary(summary)
+  session.progress.cell_done(summary)
+  return summary

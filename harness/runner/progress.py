@@ -28,6 +28,21 @@ def cell_line(summary: schema.CellSummary) -> str:
           f"tokens/ex={stats['mean_num_tokens']:.1f}")
 
 
+def _duration(seconds: float) -> str:
+  minutes, secs = divmod(int(round(seconds)), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def unit_line(event: str, name: str, done: int, failed: int, total: int,
+              elapsed_s: float, left_s: float) -> str:
+  """One line of a distributed sweep's driver: what happened to a unit,
+  units done and remaining, elapsed time and the estimated time left."""
+  return (f"unit {event}: {name} | units {done} done, {failed} failed, "
+          f"{total - done - failed} remaining of {total} | "
+          f"{_duration(elapsed_s)} elapsed, about {_duration(left_s)} left")
+
+
 class Progress:
   """An outer bar over cells and an inner bar over a cell's decodes.
 

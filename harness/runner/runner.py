@@ -1,31 +1,31 @@
 """``run_experiment``: config → cells → models → calibration → cells' results.
 
 Each step is a small function; ``run_experiment`` only strings them
-together. Resuming is rerunning: cells whose summary exists are skipped, a
-cell interrupted half-way is rerun from scratch, and so is a finished cell
-whose records fail the checksum in its summary (``store.check_cell``; the
-runner prints which cell it redid and why).
+together. A cell itself runs in ``execute.run_cell`` (its one home); this
+module decides which cells run, in what order, and where (here, or over a
+Ray cluster with ``--executor ray``: ``ray_executor``).
+
+Resuming is rerunning: cells whose summary exists are skipped, a cell
+interrupted half-way is rerun from scratch, and so is a finished cell whose
+records fail the checksum in its summary (``store.check_cell``; the runner
+prints which cell it redid and why).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-import tempfile
 from typing import TextIO
 
 from harness import decoding
-from harness.results import latency as latency_lib
-from harness.runner import calibration as cal
 from harness.runner import cells as cells_lib
 from harness.runner import config as cfg
 from harness.runner import execute
-from harness.runner import pairs
 from harness.runner import progress as progress_lib
+from harness.runner import ray_executor
 from harness.edge import provenance as provenance_lib
 from harness.results import schema
 from harness.results import store as store_lib
-from harness.runner import summary as summary_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,34 +39,59 @@ class RunOptions:
     gin_config: operative gin config text, recorded as provenance.
     allow_unisolated_mbpp: score MBPP even where the audit hook is the only
       sandbox layer (``--allow_unisolated_mbpp``).
+    executor: "local" (this process) or "ray" (``ray_executor``).
+    ray_address: the Ray cluster ("auto", or HOST:PORT of its head).
+    unit_cells: cells per unit of work under the paired protocol.
+    unit_attempts: attempts per unit before it is reported as failed.
+    cpu_threads: ``--cpu_threads`` for Ray workers (this process has
+      applied it already).
+    compilation_cache_dir: ``--compilation_cache_dir`` for Ray workers.
   """
   shard: cells_lib.Shard = cells_lib.Shard()
   only: tuple[str, ...] = ()
   progress: bool = True
   gin_config: str = ""
   allow_unisolated_mbpp: bool = False
+  executor: str = "local"
+  ray_address: str | None = None
+  unit_cells: int = 1
+  unit_attempts: int = 3
+  cpu_threads: str | None = None
+  compilation_cache_dir: str | None = None
 
 
-@dataclasses.dataclass
-class Session:
-  """What every cell of a run shares (``paired``: the experiment's latency
-  protocol is the paired one, decided once per run)."""
-  experiment: cfg.Experiment
-  store: store_lib.ResultsStore
-  loaded: pairs.LoadedPair
-  calibration: schema.Calibration
-  provenance: schema.Provenance
-  progress: progress_lib.Progress
-  paired: bool
-  allow_unisolated_mbpp: bool = False
-  examples: dict[cfg.TaskRun, list[execute.Prepared]] = dataclasses.field(
-      default_factory=dict)
+EXECUTORS = ("local", "ray")
+
+
+def unit_cost(protocol: str) -> cells_lib.Cost:
+  """A unit's estimated seconds (``estimate.estimate``, without per-model
+  footprints: every step at the estimate's default, so that every host of a
+  multi-host run deals the same units to the same shards)."""
+  from harness.runner import estimate  # pylint: disable=g-import-not-at-top
+  from harness.runner import topologies  # pylint: disable=g-import-not-at-top
+  kind = topologies.parse("v4-8").kind  # Unused without footprints.
+  return lambda unit: estimate.estimate(list(unit.cells), kind, None,
+                                        protocol).seconds
+
+
+def units(exp: cfg.Experiment, cells: list[cells_lib.Cell],
+          options: RunOptions) -> list[cells_lib.Unit]:
+  """The units of work of ``cells`` (``cells.units``)."""
+  return cells_lib.units(
+      cells, execute.is_paired_protocol(exp.latency_protocol),
+      options.unit_cells)
 
 
 def plan(exp: cfg.Experiment, options: RunOptions) -> list[cells_lib.Cell]:
-  """The cells this invocation is responsible for, in run order."""
+  """The cells this invocation is responsible for, in run order (its
+  shard's units, balanced by estimated hours; ``cells.EmptyShardError``
+  when a shard would be empty)."""
   cells = cells_lib.select(cells_lib.build_cells(exp), options.only)
-  return options.shard.select(cells)
+  if not options.shard.sharded:
+    return cells
+  return options.shard.select(
+      cells, execute.is_paired_protocol(exp.latency_protocol),
+      options.unit_cells, unit_cost(exp.latency_protocol))
 
 
 def group_drift(store: store_lib.ResultsStore, cells: list[cells_lib.Cell]
@@ -114,7 +139,7 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
               calibrations: dict[str, schema.Calibration],
               provenance: schema.Provenance,
               store: store_lib.ResultsStore) -> schema.Manifest:
-  return schema.Manifest(
+  manifest = schema.Manifest(
       experiment=exp.name, schema_version=schema.SCHEMA_VERSION,
       cell_ids=[c.cell_id for c in cells],
       shard={"index": options.shard.index, "count": options.shard.count},
@@ -122,85 +147,10 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
       calibrations=dict(calibrations), provenance=provenance,
       latency_protocol=exp.latency_protocol,
       drift=group_drift(store, cells))
-
-
-def _examples(session: Session,
-              cell: cells_lib.Cell) -> list[execute.Prepared]:
-  run = cell.task_run
-  if run not in session.examples:
-    session.examples[run] = execute.prepare_examples(
-        run, cell.seed, session.loaded)
-  return session.examples[run]
-
-
-def _calibrate_cell(session: Session, cell: cells_lib.Cell,
-                    prepared: list[execute.Prepared]) -> schema.Calibration:
-  """The cell's cost-model constants: measured now (paired protocol), at
-  the task's median prompt length, or the pair's start-of-run ones."""
-  exp = session.experiment
-  if not session.paired:
-    return session.calibration
-  item = execute.median_prompt(prepared, cell.task_run.latency_examples)
-  session.calibration = cal.calibrate(
-      session.loaded.drafter, session.loaded.verifier,
-      cal.widths_for(exp.gammas), exp.calibration_calls, cell.pair.name,
-      prompt=item.prompt, max_decode_len=cell.max_decode_len,
-      bucket=cell.task_run.bucket(item.prompt.size))
-  return session.calibration
-
-
-def _reference_records(session: Session, cell: cells_lib.Cell
-                       ) -> list[schema.ExampleRecord] | None:
-  """The reference_large cell's records when it is done (else None)."""
-  reference_id = cells_lib.reference_for(cell).cell_id
-  if not session.store.is_done(reference_id):
-    return None
-  return session.store.read_records(reference_id)
-
-
-def run_cell(session: Session, cell: cells_lib.Cell) -> schema.CellSummary:
-  """Decodes, times, scores and writes one cell; returns its summary."""
-  prepared = _examples(session, cell)
-  host_before = provenance_lib.host_state()
-  session.progress.start_cell(cell.cell_id, execute.num_decodes(cell))
-  timer, warmup = execute.cell_timer(
-      cell, session.loaded, prepared, session.experiment.latency_protocol)
-  calibration = _calibrate_cell(session, cell, prepared)
-  decoded = execute.run_trials(timer, prepared, session.progress.example_done)
-  records = [execute.to_record(cell, session.loaded, item, result,
-                               calibration)
-             for item, result in zip(prepared, decoded)]
-  digest = session.store.write_records(cell.cell_id, records)
-  extra = {"protocol": session.experiment.latency_protocol,
-           "reference_warmup_s": warmup.get("reference_warmup_s")}
-  if session.paired:  # Where the reference stood: beside the cell, or its own.
-    extra.update(summary_lib.reference_drift(
-        records, cell.task_run.latency_examples,
-        latency_lib.REF_TIMES if timer.reference else latency_lib.TIMES))
-  provenance = dict(session.provenance, host={
-      "before": host_before, "after": provenance_lib.host_state()})
-  summary = summary_lib.summarize(
-      session.experiment.name, cell, records, warmup["compile_s"],
-      calibration, None if timer.reference else _reference_records(
-          session, cell), provenance, extra,
-      allow_unisolated=session.allow_unisolated_mbpp)
-  summary["records"] = digest
-  session.store.write_summary(summary)
-  session.progress.cell_done(summary)
-  return summary
-
-
-def _load(pair: cfg.ModelPair, exp: cfg.Experiment, paired: bool) -> tuple[
-    pairs.LoadedPair, schema.Calibration | None]:
-  """Loads a pair; calibrates its cost model now (unpaired protocol)."""
-  with tempfile.TemporaryDirectory(prefix="harness-pair-") as work_dir:
-    loaded = pairs.load_pair(pair, work_dir)
-  if paired:
-    return loaded, None  # Each cell calibrates in its own window.
-  calibration = cal.calibrate(
-      loaded.drafter, loaded.verifier, cal.widths_for(exp.gammas),
-      exp.calibration_calls, pair.name)
-  return loaded, calibration
+  if options.shard.sharded:
+    manifest["sweep_cell_ids"] = [c.cell_id for c in cells_lib.select(
+        cells_lib.build_cells(exp), options.only)]
+  return manifest
 
 
 def _by_pair(cells: list[cells_lib.Cell]
@@ -211,18 +161,20 @@ def _by_pair(cells: list[cells_lib.Cell]
   return groups
 
 
+# Where a local run's cells ran (each cell's ``provenance.placement``).
+_LOCAL = {"executor": "local"}
+
+
 def _run_pair(exp: cfg.Experiment, pair: cfg.ModelPair,
               todo: list[cells_lib.Cell], store: store_lib.ResultsStore,
               provenance: schema.Provenance,
               progress: progress_lib.Progress,
-              allow_unisolated_mbpp: bool = False) -> schema.Calibration:
-  """Runs the cells of one model pair; returns its calibration."""
-  paired = exp.latency_protocol == latency_lib.PAIRED
-  loaded, calibration = _load(pair, exp, paired)
-  session = Session(exp, store, loaded, calibration, provenance, progress,
-                    paired, allow_unisolated_mbpp)
+              allow_unisolated_mbpp: bool) -> schema.Calibration | None:
+  """Runs the cells of one model pair here; returns its calibration."""
+  session = execute.open_session(exp, pair, store, provenance, progress,
+                                 allow_unisolated_mbpp)
   for cell in todo:
-    run_cell(session, cell)
+    execute.run_cell(session, cell)
   return session.calibration
 
 
@@ -245,18 +197,27 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
     return store.dir
   provenance = provenance_lib.collect(
       options.gin_config, {"seed": exp.seed, "model_seed": exp.pair.model_seed})
-  progress = progress_lib.Progress(len(todo), enabled=options.progress)
+  progress = progress_lib.Progress(
+      len(todo), enabled=options.progress and options.executor == "local")
   compiled_before = compile_totals()
   calibrations = {}
   store.write_manifest(_manifest(exp, cells, options, calibrations,
                                  provenance, store))
+  failure = None
   try:
-    for pair, group in _by_pair(todo).items():
-      calibrations[pair.name] = _run_pair(exp, pair, group, store, provenance,
-                                          progress,
-                                          options.allow_unisolated_mbpp)
-      store.write_manifest(_manifest(exp, cells, options, calibrations,
-                                     provenance, store))
+    if options.executor == "ray":
+      calibrations.update(_run_on_ray(exp, todo, store, provenance, options,
+                                      progress, out))
+    else:
+      for pair, group in _by_pair(todo).items():
+        calibrations[pair.name] = _run_pair(
+            exp, pair, group, store, dict(provenance, placement=_LOCAL),
+            progress, options.allow_unisolated_mbpp)
+        store.write_manifest(_manifest(exp, cells, options, calibrations,
+                                       provenance, store))
+  except ray_executor.UnitsFailed as err:
+    failure = err
+    calibrations.update(err.calibrations)
   finally:
     progress.close()
   manifest = _manifest(exp, cells, options, calibrations, provenance, store)
@@ -265,4 +226,13 @@ def run_experiment(exp: cfg.Experiment, options: RunOptions = RunOptions(),
   c = manifest["compile"]
   print(f"compiled programs: {c['programs']}, compile seconds: "
         f"{c['seconds']:.1f}", file=out)
+  if failure is not None:
+    raise failure
   return store.dir
+
+
+def _run_on_ray(exp, todo, store, provenance, options, progress, out):
+  """``--executor ray``: the units of ``todo`` over the Ray cluster."""
+  return ray_executor.run(exp, units(exp, todo, options), store, provenance,
+                          options, unit_cost(exp.latency_protocol), out,
+                          progress)

@@ -6,6 +6,8 @@
   runner's schema (report tests and examples).
 * :mod:`harness.testing.tokenizers` — tiny SentencePiece models trained on
   synthetic text.
+* :mod:`harness.testing.ray_jobs` — model-free jobs for the Ray executor's
+  scheduling tests.
 
 The library itself never imports this package (``tests/test_fixtures.py``
 checks it); the tiny model sizes are library sizes

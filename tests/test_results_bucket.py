@@ -109,13 +109,13 @@ def test_sweep_and_report_round_trip_through_a_bucket(tmp_path, capsys,
 def test_gather_reads_and_writes_buckets(capsys):
   hosts = [f"{_bucket()}/smoke" for _ in range(2)]
   for host in hosts:  # The same file on both hosts is copied once.
-    store_lib.atomic_write_text(f"{host}/manifests/x.txt", "same")
-  store_lib.atomic_write_text(f"{hosts[1]}/manifests/y.txt", "only here")
+    store_lib.atomic_write_text(f"{host}/extra/x.txt", "same")
+  store_lib.atomic_write_text(f"{hosts[1]}/extra/y.txt", "only here")
   into = f"{_bucket()}/smoke"
   assert main(["gather", *hosts, "--into", into]) == 0
   assert "gathered 2 files" in capsys.readouterr().out
-  assert storage.walk_files(into) == ["manifests/x.txt", "manifests/y.txt"]
-  store_lib.atomic_write_text(f"{hosts[1]}/manifests/x.txt", "other")
+  assert storage.walk_files(into) == ["extra/x.txt", "extra/y.txt"]
+  store_lib.atomic_write_text(f"{hosts[1]}/extra/x.txt", "other")
   assert main(["gather", *hosts, "--into", f"{_bucket()}/m"]) == 1
   assert "differs from" in capsys.readouterr().err
 

@@ -151,8 +151,7 @@ def lines(options: Sequence[Option], chosen: Option | None,
   out = []
   for o in options:
     mark = "*" if o is chosen else " "
-    hours = ("not priced" if o.seconds is None
-             else f"{o.seconds / 3600:.2f} h")
+    hours = "not priced" if o.seconds is None else duration(o.seconds)
     ratio = ("" if o.step_ratio is None
              else f", drafter step {o.step_ratio:.2f} of the verifier's")
     gib = o.need_bytes / 2 ** 30
@@ -187,7 +186,13 @@ def wall_line(cells, layouts: dict, topo, footprints: dict,
     one += sum(s for s in per_cell if s is not None)
     parts.append(f"{pair.name} {n}")
   host = "host" if topo.num_hosts == 1 else "hosts"
-  return (f"wall time: {total / 3600:.2f} h with every replica busy "
+  return (f"wall time: {duration(total)} with every replica busy "
           f"(streams per pair: {', '.join(parts)}; on {topo.num_hosts} "
           f"{host}; cells dealt longest first to the least loaded stream), "
-          f"against {one / 3600:.2f} h one cell after another")
+          f"against {duration(one)} one cell after another")
+
+
+def duration(seconds: float) -> str:
+  """Hours to 2 decimals, or seconds under a minute's hundredth of hours."""
+  return (f"{seconds / 3600:.2f} h" if seconds >= 36
+          else f"{seconds:.1f} s")

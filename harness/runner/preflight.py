@@ -471,14 +471,12 @@ def _place(pair: cfg.ModelPair, models: dict[str, Resolved],
   """The pair's layout on one host of ``topo`` (``harness.runner.placement``:
   "auto" the least estimated wall time, explicit settings as given), its
   memory lines and problems; (None, {}) when it cannot be decided."""
-  if models["verifier"].config is None:
-    return None, {}  # The missing model is already a problem.
   explicit = pair.model_parallel != chips.AUTO
-  if explicit:
-    problem = _explicit_problem(pair, topo)
-    if problem:
-      found.add("devices", problem)
-      return None, {}
+  problem = _explicit_problem(pair, topo) if explicit else None
+  if problem:
+    found.add("devices", problem)
+  if problem or models["verifier"].config is None:
+    return None, {}  # A missing model is already a problem.
   chosen_by = (f"model_parallel={pair.model_parallel}" if explicit
                else "auto")
   layouts = placement.candidates(topo.devices_per_host, pair.model_parallel,

@@ -179,8 +179,9 @@ def test_unknown_drafter_is_named_not_a_flat_10_ms(capsys, tmp_path):
   line = next(l for l in out.splitlines() if "decodes to run" in l)
   assert "drafter unknown + L × unknown ms" in line
   assumed = next(l for l in out.splitlines() if l.startswith("assumed:"))
-  assert "size unknown (no checkpoint, no declared size): tiny_random_t5 " \
-         "drafter, so 1 cells are left out of the total" in assumed
+  assert ("not estimated (size unknown: no checkpoint and no declared "
+          "size; or no layout fits): tiny_random_t5 drafter, so 1 cells are "
+          "left out of the total") in assumed
   # The declared size is used when the gin gives one.
   _, out = _dry(capsys, tmp_path, "--gin.ModelPair.kind='checkpoint'",
                 f"--gin.ModelPair.drafter='{tmp_path}/nowhere'",
@@ -188,7 +189,7 @@ def test_unknown_drafter_is_named_not_a_flat_10_ms(capsys, tmp_path):
                 "--gin.ModelPair.verifier='t5_v1_1_large'",
                 "--gin.ModelPair.verifier_size='t5_v1_1_large'",
                 "--simulate_devices", "1xH200")
-  assert "size unknown" not in out and "unknown ms" not in out
+  assert "not estimated" not in out and "unknown ms" not in out
 
 
 _REPLICAS = textwrap.dedent("""

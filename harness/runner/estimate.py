@@ -152,6 +152,8 @@ def overhead_text(kind: topologies.Chip) -> str:
     text += (f" + {kind.layer_s * 1e6:.0f} µs per layer per step and "
              f"{kind.bandwidth_fraction:.0%} of the vendor bandwidth "
              f"(measured on {kind.title})")
+  elif kind.name == topologies.CPU:
+    text += " and the bandwidth of a 256 MiB array copy here"
   else:
     text += f" and the vendor bandwidth ({kind.title}: not measured)"
   return text
@@ -163,9 +165,9 @@ def assumptions(est: Estimate, kind: topologies.Chip) -> str:
              or "none known")
   unknown = ""
   if est.unknown:
-    unknown = (f"; size unknown (no checkpoint, no declared size): "
-               f"{', '.join(est.unknown)}, so {est.unknown_cells} cells "
-               "are left out of the total")
+    unknown = (f"; not estimated (size unknown: no checkpoint and no "
+               f"declared size; or no layout fits): {', '.join(est.unknown)}"
+               f", so {est.unknown_cells} cells are left out of the total")
   return ("assumed: prefill once per decode (T5: the encoder once); "
           f"typical output lengths where measured ({lengths}), else each "
           "task's maximum; every method as slow as the verifier alone; "

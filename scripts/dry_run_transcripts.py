@@ -53,6 +53,8 @@ COMMANDS = (
      "--simulate_devices", "8xH100"],
     [*_gemma("gemma_fewshot_9b", "gemma-2-9b"), *_TFDS, "--dry_run",
      "--simulate_devices", "8xH100"],
+    [*_gemma("gemma_fewshot", "gemma-2-27b"), *_TFDS, "--dry_run",
+     "--simulate_devices", "8xv4-8"],
 )
 
 

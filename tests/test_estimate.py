@@ -35,16 +35,52 @@ def test_step_reads_the_step_weights_and_the_cache():
 def test_prefill_reads_every_weight_once_and_runs_the_prompt():
   # max(2,100 B / 1 GB/s = 2.1 µs, 40,000 FLOPs / 1 GFLOP/s = 40 µs) + 50.
   assert estimate.prefill_seconds(_fp(), CHIP) == pytest.approx(90e-6)
-  assert estimate.prefill_seconds(None, CHIP) == 0.0
+  assert estimate.prefill_seconds(None, CHIP) is None  # size unknown
 
 
 def test_measured_chip_figures_replace_the_flat_overhead():
   measured = chips.Chip("m", "Measured chip", 16, 1e9, 1e9, 1,
-                        bandwidth_fraction=0.5, layer_s=10e-6)
-  # 4 layers × 10 µs + 1,300 B at 0.5 GB/s = 40 + 2.6 µs.
-  assert estimate.step_seconds(_fp(), measured) == pytest.approx(42.6e-6)
+                        bandwidth_fraction=0.5, layer_s=10e-6,
+                        step_overhead_s=20e-6)
+  # The loop's 20 µs + 4 layers × 10 µs + 1,300 B at 0.5 GB/s = 2.6 µs.
+  assert estimate.step_seconds(_fp(), measured) == pytest.approx(62.6e-6)
   line = estimate.assumptions(estimate.Estimate(1, 1, 1.0, {}), measured)
+  assert "20 µs per step (the loop, measured on Measured chip)" in line
   assert "10 µs per layer per step and 50% of the vendor bandwidth" in line
+  # Without a measured loop cost: the stated default, said to be so.
+  unmeasured = chips.Chip("u", "Unmeasured chip", 16, 1e9, 1e9, 1)
+  assert estimate.step_seconds(_fp(), unmeasured) == pytest.approx(
+      estimate.ACCELERATOR_STEP_OVERHEAD_S + 1.3e-6)
+  line = estimate.assumptions(estimate.Estimate(1, 1, 1.0, {}), unmeasured)
+  assert "50 µs per step (the loop, Unmeasured chip: not measured)" in line
+
+
+def test_the_h200_row_carries_its_measured_loop_cost():
+  h200 = chips.chip_named("H200")
+  assert h200.step_overhead_s == pytest.approx(118e-6)
+  assert estimate.loop_seconds(h200) == pytest.approx(118e-6)
+  for name in ("v4", "H100", "v5e"):
+    assert chips.chip_named(name).step_overhead_s is None
+
+
+def test_cpu_overhead_is_calibrated_once(monkeypatch):
+  from harness.runner import loop_overhead, topologies  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(loop_overhead, "cpu_step_overhead",
+                      lambda: calls.append(1) or 123e-6)
+  cpu = chips.Chip(topologies.CPU, "CPU (measured)", 16, 1e9, 1e9, 1)
+  assert estimate.step_seconds(_fp(), cpu) == pytest.approx(124.3e-6)
+  assert "123 µs per step (CPU, measured now" in estimate.assumptions(
+      estimate.Estimate(1, 1, 1.0, {}), cpu)
+
+
+def test_cpu_calibration_is_short_and_plausible():
+  from harness.runner import loop_overhead  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  seconds = loop_overhead.cpu_step_overhead()
+  assert time.perf_counter() - start < 20  # a second or two, plus compile
+  assert 1e-7 < seconds < 1e-2
 
 
 def test_t5_footprint_counts_the_encoder_in_prefill_only():

@@ -64,6 +64,7 @@ def device_info() -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   devices = jax.devices()
   from harness.edge import cpu_threads  # pylint: disable=g-import-not-at-top
+  from harness.models import layout  # pylint: disable=g-import-not-at-top
   return {"platform": devices[0].platform,
           "device_kind": devices[0].device_kind,
           "num_devices": len(devices),
@@ -73,7 +74,11 @@ def device_info() -> dict:
               os, "sched_getaffinity") else os.cpu_count(),
           # Whether small weight products use the CPU kernel (on, off,
           # unavailable); None off the CPU.
-          "small_m_kernel": _kernel_state(devices[0].platform)}
+          "small_m_kernel": _kernel_state(devices[0].platform),
+          # Each pair's layout chosen before the first cell (pair name ->
+          # model parallelism, drafter placement, replicas), this replica.
+          "placement": layout.recorded_all(),
+          "replica": layout.replica_index()}
 
 
 def _kernel_state(platform: str) -> str | None:

@@ -52,7 +52,11 @@ class Chip:
       figure is used as it is).
     layer_s: fixed cost of one decoder layer per batch-1 step (kernel
       launches and small operations), measured likewise; None: not
-      measured (the dry run then uses a flat per-step overhead).
+      measured.
+    step_overhead_s: the decoding loop's own cost per autoregressive
+      iteration (sampling at the vocabulary, bookkeeping, loop control;
+      `plan_gamma --loop`'s null models), measured likewise; None: not
+      measured (the dry run then assumes a stated default).
   """
   name: str
   title: str
@@ -63,6 +67,7 @@ class Chip:
   match: tuple[tuple[str, ...], ...] = ()
   bandwidth_fraction: float = 1.0
   layer_s: float | None = None
+  step_overhead_s: float | None = None
 
   @property
   def memory_bytes(self) -> float:
@@ -87,8 +92,11 @@ CHIPS: tuple[Chip, ...] = (
     # 2.52 TB/s (0.525 of 4.8); its batch-1 step takes 2.81 ms, 0.72 ms
     # more than its 5.26 GB at that rate: 28 µs for each of its 26 layers.
     # (T5 v1.1 large's decoder layers cost more: ~70 µs each at K = 1.)
+    # The autoregressive loop itself costs 118 µs per iteration at Gemma's
+    # 262,144-token vocabulary (plan/plan_gamma_gemma3_270m.json,
+    # loop_us_per_iteration; a speculative iteration 288-301 µs at γ = 1-2).
     Chip("H200", "NVIDIA H200", 141, 4.8e12, 989e12, 8, (("h200",),),
-         bandwidth_fraction=0.525, layer_s=28e-6),
+         bandwidth_fraction=0.525, layer_s=28e-6, step_overhead_s=118e-6),
 )
 # Name -> GiB per chip.
 CHIP_MEMORY_GIB: dict[str, float] = {c.name: c.memory_gib for c in CHIPS}

@@ -49,7 +49,8 @@ def _configure_run(parser: argparse.ArgumentParser, sweep: bool) -> None:
   parser.add_argument("--simulate_devices", default=None, metavar="TOPOLOGY",
                       help="dry run against a topology instead of this "
                       "machine's devices: v4-8, v4-16, v5e-8, v5p-8, "
-                      "8xH100, 4xA100, 1xH200, cpu")
+                      "8xH100, 4xA100, 1xH200, cpu; a cluster of N such "
+                      "hosts as Nx<topology>, e.g. 8xv4-8")
   parser.add_argument("--only", action="append", default=[],
                       metavar="GLOB", help="run only cells whose id matches "
                       "(their reference cells come along)")
@@ -219,12 +220,14 @@ def _gate(exp, allow_unisolated: bool = False, topo=None):
   returns the experiment after its sample policy."""
   from harness.runner import preflight  # pylint: disable=g-import-not-at-top
   from harness.runner import topologies  # pylint: disable=g-import-not-at-top
+  from harness.models import layout  # pylint: disable=g-import-not-at-top
   found, _ = preflight.check(exp, topo or topologies.detect(),
                              allow_unisolated)
   for line in found.warnings:
     print(f"warning: {line}", file=sys.stderr)
   if found.problems:
     raise GateRefused(found.problems)
+  layout.record(found.placements)  # loading and provenance read it
   return found.experiment
 
 

@@ -82,7 +82,11 @@ class ModelPair:
       path (``harness.models.get_config`` names or ``pairs.RANDOM_SIZES``).
     verifier_size: same, for the verifier.
     model_parallel: chips the verifier is split over (tensor parallel, see
-      ``harness.models.sharding``); the drafter is replicated. 1 = one chip.
+      ``harness.models.sharding``); 1 = one chip; "auto": the layout of
+      least estimated wall time (``harness.runner.placement``).
+    drafter_placement: "replicated" (on every chip of the verifier's),
+      "sharded" (split as the verifier is), or "auto" (the estimate
+      decides, ``harness.runner.placement``).
     model_seed: PRNG seed of random weights (RANDOM only).
     extra_drafters: CS Drafting only: further, smaller drafters (checkpoint
       directories or size names, largest first) below ``drafter``.
@@ -99,6 +103,7 @@ class ModelPair:
   drafter_size: Optional[str] = None
   verifier_size: Optional[str] = None
   model_parallel: int | str = "auto"
+  drafter_placement: str = "auto"
   model_seed: int = 0
   extra_drafters: tuple[str, ...] = ()
   bigram_table: Optional[str] = None
@@ -108,6 +113,9 @@ class ModelPair:
     _check(self.model_parallel == "auto" or (
         isinstance(self.model_parallel, int) and self.model_parallel >= 1),
            "model_parallel", self.model_parallel, 'must be ≥ 1 or "auto"')
+    _check(self.drafter_placement in ("auto", "replicated", "sharded"),
+           "drafter_placement", self.drafter_placement,
+           'must be "auto", "replicated" or "sharded"')
     for name in ("drafter", "verifier"):
       _check(bool(getattr(self, name)), name, getattr(self, name),
              "must be a non-empty path or size name")

@@ -7,8 +7,9 @@ on the first lines of the bundled Multi30k training text. Checkpoint pairs
 are Hugging-Face-format directories or GGUF files
 (``harness.models.open_checkpoint``): their vocabularies are checked before
 any weight is read, then every tensor is loaded straight into its place on
-the mesh (``ModelPair.model_parallel``, "auto" by default:
-``harness.models.chips.choose_model_parallel``).
+one replica's chips (:func:`pair_layout`: the layout the checks before the
+run chose, ``harness.runner.placement``, recorded in
+``harness.models.layout``).
 
 Size names: the tiny smoke-run sizes of :data:`RANDOM_SIZES`, the embedded
 default's sizes (:data:`SHIPPED_SIZES`, read from the shipped checkpoints'
@@ -19,11 +20,12 @@ default's sizes (:data:`SHIPPED_SIZES`, read from the shipped checkpoints'
 from __future__ import annotations
 
 import dataclasses
+import contextlib
 import functools
 import gzip
 import io
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +33,8 @@ import jax.numpy as jnp
 from harness import REPO_ROOT
 from harness import decoding
 from harness import models
-from harness.models import base, configs, chips, sharding, weights
+from harness.models import base, configs, chips, weights
+from harness.models import layout as layout_lib
 from harness.runner import config as cfg
 
 # Tiny random sizes for smoke tests (vocabulary 128; SentencePiece uses 100).
@@ -202,21 +205,50 @@ def local_mesh(model_parallel: int) -> jax.sharding.Mesh | None:
                        (base.DATA_AXIS, base.MODEL_AXIS), devices=local)
 
 
-def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
+def pair_layout(pair: cfg.ModelPair, verifier, drafters: Sequence[Any],
+                dtype) -> layout_lib.Layout:
+  """The pair's layout: the one recorded before the run (by name), else
+  its model parallelism on this process's devices
+  (``chips.present_model_parallel``) with the drafter replicated unless
+  ``drafter_placement`` says otherwise."""
+  recorded = layout_lib.recorded(pair.name)
+  if recorded is not None:
+    return recorded
+  m = chips.present_model_parallel(pair.model_parallel, verifier,
+                                   list(drafters), dtype)
+  drafter = (layout_lib.REPLICATED if pair.drafter_placement == "auto"
+             else pair.drafter_placement)
+  return layout_lib.fixed(m, len(jax.local_devices()), drafter)
+
+
+def _on(devices: Sequence[jax.Device]):
+  """Loading onto one chip: that chip as the default device."""
+  if len(devices) == 1:
+    return jax.default_device(devices[0])
+  return contextlib.nullcontext()
+
+
+def _checkpoint_pair(pair: cfg.ModelPair,
+                     devices: Sequence[jax.Device] | None) -> LoadedPair:
   """Opens every checkpoint and checks the vocabularies before reading any
-  weight, then loads each tensor straight onto its devices: the verifier
-  split over the model axis, the drafters replicated."""
+  weight, then loads each tensor straight onto one replica's chips: the
+  verifier split over the model axis, the drafters replicated or split as
+  the layout says."""
   dtype = DTYPES[pair.dtype]
   paths = [resolve(p) for p in (pair.drafter, *pair.extra_drafters)]
   drafters = [models.open_checkpoint(p) for p in paths]
   large = models.open_checkpoint(resolve(pair.verifier))
   for path, small in zip(paths, drafters):
     models.check_same_vocabulary(small, large, path, large.path)
-  mesh = local_mesh(chips.present_model_parallel(
-      pair.model_parallel, large.config, [d.config for d in drafters], dtype))
-  verifier = weights.load_checkpoint(large, dtype, mesh)
-  small, *extra = [weights.load_checkpoint(d, dtype, mesh, replicate=True)
-                   for d in drafters]
+  lay = pair_layout(pair, large.config, [d.config for d in drafters], dtype)
+  devices = list(devices or layout_lib.local_chip_set(lay))
+  chip_set = devices[:lay.model_parallel]
+  mesh = layout_lib.mesh_for(chip_set)
+  with _on(chip_set):
+    verifier = weights.load_checkpoint(large, dtype, mesh)
+    small, *extra = [weights.load_checkpoint(
+        d, dtype, mesh, replicate=lay.drafter != layout_lib.SHARDED)
+                     for d in drafters]
   return LoadedPair(drafter=small.model, verifier=verifier.model,
                     tokenizer=verifier.tokenizer,
                     encoder_decoder=isinstance(verifier.model, models.T5),
@@ -224,27 +256,28 @@ def _checkpoint_pair(pair: cfg.ModelPair) -> LoadedPair:
                     bigram_table=pair.bigram_table)
 
 
-def _place(loaded: LoadedPair, model_parallel: int | str) -> LoadedPair:
-  """Splits a random pair's verifier over chips, replicates its drafters."""
-  mesh = local_mesh(chips.present_model_parallel(
-      model_parallel, loaded.verifier.config,
-      [m.config for m in (loaded.drafter, *loaded.extra_drafters)],
-      loaded.verifier.dtype))
-  if mesh is None:
-    return loaded
-  return dataclasses.replace(
-      loaded, verifier=sharding.shard_model(loaded.verifier, mesh),
-      drafter=sharding.replicate_model(loaded.drafter, mesh),
-      extra_drafters=tuple(sharding.replicate_model(m, mesh)
-                           for m in loaded.extra_drafters))
+def _place(loaded: LoadedPair, pair: cfg.ModelPair,
+           devices: Sequence[jax.Device] | None) -> LoadedPair:
+  """Puts a random pair on one replica's chips (``layout.place``)."""
+  small = (loaded.drafter, *loaded.extra_drafters)
+  lay = pair_layout(pair, loaded.verifier.config, [m.config for m in small],
+                    loaded.verifier.dtype)
+  devices = list(devices or layout_lib.local_chip_set(lay))
+  verifier, (drafter, *extra) = layout_lib.place(loaded.verifier, small, lay,
+                                                 devices)
+  return dataclasses.replace(loaded, verifier=verifier, drafter=drafter,
+                             extra_drafters=tuple(extra))
 
 
-def load_pair(pair: cfg.ModelPair, work_dir: str) -> LoadedPair:
-  """Loads (or builds) the pair; ``work_dir`` holds a random pair's vocab."""
+def load_pair(pair: cfg.ModelPair, work_dir: str,
+              devices: Sequence[jax.Device] | None = None) -> LoadedPair:
+  """Loads (or builds) the pair on ``devices`` (default: this process's
+  replica's chips, ``layout.local_chip_set``); ``work_dir`` holds a random
+  pair's vocab."""
   if pair.kind is cfg.PairKind.RANDOM:
-    loaded = _place(_random_pair(pair, work_dir), pair.model_parallel)
+    loaded = _place(_random_pair(pair, work_dir), pair, devices)
   else:
-    loaded = _checkpoint_pair(pair)
+    loaded = _checkpoint_pair(pair, devices)
   if loaded.bigram_table:
     loaded = dataclasses.replace(loaded,
                                  bigram_table=resolve(loaded.bigram_table))

@@ -57,6 +57,7 @@ from harness import metrics
 from harness import tasks
 from harness.edge import errors
 from harness.models import chips
+from harness.models import layout as layout_lib
 from harness.models import loading
 from harness.models import t5x
 from harness.models import weights
@@ -67,6 +68,7 @@ from harness.runner import topologies
 from harness.runner import estimate as estimate_lib
 from harness.runner import execute
 from harness.runner import pairs
+from harness.runner import placement
 
 MARGIN_FRACTION = 0.2  # Activations, logits, XLA workspace, fragmentation.
 MARGIN_BYTES = 1 * chips.GIB
@@ -84,13 +86,17 @@ class Findings:
     problems: (kind, one line) that make the run refuse.
     warnings: one line each, the run still proceeds.
     memory: lines of the per-chip memory table.
-    parallel: one line per pair: its model parallelism ("auto" resolved).
+    parallel: lines per pair: its layout ("auto" resolved) and, where
+      there was a choice, every candidate's estimate.
+    placements: pair name -> its chosen layout.
     experiment: the experiment after the sample policy (sizes capped).
   """
   problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)
   warnings: list[str] = dataclasses.field(default_factory=list)
   memory: list[str] = dataclasses.field(default_factory=list)
   parallel: list[str] = dataclasses.field(default_factory=list)
+  placements: dict[str, layout_lib.Layout] = dataclasses.field(
+      default_factory=dict)
   experiment: cfg.Experiment | None = None
 
   def add(self, kind: str, message: str) -> None:
@@ -415,79 +421,125 @@ def footprint(config, dtype: cfg.DType, split: int, input_len: int,
                    step_weights, prefill / split)
 
 
-def _model_parallel(pair: cfg.ModelPair, models: dict[str, Resolved],
-                    topo: topologies.Topology, found: Findings
-                    ) -> int | None:
-  """The pair's model parallelism on one host of ``topo``: a number is
-  checked against the devices, "auto" chosen as the real run chooses it
-  (``harness.models.chips.choose_model_parallel``, each host running its
-  own cells). None (with a problem) when it cannot be decided or used."""
-  mp, per_host = pair.model_parallel, topo.devices_per_host
-  if mp == chips.AUTO:
-    configs = [m.config for m in models.values()]
-    if any(c is None for c in configs):
-      return None  # The missing model is already a problem.
-    drafters = [m.config for role, m in models.items() if role != "verifier"]
-    try:
-      mp = chips.choose_model_parallel(
-          chips.AUTO, models["verifier"].config, drafters,
-          pairs.DTYPES[pair.dtype], per_host, int(topo.kind.memory_bytes))
-    except ValueError as err:
-      found.add("devices", f"pair {pair.name}: model_parallel=\"auto\": "
-                f"{err}; {topo.describe()}")
-      return None
-    found.parallel.append(f"  {pair.name}: model_parallel=\"auto\" chose "
-                          f"{mp} (of {per_host} devices per host)")
-    return mp
-  if mp > topo.num_devices or topo.num_devices % mp:
-    found.add("devices", f"pair {pair.name}: model_parallel={mp} needs a "
-              f"multiple of {mp} devices; {topo.describe()}")
-    return None
-  if mp > per_host:
-    found.add("devices", f"pair {pair.name}: model_parallel={mp} exceeds "
-              f"the {per_host} devices of one host (each host runs its own "
-              f"cells); {topo.describe()}")
-    return None
-  found.parallel.append(f"  {pair.name}: model_parallel={mp}")
-  return mp
-
-
-def _check_memory(pair: cfg.ModelPair, models: dict[str, Resolved],
-                  split: int, exp: cfg.Experiment,
-                  topo: topologies.Topology,
-                  found: Findings) -> dict[str, Footprint]:
-  """Worst task's per-chip memory with the verifier split ``split`` ways;
-  returns that task's footprints."""
-  if any(m.config is None for m in models.values()):
-    return {}
+def _need(pair: cfg.ModelPair, models: dict[str, Resolved],
+          lay: layout_lib.Layout, exp: cfg.Experiment
+          ) -> tuple[float, dict[str, Footprint], list[str]]:
+  """(the fullest chip's bytes with the margin, the worst task's
+  {"drafter", "verifier"} footprints, one memory line per task) of
+  ``pair`` laid out as ``lay``. A model of unknown size counts nothing."""
   gamma = max(exp.gammas)
-  worst, worst_total = {}, -1.0
+  worst, worst_total, lines = {}, -1.0, []
   for run in exp.tasks:
     if (run.pair or exp.pair) != pair:
       continue
     spec = tasks.get_task(run.task)
     prints = {
-        "drafter": footprint(models["drafter"].config, pair.dtype, 1,
-                             spec.max_input_len, run.decode_len(), gamma),
-        "verifier": footprint(models["verifier"].config, pair.dtype,
-                              split, spec.max_input_len,
-                              run.decode_len(), gamma)}
-    used = sum(p.bytes for p in prints.values())
+        role: footprint(m.config, pair.dtype,
+                        lay.model_parallel if role == "verifier"
+                        else lay.drafter_split, spec.max_input_len,
+                        run.decode_len(), gamma)
+        for role, m in models.items() if m.config is not None}
+    drafters = sum(p.bytes for r, p in prints.items() if r != "verifier")
+    verifier = prints["verifier"].bytes
+    chips_used = ([verifier, drafters] if lay.drafter == layout_lib.OWN_CHIP
+                  else [verifier + drafters])
+    total = max(u * (1 + MARGIN_FRACTION) + MARGIN_BYTES for u in chips_used)
     kv = sum(p.kv_bytes for p in prints.values())
-    total = used * (1 + MARGIN_FRACTION) + MARGIN_BYTES
-    line = (f"  {pair.name} × {run.task}: per chip weights "
-            f"{_gib(prints['verifier'].weight_bytes)} verifier (1/"
-            f"{split}) + {_gib(prints['drafter'].weight_bytes)}"
-            f" drafter, KV {_gib(kv)}"
-            f", + margin = {_gib(total)} of {_gib(topo.kind.memory_bytes)}")
-    found.memory.append(line)
-    if total > topo.kind.memory_bytes:
-      found.add("memory", f"pair {pair.name} × {run.task}: needs "
-                f"{_gib(total)} per chip (weights + KV + margin) but a "
-                f"{topo.kind.title} holds {_gib(topo.kind.memory_bytes)}")
+    drafter = prints.get("drafter")
+    small = (f"{_gib(drafter.weight_bytes)} drafter (1/{lay.drafter_split}"
+             f"{', own chip' if lay.drafter == layout_lib.OWN_CHIP else ''})"
+             if drafter else "drafter of unknown size")
+    lines.append((run.task, total,
+                  f"  {pair.name} × {run.task}: per chip weights "
+                  f"{_gib(prints['verifier'].weight_bytes)} verifier (1/"
+                  f"{lay.model_parallel}) + {small}, KV {_gib(kv)}, + margin"
+                  f" = {_gib(total)}"))
     if total > worst_total:
-      worst, worst_total = prints, total
-  return worst
+      worst, worst_total = {r: prints[r] for r in ("drafter", "verifier")
+                            if r in prints}, total
+  return worst_total, worst, lines
+
+
+def _explicit_problem(pair: cfg.ModelPair, topo: topologies.Topology
+                      ) -> str | None:
+  mp, per_host = pair.model_parallel, topo.devices_per_host
+  if mp > topo.num_devices or topo.num_devices % mp:
+    return (f"pair {pair.name}: model_parallel={mp} needs a multiple of "
+            f"{mp} devices; {topo.describe()}")
+  if mp > per_host:
+    return (f"pair {pair.name}: model_parallel={mp} exceeds the {per_host} "
+            f"devices of one host (each host runs its own cells); "
+            f"{topo.describe()}")
+  return None
+
+
+def _refusal(pair: cfg.ModelPair, models: dict[str, Resolved],
+             topo: topologies.Topology, options) -> str:
+  """Why no "auto" layout fits, in one line."""
+  drafters = [m.config for role, m in models.items()
+              if role != "verifier" and m.config is not None]
+  try:
+    chips.choose_model_parallel(
+        chips.AUTO, models["verifier"].config, drafters,
+        pairs.DTYPES[pair.dtype], topo.devices_per_host,
+        int(topo.kind.memory_bytes))
+  except ValueError as err:
+    return f"{err}; {topo.describe()}"
+  least = min(options, key=lambda o: o.need_bytes)
+  return (f"no layout fits: the smallest need, {least.layout.describe()}, "
+          f"is {_gib(least.need_bytes)} per chip (weights + KV + margin) "
+          f"but a {topo.kind.title} holds {_gib(topo.kind.memory_bytes)}; "
+          f"{topo.describe()}")
+
+
+def _place(pair: cfg.ModelPair, models: dict[str, Resolved],
+           exp: cfg.Experiment, topo: topologies.Topology, found: Findings,
+           price_all: bool) -> tuple[layout_lib.Layout | None,
+                                     dict[str, Footprint]]:
+  """The pair's layout on one host of ``topo`` (``harness.runner.placement``:
+  "auto" the least estimated wall time, explicit settings as given), its
+  memory lines and problems; (None, {}) when it cannot be decided."""
+  explicit = pair.model_parallel != chips.AUTO
+  problem = _explicit_problem(pair, topo) if explicit else None
+  if problem:
+    found.add("devices", problem)
+  if problem or models["verifier"].config is None:
+    return None, {}  # A missing model is already a problem.
+  chosen_by = (f"model_parallel={pair.model_parallel}" if explicit
+               else "auto")
+  layouts = placement.candidates(topo.devices_per_host, pair.model_parallel,
+                                 pair.drafter_placement, chosen_by)
+  if not price_all:
+    layouts = [lay for lay in layouts if lay.runnable] or layouts
+  needs = {lay: _need(pair, models, lay, exp) for lay in layouts}
+  cells = [c for c in cells_lib.build_cells(exp) if c.pair == pair]
+  options = placement.evaluate(
+      layouts, lambda lay: needs[lay][:2], topo.kind.memory_bytes, cells,
+      topo.kind, exp.latency_protocol, topo.num_hosts)
+  chosen = placement.choose(options)
+  if chosen is None and explicit:
+    chosen = next(o for o in options if o.layout.runnable)
+  if chosen is None:
+    found.add("devices", f"pair {pair.name}: model_parallel=\"auto\": "
+              f"{_refusal(pair, models, topo, options)}")
+    return None, {}
+  lay = chosen.layout
+  found.placements[pair.name] = lay
+  head = (f"model_parallel=\"auto\" chose {lay.model_parallel}"
+          if not explicit else f"model_parallel={lay.model_parallel}")
+  found.parallel.append(f"  {pair.name}: {head} (of {topo.devices_per_host}"
+                        f" devices per host): {lay.describe()}")
+  if len(options) > 1:
+    found.parallel.extend(placement.lines(options, chosen,
+                                          topo.kind.memory_bytes))
+  total, prints, lines = needs[lay]
+  for task, need, line in lines:
+    found.memory.append(f"{line} of {_gib(topo.kind.memory_bytes)}")
+    if need > topo.kind.memory_bytes:
+      found.add("memory", f"pair {pair.name} × {task}: needs {_gib(need)} "
+                f"per chip (weights + KV + margin) but a {topo.kind.title} "
+                f"holds {_gib(topo.kind.memory_bytes)}")
+  return lay, prints
 
 
 def _gib(n: float) -> str:
@@ -498,18 +550,17 @@ def _gib(n: float) -> str:
 
 
 def check(exp: cfg.Experiment, topo: topologies.Topology,
-          allow_unisolated: bool = False
+          allow_unisolated: bool = False, price_all: bool = False
           ) -> tuple[Findings, dict[cfg.ModelPair, dict[str, Footprint]]]:
-  """Every check of the module docstring; footprints per pair for timing."""
+  """Every check of the module docstring; each pair's layout (in
+  ``Findings.placements``) and footprints on it, for timing. ``price_all``
+  prices every candidate layout (the dry run's listing); otherwise only
+  when there is a choice to make."""
   exp, found = pre_run_checks(exp, allow_unisolated)
   prints = {}
   for pair in dict.fromkeys(run.pair or exp.pair for run in exp.tasks):
     models = resolve_pair(pair, found)
-    split = _model_parallel(pair, models, topo, found)
-    if split is None and pair.model_parallel != chips.AUTO:
-      split = pair.model_parallel  # Unusable here, but its memory is known.
-    prints[pair] = (_check_memory(pair, models, split, exp, topo, found)
-                    if split else {})
+    _, prints[pair] = _place(pair, models, exp, topo, found, price_all)
   return found, prints
 
 
@@ -530,7 +581,7 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: topologies.Topology,
   Returns:
     0 when nothing is wrong, ``PROBLEMS_EXIT`` otherwise.
   """
-  found, prints = check(exp, topo, allow_unisolated)
+  found, prints = check(exp, topo, allow_unisolated, price_all=True)
   cells = cells_for(found.experiment)
   todo = [c for c in cells if not is_done(c.cell_id)]
   for cell in cells:
@@ -538,8 +589,10 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: topologies.Topology,
     print(f"{mark}  {execute.num_decodes(cell):6d} decodes  "
           f"{cell.cell_id}", file=out)
   print(f"topology: {topo.describe()}", file=out)
-  print("model parallelism (verifier split over chips, drafters "
-        "replicated):", file=out)
+  print("placement (per pair on each host: replicas × chips the verifier is"
+        " split over, drafter placement; * the choice; hours: the pair's "
+        "cells with every replica busy, harness/runner/placement.py):",
+        file=out)
   for line in found.parallel:
     print(line, file=out)
   print("per-chip memory (weights + KV caches at the task's maximum lengths"
@@ -548,17 +601,20 @@ def dry_run(exp: cfg.Experiment, cells_for, topo: topologies.Topology,
     print(line, file=out)
   protocol = found.experiment.latency_protocol
   est = estimate_lib.estimate(todo, topo.kind, prints, protocol)
+  ms = estimate_lib.milliseconds
   print(f"{len(cells)} cells ({len(cells) - len(todo)} done), "
         f"{est.num_decodes} decodes to run, estimated {est.seconds:.0f} s "
         f"({est.seconds / 3600:.2f} h; at most {est.seconds_max:.0f} s = "
         f"{est.seconds_max / 3600:.2f} h with every output at its maximum) "
-        "= decodes × (prefill + "
+        "one cell after another = decodes × (prefill + "
         "output length × step time) (verifier "
-        f"{est.prefill_s['verifier'] * 1e3:.3g} + L × "
-        f"{est.step_s['verifier'] * 1e3:.3g} ms, drafter "
-        f"{est.prefill_s['drafter'] * 1e3:.3g} + L × "
-        f"{est.step_s['drafter'] * 1e3:.3g} ms on {topo.kind.title}; "
+        f"{ms(est.prefill_s['verifier'])} + L × "
+        f"{ms(est.step_s['verifier'])} ms, drafter "
+        f"{ms(est.prefill_s['drafter'])} + L × "
+        f"{ms(est.step_s['drafter'])} ms on {topo.kind.title}; "
         "harness/runner/estimate.py)", file=out)
+  print(placement.wall_line(todo, found.placements, topo, prints, protocol),
+        file=out)
   print(estimate_lib.assumptions(est, topo.kind), file=out)
   if topo.num_hosts > 1:
     shards = cells_lib.deal(todo, topo.num_hosts)

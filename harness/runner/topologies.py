@@ -14,6 +14,9 @@ one (``parse``):
 * ``8xH100``, ``4xA100`` (80 GB; ``4xA100-40GB`` the 40 GB part),
   ``1xH200``: that many GPUs on one host.
 * ``cpu``: this machine's CPU as one device.
+* ``Nx<topology>`` (or ``N*``): a described cluster of N such hosts, e.g.
+  ``8xv4-8`` (8 TPU VMs of 4 chips) or ``2x8xH100``; the dry run prices it
+  (``harness.runner.placement``).
 """
 
 from __future__ import annotations
@@ -88,6 +91,14 @@ def cpu_kind(memory_bytes: float | None = None) -> Chip:
 def parse(text: str) -> Topology:
   """A topology name (module docstring) -> Topology; ValueError if unknown."""
   name = text.strip().lower()
+  cluster = re.fullmatch(r"(\d+)\s*[x×*]\s*(.*-\d+|\d+\s*x.*)", name)
+  if cluster:
+    count = int(cluster.group(1))
+    host = parse(cluster.group(2))
+    if count < 1:
+      raise ValueError(f"--simulate_devices {text!r}: fewer than one host")
+    return Topology(host.kind, count * host.num_devices,
+                    count * host.num_hosts, text)
   if name == CPU:
     return Topology(cpu_kind(), 1, 1, CPU)
   match = re.fullmatch(r"(\d+)\s*x\s*(a100(?:-[48]0gb)?|h100|h200)", name)
@@ -106,7 +117,8 @@ def parse(text: str) -> Topology:
                 else kind.chips_per_host)
     return Topology(kind, chips, -(-chips // per_host), text)
   raise ValueError(f"--simulate_devices {text!r}: unknown topology; use e.g. "
-                   "v4-8, v4-16, v5e-8, v5p-8, 8xH100, 4xA100, 1xH200 or cpu")
+                   "v4-8, v4-16, v5e-8, v5p-8, 8xH100, 4xA100, 1xH200, cpu "
+                   "or a cluster such as 8xv4-8")
 
 
 def detect() -> Topology:

@@ -177,3 +177,28 @@ def test_a_worker_killed_mid_unit_is_retried_and_no_cell_is_lost(
   print(f"kill-and-retry: {before} cells written before the kill, "
         f"{len(cells) - before} after, {len(retried)} cell rerun on "
         f"another node, {len(cells)} cells in all, each once")
+
+
+def test_auto_pairs_take_the_placements_chips_per_replica():
+  import types
+  from harness.models import layout
+  auto = types.SimpleNamespace(name="p", model_parallel="auto")
+  wide = types.SimpleNamespace(name="q", model_parallel=2)
+  lays = {"p": layout.Layout(1, replicas=8)}
+  assert ray_executor.chips_per_unit([auto], lays) == 1
+  assert ray_executor.chips_per_unit([auto, wide], lays) == 2
+  assert ray_executor.chips_per_unit([auto], {}) is None  # CPU driver
+  own = {"p": layout.Layout(4, layout.OWN_CHIP, replicas=1)}
+  assert ray_executor.chips_per_unit([auto], own) == 5
+  gpu = {"NodeID": "a", "NodeManagerAddress": "10.0.0.1", "Alive": True,
+         "Resources": {"CPU": 32.0, "GPU": 8.0}}
+  slots = ray_executor.slots_of([gpu], ray_executor.chips_per_unit(
+      [auto], lays))
+  assert [(s.chips, s.cpus) for s in slots] == [(1, 4)] * 8
+
+
+def test_a_worker_confined_to_its_chips_uses_them_all():
+  import jax
+  from harness.models import layout
+  lay = layout.Layout(len(jax.local_devices()), replicas=4)
+  assert layout.local_chip_set(lay) == list(jax.local_devices())

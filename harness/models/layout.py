@@ -109,8 +109,15 @@ def replica_index() -> int:
 
 
 def local_chip_set(layout: Layout) -> list[jax.Device]:
-  """This process's replica's chips among its local devices."""
-  groups = replica_devices(layout, jax.local_devices())
+  """This process's replica's chips among its local devices.
+
+  A process that sees exactly one replica's worth of chips (a Ray worker
+  given its chips by the scheduler: CUDA_VISIBLE_DEVICES) uses them all.
+  """
+  local = jax.local_devices()
+  if len(local) == layout.chips_per_replica:
+    return list(local)
+  groups = replica_devices(layout, local)
   index = replica_index()
   if not 0 <= index < len(groups):
     raise ValueError(f"{REPLICA_ENV}={index}: the layout "

@@ -7,9 +7,13 @@ that reaches it) connects to the cluster (``--ray_address``, default
 
 * a GPU or TPU host gives one slot per chip set a unit's layout needs
   (``chips_per_unit``: the largest explicit ``model_parallel`` of the
-  experiment's pairs; ``"auto"`` takes the whole host), each with an equal
-  share of the host's CPUs, pinned (``sched_setaffinity``) when a host has
-  several slots;
+  experiment's pairs, or for ``"auto"`` the chips per replica of the layout
+  the placement chose on an accelerator driver, so every replica of a host
+  is a slot; ``"auto"`` from a CPU-only driver takes the whole host), each
+  with an equal share of the host's CPUs, pinned (``sched_setaffinity``)
+  when a host has several slots. A GPU worker sees only its slot's GPUs
+  (Ray sets CUDA_VISIBLE_DEVICES) and loads its pair on all of them
+  (``layout.local_chip_set``);
 * a CPU-only host is one slot with all its CPUs.
 
 A slot runs one cell at a time, so timed cells never share a chip set or a
@@ -32,7 +36,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
 from harness import extras
 from harness.edge import errors
@@ -112,12 +116,32 @@ class Slot:
     return options
 
 
-def chips_per_unit(pairs: Sequence[Any]) -> int | None:
-  """Chips a unit's layout needs: the largest explicit ``model_parallel``
-  of ``pairs``, or None (``"auto"``: the whole host)."""
-  explicit = [p.model_parallel for p in pairs
-              if isinstance(p.model_parallel, int)]
-  return max(explicit) if explicit and len(explicit) == len(pairs) else None
+def chips_per_unit(pairs: Sequence[Any], layouts: Mapping[str, Any]
+                   | None = None) -> int | None:
+  """Chips a unit's layout needs: the largest over ``pairs`` of an explicit
+  ``model_parallel``, or of the chips per replica that the placement chose
+  for an ``"auto"`` pair (``layouts``: pair name -> ``layout.Layout``, as
+  the checks before the run recorded them on an accelerator host); None
+  (the whole host) when an ``"auto"`` pair has no such layout."""
+  need = []
+  for pair in pairs:
+    if isinstance(pair.model_parallel, int):
+      need.append(pair.model_parallel)
+    elif layouts and pair.name in layouts:
+      need.append(layouts[pair.name].chips_per_replica)
+    else:
+      return None
+  return max(need) if need else None
+
+
+def accelerator_layouts() -> dict[str, Any]:
+  """The layouts recorded before the run, when this driver's host has
+  accelerators (a CPU driver's layouts say nothing of the workers' chips)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from harness.models import layout  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() == "cpu":
+    return {}
+  return {name: layout.recorded(name) for name in layout.recorded_all()}
 
 
 def slots_of(nodes: Sequence[dict[str, Any]], chips: int | None
@@ -336,7 +360,8 @@ def run(exp, units: list[cells_lib.Unit], store, provenance, options,
   """
   ray = connect(options.ray_address)
   slots = slots_of(ray.nodes(), chips_per_unit(sorted(
-      {c.pair for u in units for c in u.cells}, key=lambda p: p.name)))
+      {c.pair for u in units for c in u.cells}, key=lambda p: p.name),
+      accelerator_layouts()))
   if not slots:
     raise NoSlotsError("--executor ray: the cluster has no node with CPUs "
                        "or chips")

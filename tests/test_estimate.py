@@ -38,6 +38,30 @@ def test_prefill_reads_every_weight_once_and_runs_the_prompt():
   assert estimate.prefill_seconds(None, CHIP) is None  # size unknown
 
 
+def test_prefill_at_the_typical_prompt_length():
+  # Sized for 100 prompt tokens at 300 FLOPs each (+ 10,000 fixed); at the
+  # task's typical 20 tokens: 10,000 + 20 × 300 = 16,000 FLOPs = 16 µs,
+  # against 2.1 µs of bytes, + 50 µs.
+  fp = _fp(prefill_flops=40_000.0, input_len=100,
+           prefill_flops_per_token=300.0)
+  assert fp.prefill_flops_at(20) == pytest.approx(16_000.0)
+  assert fp.prefill_flops_at(None) == fp.prefill_flops
+  assert fp.prefill_flops_at(500) == fp.prefill_flops  # never above the max
+  assert estimate.prefill_seconds(fp, CHIP, 20) == pytest.approx(66e-6)
+  from harness.models import configs  # pylint: disable=g-import-not-at-top
+  from harness.runner import config as cfg  # pylint: disable=g-import-not-at-top
+  gemma = preflight.footprint(configs.get_config("gemma3_270m"),
+                              cfg.DType.FLOAT32, 1, 2048, 5, 2)
+  assert gemma.prefill_flops_at(44) == pytest.approx(
+      2 * gemma.num_params * 44)
+  t5 = preflight.footprint(configs.get_config("t5_v1_1_large"),
+                           cfg.DType.BFLOAT16, 1, 512, 128, 5)
+  # The decoder's one position stays; the encoder's share scales.
+  assert t5.prefill_flops_at(0) == pytest.approx(
+      t5.prefill_flops - 512 * t5.prefill_flops_per_token)
+  assert t5.prefill_flops_at(0) > 0
+
+
 def test_measured_chip_figures_replace_the_flat_overhead():
   measured = chips.Chip("m", "Measured chip", 16, 1e9, 1e9, 1,
                         bandwidth_fraction=0.5, layer_s=10e-6,

@@ -4,7 +4,9 @@ One decode costs prefill + L × s:
 
 * L, the output length: the task's measured typical length where the
   project has one (``tasks.typical_output_len``), else the cell's
-  ``max_decode_len``. The estimate with every decode at its maximum is
+  ``max_decode_len``; the prompt prefill reads is likewise the task's
+  measured typical prompt length (``tasks.typical_input_len``), else its
+  ``max_input_len``. The estimate with every decode at its maximum is
   reported beside it as the upper bound.
 * s, the seconds per decoding step of the verifier (method and
   reference_large cells: a method is assumed no faster than the verifier
@@ -72,8 +74,11 @@ class Estimate:
     step_s: {"drafter": s, "verifier": s} of the first cell's pair (None:
       the model's size is unknown).
     seconds_max: the same with every decode at its maximum length.
-    prefill_s: {"drafter": s, "verifier": s} of the first cell's pair.
+    prefill_s: {"drafter": s, "verifier": s} of the first cell's pair, at
+      its task's typical prompt length where known.
     typical: task -> the typical output length used (tasks that have one).
+    typical_input: task -> the typical prompt length used (tasks that have
+      one).
     unknown: "pair role" of each model whose size is unknown.
     unknown_cells: cells left out of ``seconds`` for that reason.
   """
@@ -85,6 +90,7 @@ class Estimate:
   prefill_s: dict[str, float | None] = dataclasses.field(
       default_factory=dict)
   typical: dict[str, int] = dataclasses.field(default_factory=dict)
+  typical_input: dict[str, int] = dataclasses.field(default_factory=dict)
   unknown: tuple[str, ...] = ()
   unknown_cells: int = 0
 
@@ -123,12 +129,22 @@ def step_seconds(footprint, kind: topologies.Chip) -> float | None:
   ) + collectives
 
 
-def prefill_seconds(footprint, kind: topologies.Chip) -> float | None:
-  """Seconds of one decode's prefill (module docstring); None when unknown."""
+def prefill_seconds(footprint, kind: topologies.Chip,
+                    input_len: int | None = None) -> float | None:
+  """Seconds of one decode's prefill (module docstring) at a prompt of
+  ``input_len`` tokens (None: the task's maximum); None when unknown."""
   if footprint is None:
     return None
   return _overhead(footprint, kind) + max(
-      footprint.bytes / _bandwidth(kind), footprint.prefill_flops / kind.flops)
+      footprint.bytes / _bandwidth(kind),
+      footprint.prefill_flops_at(input_len) / kind.flops)
+
+
+def input_len(cell: cells_lib.Cell) -> int | None:
+  """The prompt length a decode of ``cell`` is costed at: the task's
+  measured typical length (``tasks.typical_input_len``), or None (its
+  maximum)."""
+  return tasks.typical_input_len(cell.task_run.task)
 
 
 def output_len(cell: cells_lib.Cell) -> int:
@@ -163,14 +179,17 @@ def assumptions(est: Estimate, kind: topologies.Chip) -> str:
   """The estimate's assumptions, in one line."""
   lengths = (", ".join(f"{t} {n}" for t, n in sorted(est.typical.items()))
              or "none known")
+  prompts = (", ".join(f"{t} {n}" for t, n in sorted(
+      est.typical_input.items())) or "none known")
   unknown = ""
   if est.unknown:
     unknown = (f"; not estimated (size unknown: no checkpoint and no "
                f"declared size; or no layout fits): {', '.join(est.unknown)}"
                f", so {est.unknown_cells} cells are left out of the total")
   return ("assumed: prefill once per decode (T5: the encoder once); "
-          f"typical output lengths where measured ({lengths}), else each "
-          "task's maximum; every method as slow as the verifier alone; "
+          f"typical prompt lengths where measured ({prompts}) and typical "
+          f"output lengths where measured ({lengths}), else each task's "
+          "maximum; every method as slow as the verifier alone; "
           f"overhead {overhead_text(kind)}; compile and calibration time "
           f"excluded{unknown}")
 
@@ -215,12 +234,17 @@ def cell_seconds(cells: Sequence[cells_lib.Cell],
     at_maximum: every decode at its maximum length (the upper bound).
   """
   kind = kind or topologies.cpu_kind()
-  steps, prefill = _costs({c.pair for c in cells}, kind, footprints or {})
+  footprints = footprints or {}
+  steps, _ = _costs({c.pair for c in cells}, kind, footprints)
   out = []
   for c in cells:
     length = c.max_decode_len if at_maximum else output_len(c)
-    own = (steps[c.pair][_role(c)], prefill[c.pair][_role(c)])
-    ref = (steps[c.pair]["verifier"], prefill[c.pair]["verifier"])
+    prompt = None if at_maximum else input_len(c)
+    prints = footprints.get(c.pair, {})
+    own = (steps[c.pair][_role(c)],
+           prefill_seconds(prints.get(_role(c)), kind, prompt))
+    ref = (steps[c.pair]["verifier"],
+           prefill_seconds(prints.get("verifier"), kind, prompt))
     r = reference_decodes(c, protocol)
     if None in own or (r and None in ref):
       out.append(None)
@@ -258,14 +282,20 @@ def estimate(cells: Sequence[cells_lib.Cell],
       for role in ROLES if steps[pair][role] is None))
   typical = {c.task_run.task: output_len(c) for c in cells
              if tasks.typical_output_len(c.task_run.task) is not None}
+  typical_input = {c.task_run.task: input_len(c) for c in cells
+                   if input_len(c) is not None}
   none = {"drafter": None, "verifier": None}
   return Estimate(num_cells=len(cells), num_decodes=int(decodes),
                   seconds=float(sum(s for s in typical_s if s is not None)),
                   step_s=steps[cells[0].pair] if cells else none,
                   seconds_max=float(sum(s for s in maximum_s
                                         if s is not None)),
-                  prefill_s=prefill[cells[0].pair] if cells else none,
-                  typical=typical, unknown=unknown,
+                  prefill_s={role: prefill_seconds(
+                      footprints.get(cells[0].pair, {}).get(role), kind,
+                      input_len(cells[0])) for role in ROLES}
+                  if cells else none,
+                  typical=typical, typical_input=typical_input,
+                  unknown=unknown,
                   unknown_cells=sum(s is None for s in typical_s))
 
 

@@ -367,7 +367,11 @@ class Footprint:
       the decoder's; the encoder runs once per decode, in prefill).
     prefill_flops: FLOPs of one decode's prefill on one chip (the prompt
       through every layer; T5: the encoder over the prompt and one decoder
-      position).
+      position), at a prompt of ``input_len`` tokens.
+    input_len: the prompt length ``prefill_flops`` is for (the task's
+      maximum).
+    prefill_flops_per_token: what each prompt token adds to
+      ``prefill_flops`` (:meth:`prefill_flops_at`).
   """
   num_params: int
   weight_bytes: float
@@ -376,6 +380,16 @@ class Footprint:
   split: int
   step_weight_bytes: float = 0.0
   prefill_flops: float = 0.0
+  input_len: int = 0
+  prefill_flops_per_token: float = 0.0
+
+  def prefill_flops_at(self, input_len: int | None) -> float:
+    """Prefill FLOPs at a prompt of ``input_len`` tokens (None: the
+    maximum this footprint was sized for)."""
+    if input_len is None:
+      return self.prefill_flops
+    return self.prefill_flops - self.prefill_flops_per_token * (
+        self.input_len - min(input_len, self.input_len))
 
   @property
   def bytes(self) -> float:
@@ -411,14 +425,17 @@ def footprint(config, dtype: cfg.DType, split: int, input_len: int,
     depth = layers
   kv_split = split if heads % split == 0 else 1
   weight_bytes = chips.weight_bytes_per_chip(config, dtype, split)
-  step_weights, prefill = weight_bytes, 2.0 * total * input_len
+  step_weights, per_token = weight_bytes, 2.0 * total
+  prefill = per_token * input_len
   if isinstance(config, models.T5Config):
     encoder = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(
         weights.param_shapes(config)["encoder"]))
     step_weights = weight_bytes * (total - encoder) / total
-    prefill = 2.0 * (encoder * input_len + (total - encoder))
+    per_token = 2.0 * encoder
+    prefill = per_token * input_len + 2.0 * (total - encoder)
   return Footprint(total, weight_bytes, kv * size / kv_split, depth, split,
-                   step_weights, prefill / split)
+                   step_weights, prefill / split, input_len,
+                   per_token / split)
 
 
 def _need(pair: cfg.ModelPair, models: dict[str, Resolved],

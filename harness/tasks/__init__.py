@@ -30,7 +30,8 @@ from harness.tasks.datasets import DATA_DIR_ENV, data_root
 from harness.tasks.registry import (SHOT_POOL_SIZE, TASKS,
                                     available_examples, get_task,
                                     load_examples, postprocess, select_shots,
-                                    stop_strings, typical_output_len)
+                                    stop_strings, typical_input_len,
+                                    typical_output_len)
 from harness.tasks.spec import (TASK_VERSION, DataError, Example,
                                 OfflineSource, PromptFormat, Source, TaskSpec,
                                 TfdsSource)
@@ -40,5 +41,6 @@ __all__ = [
     "PromptFormat", "Source", "TASKS", "TASK_VERSION", "TaskSpec",
     "TfdsSource", "available_examples", "data_root", "get_task",
     "load_examples", "postprocess", "select_shots", "stop_strings",
+    "typical_input_len",
     "typical_output_len",
 ]

@@ -255,16 +255,29 @@ def available_examples(name: str, source: Source | str = Source.OFFLINE,
   return len(_records(spec, eval_split, source, data_dir)) - held_out
 
 
-# Mean output length (tokens) the project measured for a task, where it has:
-# the estimate's typical length (harness/runner/estimate.py). multi30k_ende:
-# the shipped large model alone in results/default (15.65 at T = 0, 15.82 at
-# T = 1, against a 64-token limit).
-TYPICAL_OUTPUT_TOKENS: dict[str, int] = {"multi30k_ende": 16}
+# Mean output and prompt lengths (tokens) the project measured for a task,
+# where it has: the estimate's typical lengths (harness/runner/estimate.py),
+# from the large model's own decodes (`num_tokens`, `num_prompt_tokens` of
+# the autoregressive-verifier records).
+# * multi30k_ende, results/default: outputs 15.65 (T = 0) and 15.82
+#   (T = 1) tokens against a 64-token limit; prompts 16.1 tokens.
+# * gemma_triviaqa, results/gemma_table2_offline (Gemma 3 270M): outputs
+#   4.15 (T = 0) and 4.08 (T = 1) against a 5-token limit; 1-shot prompts
+#   43.8 tokens against a 2,048-token limit.
+TYPICAL_OUTPUT_TOKENS: dict[str, int] = {"multi30k_ende": 16,
+                                         "gemma_triviaqa": 4}
+TYPICAL_INPUT_TOKENS: dict[str, int] = {"multi30k_ende": 16,
+                                        "gemma_triviaqa": 44}
 
 
 def typical_output_len(name: str) -> int | None:
   """The measured mean output length of task ``name``, or None."""
   return TYPICAL_OUTPUT_TOKENS.get(name)
+
+
+def typical_input_len(name: str) -> int | None:
+  """The measured mean prompt length of task ``name``, or None."""
+  return TYPICAL_INPUT_TOKENS.get(name)
 
 
 def stop_strings(name: str) -> tuple[str, ...]:

@@ -23,20 +23,10 @@ from harness.models import toy
 _PROMPT = np.arange(1, 9, dtype=np.int32)
 
 
-# Rows of the null models' tables: at a 262k vocabulary a full [V, V] table
-# would not fit anywhere, and the loop's cost does not depend on it.
-NULL_ROWS = 512
-
-
 def null_pair(vocab_size: int, eos_id: int, seed: int = 0):
-  """(drafter, verifier): random bigram models that never emit EOS."""
-  keys = jax.random.split(jax.random.key(seed))
-  rows = min(vocab_size, NULL_ROWS)
-  models = []
-  for key in keys:
-    logits = 1.5 * jax.random.normal(key, (rows, vocab_size))
-    models.append(toy.BigramLM(logits.at[:, eos_id].set(-1e9), eos_id))
-  return tuple(models)
+  """(drafter, verifier): null models (``toy.null_bigram``)."""
+  return tuple(toy.null_bigram(key, vocab_size, eos_id)
+               for key in jax.random.split(jax.random.key(seed)))
 
 
 def seconds_per_iteration(spec: RunSpec, vocab_size: int, eos_id: int,

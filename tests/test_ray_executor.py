@@ -22,15 +22,13 @@ from harness.__main__ import main  # pylint: disable=g-import-not-at-top,wrong-i
 from harness.results import store as store_lib  # pylint: disable=wrong-import-position
 from harness.runner import ray_executor  # pylint: disable=wrong-import-position
 from harness.testing import ray_jobs  # pylint: disable=wrong-import-position
+from harness.testing import sweeps  # pylint: disable=wrong-import-position
 
 ray = pytest.importorskip("ray")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(REPO, "experiments", "smoke.gin")
-FAST = ["--gin.METHODS=[@spec_decode_lossy/MethodGrid()]",
-        "--gin.spec_decode_lossy/MethodGrid.alphas=[0.0, 1.0]",
-        "--gin.multi30k_ende/TaskRun.num_examples=3",
-        "--gin.MAX_DECODE_LEN=6", "--gin.CALIBRATION_CALLS=2"]
+REPO = sweeps.REPO
+SMOKE = sweeps.SMOKE_GIN
+FAST = list(sweeps.FAST_FLAGS)
 LOOPBACK = "127.0.0.1"
 
 

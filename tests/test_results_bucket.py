@@ -20,14 +20,11 @@ from harness.results import storage
 from harness.results import store as store_lib
 from harness.runner import gin_config
 from harness.runner import preflight
+from harness.testing import sweeps
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(REPO, "experiments", "smoke.gin")
-# One (T) group: 2 references + 2 lossy cells; tiny and short.
-FAST = ["--gin.METHODS=[@spec_decode_lossy/MethodGrid()]",
-        "--gin.spec_decode_lossy/MethodGrid.alphas=[0.0, 1.0]",
-        "--gin.multi30k_ende/TaskRun.num_examples=3",
-        "--gin.MAX_DECODE_LEN=6", "--gin.CALIBRATION_CALLS=2"]
+REPO = sweeps.REPO
+SMOKE = sweeps.SMOKE_GIN
+FAST = list(sweeps.FAST_FLAGS)
 
 
 def _bucket() -> str:

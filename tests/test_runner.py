@@ -26,14 +26,11 @@ from harness.runner import execute
 from harness.results import schema
 from harness.results import store as store_lib
 from harness.runner import summary as summary_lib
+from harness.testing import sweeps
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMOKE = os.path.join(REPO, "experiments", "smoke.gin")
-# One method, 2 α: 2 reference cells + 2 method cells, 3 compiled programs.
-FAST = ["--gin.METHODS=[@spec_decode_lossy/MethodGrid()]",
-        "--gin.spec_decode_lossy/MethodGrid.alphas=[0.0, 1.0]",
-        "--gin.multi30k_ende/TaskRun.num_examples=3",
-        "--gin.MAX_DECODE_LEN=6", "--gin.CALIBRATION_CALLS=2"]
+REPO = sweeps.REPO
+SMOKE = sweeps.SMOKE_GIN
+FAST = list(sweeps.FAST_FLAGS)
 TIMING_KEYS = ("times_s", "modeled_s", "ref_times_s", "ref_modeled_s")
 
 

@@ -98,3 +98,15 @@ def random_bigram(key: jax.Array, vocab_size: int, eos_id: int = 0,
   """A bigram model with i.i.d. normal logits times ``scale``."""
   logits = scale * jax.random.normal(key, (vocab_size, vocab_size))
   return BigramLM(logits, eos_id=eos_id, name=name)
+
+
+def null_bigram(key: jax.Array, vocab_size: int, eos_id: int,
+                rows: int = 512) -> BigramLM:
+  """A model that costs (almost) nothing and never ends: random logits
+  over ``vocab_size`` tokens in a table of ``rows`` rows (``min(rows,
+  vocab_size)``; a [V, V] table at a 262k vocabulary fits nowhere), EOS
+  masked out, so every decode runs to its maximum length. The loop-cost
+  measurements' model (``harness.runner.loop_overhead``,
+  ``benchmarks.loop_cost``)."""
+  logits = 1.5 * jax.random.normal(key, (min(rows, vocab_size), vocab_size))
+  return BigramLM(logits.at[:, eos_id].set(-1e9), eos_id)

@@ -5,9 +5,9 @@ every decoding step for what a step does besides reading weights: logit
 processing and sampling, bookkeeping and loop control. Accelerators take it
 from the chip table (``harness.models.chips.Chip.step_overhead_s``); on a
 CPU :func:`cpu_step_overhead` measures it once per process, in a second or
-two: the autoregressive loop with a null model (a random bigram table of
-``NULL_ROWS`` rows at ``VOCAB_SIZE`` tokens, whose ``score`` is a lookup and
-whose EOS is never drawn) decodes ``DECODE_LEN`` tokens, best of
+two: the autoregressive loop with a null model (``toy.null_bigram``: a
+random table of ``NULL_ROWS`` rows at ``VOCAB_SIZE`` tokens, whose ``score``
+is a lookup and whose EOS is never drawn) decodes ``DECODE_LEN`` tokens, best of
 ``REPEATS`` timed calls, divided by its iterations.
 """
 
@@ -32,9 +32,7 @@ def cpu_step_overhead() -> float:
   from harness import decoding  # pylint: disable=g-import-not-at-top
   from harness.models import toy  # pylint: disable=g-import-not-at-top
   eos = 1
-  logits = 1.5 * jax.random.normal(jax.random.key(0),
-                                   (NULL_ROWS, VOCAB_SIZE))
-  model = toy.BigramLM(logits.at[:, eos].set(-1e9), eos)
+  model = toy.null_bigram(jax.random.key(0), VOCAB_SIZE, eos, NULL_ROWS)
   cpu = jax.devices("cpu")[0]
   model = jax.device_put(model, cpu)
   prompt = np.arange(2, 2 + _PROMPT_LEN, dtype=np.int32)

@@ -8,6 +8,8 @@
   synthetic text.
 * :mod:`harness.testing.ray_jobs` — model-free jobs for the Ray executor's
   scheduling tests.
+* :mod:`harness.testing.sweeps` — the smoke experiment trimmed to one
+  group (runner, bucket and Ray tests).
 
 The library itself never imports this package (``tests/test_fixtures.py``
 checks it); the tiny model sizes are library sizes

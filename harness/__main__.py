@@ -82,6 +82,10 @@ def _configure_report(parser: argparse.ArgumentParser) -> None:
                       "gs://bucket/results/smoke")
   parser.add_argument("--out", default=None, help="report output directory "
                       "(default: the results directory)")
+  parser.add_argument("--gamma", type=int, default=None, metavar="G",
+                      help="Table 2 and the figures at block size G only "
+                      "(with --out; default: each setting's most common γ, "
+                      "the others in the γ figure)")
   parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -111,7 +115,8 @@ def report_command(args: argparse.Namespace) -> int:
     if filled:
       print(f"filled relative latency of {len(filled)} cells")
     report.write_and_print(args.results, out_dir=args.out,
-                           allow_unisolated_mbpp=sandbox.opted_in_by_env())
+                           allow_unisolated_mbpp=sandbox.opted_in_by_env(),
+                           gamma=args.gamma)
   except Exception as err:  # pylint: disable=broad-except
     return errors.fail_one_line(err, errors.CONFIG_ERROR_EXIT if isinstance(
         err, FileNotFoundError) else errors.RUN_ERROR_EXIT, args.debug)

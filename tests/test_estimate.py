@@ -9,18 +9,11 @@ import pytest
 
 from harness.models import chips
 from harness.runner import estimate, preflight
+from harness.testing import estimates
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# A chip with round figures: 1 GB/s, 1 GFLOP/s.
-CHIP = chips.Chip("test", "Test chip", 16, 1e9, 1e9, 1)
-
-
-def _fp(**kw):
-  base = dict(num_params=1000, weight_bytes=2000.0, kv_bytes=100.0,
-              num_layers=4, split=1, step_weight_bytes=1200.0,
-              prefill_flops=40_000.0)
-  base.update(kw)
-  return preflight.Footprint(**base)
+CHIP = estimates.CHIP
+_fp = estimates.footprint
 
 
 def test_step_reads_the_step_weights_and_the_cache():

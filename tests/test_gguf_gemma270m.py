@@ -134,8 +134,9 @@ def test_parity_with_transformers(folder, pretrained):
 
 
 def _drafter_dir(verifier, tokenizer, tmp_path) -> str:
-  """The distilled drafter from the cache, else an untrained one."""
-  cached = os.path.join(hgguf.cache_dir(), "gemma3-270m-drafter")
+  """The subset-vocabulary drafter from the cache (`make gemma-table2`),
+  else an untrained one."""
+  cached = os.path.join(hgguf.cache_dir(), "gemma3-270m-drafter-subset")
   if os.path.exists(os.path.join(cached, "config.json")):
     return cached
   from harness.models import save_pretrained

@@ -2,6 +2,7 @@
 hand, the described cluster, and replicas that decode as one device does
 (8 fake CPU devices, in a subprocess)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,11 +13,11 @@ import pytest
 from harness.__main__ import main
 from harness.models import chips
 from harness.models import layout as layout_lib
-from harness.runner import estimate, placement, preflight, topologies
+from harness.runner import estimate, placement, topologies
+from harness.testing import estimates
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "experiments", "smoke.gin")
-CHIP = chips.Chip("test", "Test chip", 16, 1e9, 1e9, 1)
 T5_LARGE = ["--gin.ModelPair.drafter='t5_v1_1_small'",
             "--gin.ModelPair.verifier='t5_v1_1_large'",
             "--gin.ModelPair.dtype='bfloat16'"]
@@ -39,12 +40,8 @@ def _chosen(out):
   return line.split("): ")[1]
 
 
-def _fp(**kw):
-  base = dict(num_params=1000, weight_bytes=2000.0, kv_bytes=100.0,
-              num_layers=4, split=1, step_weight_bytes=1200.0,
-              prefill_flops=40_000.0)
-  base.update(kw)
-  return preflight.Footprint(**base)
+CHIP = estimates.CHIP
+_fp = estimates.footprint
 
 
 def test_wall_time_deals_longest_first_to_the_least_loaded_stream():
@@ -193,7 +190,7 @@ def test_unknown_drafter_is_named_not_a_flat_10_ms(capsys, tmp_path):
 
 
 _REPLICAS = textwrap.dedent("""
-    import dataclasses
+    import dataclasses, json, sys
     import jax, numpy as np
     from harness import decoding
     from harness.models import configs, layout, random_gemma, random_t5
@@ -208,12 +205,12 @@ _REPLICAS = textwrap.dedent("""
     kw = dict(gamma=3, temperature=0.0, max_decode_len=12,
               rng=jax.random.key(0))
     prompt = np.array([3, 4, 5, 6, 7])
-    for name, (build, large, small) in cases.items():
+    for name, layouts in json.loads(sys.argv[1]).items():
+      build, large, small = cases[name]
       verifier = build(jax.random.key(0), large)
       drafter = build(jax.random.key(1), small)
       want = decoding.decode("spec_decode", drafter, verifier, prompt, **kw)
-      for m, place in (((1, "replicated"), (2, "sharded")) if name == "t5"
-                       else ((2, "sharded"), (4, "replicated"))):
+      for m, place in layouts:
         lay = layout.fixed(m, 8, place)
         groups = layout.replica_devices(lay, jax.devices())
         assert len(groups) == 8 // m
@@ -228,11 +225,20 @@ _REPLICAS = textwrap.dedent("""
 """)
 
 
-def test_every_replica_decodes_the_single_device_tokens():
+# One layout per family in the default run (T5 on one chip per replica,
+# Gemma 2 split over two with the drafter sharded); the other two in the slow
+# run.
+@pytest.mark.parametrize("layouts", [
+    {"t5": [[1, "replicated"]], "gemma": [[2, "sharded"]]},
+    pytest.param({"t5": [[2, "sharded"]], "gemma": [[4, "replicated"]]},
+                 marks=pytest.mark.slow),
+], ids=["default", "more"])
+def test_every_replica_decodes_the_single_device_tokens(layouts):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
-  proc = subprocess.run([sys.executable, "-c", _REPLICAS], env=env,
+  proc = subprocess.run([sys.executable, "-c", _REPLICAS,
+                         json.dumps(layouts)], env=env,
                         capture_output=True, text=True, timeout=900,
                         check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert proc.stdout.count("replicas ok") == 4, proc.stdout
+  assert proc.stdout.count("replicas ok") == 2, proc.stdout

@@ -149,3 +149,38 @@ def test_points_carry_the_drafters_support_mass():
   assert len(spec) and spec.drafter_support_mass.between(0.3, 1.0).all()
   assert points[points.method == "autoregressive"
                 ].drafter_support_mass.isna().all()
+
+
+def test_gamma_picks_one_block_size(tmp_path):
+  root = tmp_path / "exp"
+  specs = synthetic.default_cells() + [  # γ = 5, and a few cells at γ = 3
+      synthetic.method_cell(t, "spec_cascade_token", a, gamma=3)
+      for t in synthetic.DEFAULT_TASKS for a in (0.0, 1.0)]
+  synthetic.write_synthetic_results(root, specs)
+  default = report_api.build_report(root, bootstrap=0)
+  assert set(default.table["gamma"]) == {5}  # the most common
+  three = report_api.build_report(root, bootstrap=0, gamma=3)
+  assert set(three.table["gamma"]) == {3}
+  assert set(three.table["method"]) == {"spec_cascade_token"}
+  assert three.table["num_points"].tolist() == [2] * len(three.table)
+  with pytest.raises(ValueError, match=r"--gamma 7: no cell has this block "
+                     r"size \(the results have \[3, 5\]\)"):
+    report_api.build_report(root, bootstrap=0, gamma=7)
+
+
+def test_a_large_model_at_the_metric_floor_is_noted(tmp_path):
+  task = next(iter(synthetic.DEFAULT_TASKS))
+  floor = synthetic.CellSpec(task, "autoregressive", "reference_large", None,
+                             100, synthetic.LARGE_COST, 1.0, None)
+  specs = [floor, synthetic.reference_cells(task)[1],
+           synthetic.method_cell(task, "spec_cascade_token", 0.5)]
+  synthetic.write_synthetic_results(
+      root := tmp_path / "exp", specs,
+      tasks={task: synthetic.DEFAULT_TASKS[task]})
+  notes = report_api.build_report(root, bootstrap=50).notes()
+  assert any(n.startswith(f"{task} (T=1, γ=5): the large model "
+                          "scores 0") for n in notes), notes
+  # A large model above the floor gets no such note.
+  synthetic.write_synthetic_results(tmp_path / "ok", synthetic.default_cells())
+  assert not [n for n in report_api.build_report(
+      tmp_path / "ok", bootstrap=50).notes() if "scores 0" in n]

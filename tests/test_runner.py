@@ -370,6 +370,31 @@ def test_sigkill_mid_sweep_then_resume_matches(uninterrupted, jax_cache,
   assert not [p for p in cells_dir.iterdir() if p.name.startswith(".tmp")]
 
 
+def test_a_run_of_some_cells_keeps_the_whole_sweep_in_the_manifest(
+    jax_cache, uninterrupted, tmp_path):
+  # Filling a results directory a part at a time (`--only`) must not shrink
+  # the manifest to the last part's cells.
+  full = store_lib.read_json(os.path.join(uninterrupted, "manifest.json"))
+  exp_dir = tmp_path / "smoke"
+  assert _sweep(str(tmp_path), "--only", "*autoregressive*") == 0
+  manifest = store_lib.read_json(str(exp_dir / "manifest.json"))
+  assert manifest["cell_ids"] == full["cell_ids"]
+  assert len(list((exp_dir / "cells").glob("*.json"))) == 2  # references
+  assert list(manifest["drift"]) == [c for c in full["cell_ids"]
+                                     if "autoregressive-verifier" in c]
+  # An earlier session's calibration of another pair is kept.
+  manifest["calibrations"]["earlier_pair"] = manifest["calibration"]
+  store_lib.atomic_write_text(str(exp_dir / "manifest.json"),
+                              store_lib.to_json(manifest))
+  method = next(c for c in full["cell_ids"] if "__a0__" in c)
+  assert _sweep(str(tmp_path), "--only", method) == 0
+  again = store_lib.read_json(str(exp_dir / "manifest.json"))
+  assert len(list((exp_dir / "cells").glob("*.json"))) == 3
+  assert again["cell_ids"] == full["cell_ids"]
+  assert set(again["calibrations"]) == {"earlier_pair",
+                                        *full["calibrations"]}
+
+
 def test_report_merges_shards(jax_cache, uninterrupted, tmp_path, capsys):
   for i in range(2):
     assert _sweep(str(tmp_path), "--shard", f"{i}/2") == 0

@@ -112,20 +112,56 @@ class Report:
     threads = cpu_threads_note(self.cells)
     if threads:
       notes.append(threads)
-    return notes + list(b.notes)
+    return notes + floor_notes(self.table) + list(b.notes)
+
+
+def floor_notes(table: pd.DataFrame) -> list[str]:
+  """A note per setting whose large model scored the metric's floor on every
+  example (quality and interval 0): every method matches that quality, so
+  its speed-up entries measure no trade-off."""
+  if table.empty:
+    return []
+  notes = []
+  settings = table.drop_duplicates(
+      [*load.SETTING_COLUMNS, "gamma"])
+  for _, row in settings.iterrows():
+    if (row["large_quality"] == 0 and row["large_quality_high"] == 0
+        and table_builder.higher_is_better(row["metric"])):
+      where = ", ".join(f"{name}={row[column]:g}" for name, column in (
+          ("T", "temperature"), ("top-P", "top_p"), ("γ", "gamma"))
+                        if not pd.isna(row[column]))
+      notes.append(
+          f"{row['task']} ({where}): the large model scores 0 {row['metric']} "
+          "on every example, so any method matches its quality; the "
+          "speed-up entries there measure no quality trade-off.")
+  return notes
+
+
+def only_gamma(cells: pd.DataFrame, gamma: int) -> pd.DataFrame:
+  """The cells of block size ``gamma`` and every cell without one
+  (references, sequence-level cascades); ValueError if no cell has it."""
+  if not (cells["gamma"] == gamma).any():
+    have = sorted(int(g) for g in cells["gamma"].dropna().unique())
+    raise ValueError(f"--gamma {gamma}: no cell has this block size "
+                     f"(the results have {have or 'none'})")
+  return cells[cells["gamma"].isna() | (cells["gamma"] == gamma)]
 
 
 def build_report(results, *, bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
-                 seed: int = 0, allow_unisolated_mbpp: bool = False) -> Report:
+                 seed: int = 0, allow_unisolated_mbpp: bool = False,
+                 gamma: int | None = None) -> Report:
   """Loads results and computes the cells' intervals and Table 2
-  (``allow_unisolated_mbpp``: MBPP's sandbox opt-in, for pass@1's)."""
+  (``allow_unisolated_mbpp``: MBPP's sandbox opt-in, for pass@1's;
+  ``gamma``: only that block size, else each setting's most common)."""
   remote = [results] if isinstance(results, (str, os.PathLike)) else results
   if any(storage.is_remote(r) for r in remote):
     with _local_results(results) as local:
       return build_report(local, bootstrap=bootstrap, seed=seed,
-                          allow_unisolated_mbpp=allow_unisolated_mbpp)
+                          allow_unisolated_mbpp=allow_unisolated_mbpp,
+                          gamma=gamma)
   loaded = load.load_results(results)
-  cells = analysis.fill_relative_latency(loaded.cells, loaded.examples)
+  cells = loaded.cells if gamma is None else only_gamma(loaded.cells, gamma)
+  cells = analysis.fill_relative_latency(cells, loaded.examples)
   cells, info = analysis.add_intervals(cells, loaded.examples,
                                        num_resamples=bootstrap, seed=seed,
                                        allow_unisolated=allow_unisolated_mbpp)
@@ -253,16 +289,19 @@ def write_outputs(report: Report, out_dir: "str | os.PathLike") -> list[str]:
 def write_and_print(results, out_dir=None, *,
                     bootstrap: int = bootstrap_lib.DEFAULT_RESAMPLES,
                     seed: int = 0, stream: TextIO | None = None,
-                    allow_unisolated_mbpp: bool = False) -> list[str]:
+                    allow_unisolated_mbpp: bool = False,
+                    gamma: int | None = None) -> list[str]:
   """:func:`write_report`, then prints Table 2 and the paths written.
 
-  For ``python -m harness report`` and ``make reproduce-table2``.
+  For ``python -m harness report`` and ``make reproduce-table2``
+  (``gamma``: the report of that block size only, ``report --gamma``).
   """
   stream = stream or sys.stdout
   out = out_dir if out_dir is not None else default_out_dir(results)
   with _local_results(results) as local, _local_out(out) as (here, publish):
     report = build_report(local, bootstrap=bootstrap, seed=seed,
-                          allow_unisolated_mbpp=allow_unisolated_mbpp)
+                          allow_unisolated_mbpp=allow_unisolated_mbpp,
+                          gamma=gamma)
     paths = write_outputs(report, here)
     paths += csd.write_csd_report(_roots(local), pathlib.Path(here))
     paths = publish(paths)

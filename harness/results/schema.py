@@ -359,13 +359,15 @@ class Manifest(TypedDict):
     experiment: name.
     schema_version: ``SCHEMA_VERSION``.
     cell_ids: every cell of the sweep, in run order (reference cells first
-      within each group); in a shard manifest, the shard's cells only.
+      within each group), also after a run restricted by ``--only``; in a
+      shard manifest, the shard's cells only.
     sweep_cell_ids: in a shard manifest, every cell of the sweep in run
       order (the merge's order; shards deal units of single cells).
     shard: {"index": i, "count": N} (0, 1 when unsharded).
     calibration: ``Calibration`` of the last pair calibrated in the latest
       session (each summary carries the constants it was modeled with).
-    calibrations: {pair name: ``Calibration``} of the latest session.
+    calibrations: {pair name: ``Calibration``}, each from the latest
+      session that calibrated that pair.
     provenance: ``Provenance``.
     latency_protocol: "paired" or "unpaired" (absent: unpaired).
     drift: {group label: {"start_s", "end_s", "ratio"}}: the reference's mean

@@ -148,6 +148,14 @@ class ResultsStore:
     paths = storage.glob(self.cells_dir, "*" + schema.SUMMARY_SUFFIX)
     return [read_json(p) for p in paths]
 
+  def read_manifest(self) -> schema.Manifest | None:
+    """The unsharded ``manifest.json``, or None where there is none yet (or
+    it cannot be read)."""
+    try:
+      return read_json(self.manifest_path())
+    except (OSError, ValueError):
+      return None
+
   def write_manifest(self, manifest: schema.Manifest) -> str:
     shard = manifest["shard"]
     path = self.manifest_path(shard["index"], shard["count"])

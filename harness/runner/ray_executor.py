@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import socket
 import time
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
@@ -288,10 +289,42 @@ def schedule(units: Sequence[Any], job: ray_worker.Job, slots: list[Slot],
   return failed
 
 
+# How long the driver waits for a named head's port to answer before it
+# gives up (``ray.init`` itself can wait for minutes on an address that
+# drops packets).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str | None,
+                    timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+  """Raises :class:`NoSlotsError` (one line) when ``address``, a Ray head's
+  ``HOST:PORT`` or ``ray://HOST:PORT``, does not accept a TCP connection
+  within ``timeout_s``; ``auto`` and ``None`` (the local cluster) pass."""
+  if not address or address == "auto":
+    return
+  bare = address.split("://", 1)[-1]
+  host, sep, port = bare.rpartition(":")
+  if not sep or not port.isdigit() or not host:
+    raise NoSlotsError(f"--ray_address {address!r}: expected HOST:PORT "
+                       "(or ray://HOST:PORT, or auto)")
+  try:
+    with socket.create_connection((host.strip("[]"), int(port)),
+                                  timeout=timeout_s):
+      pass
+  except OSError as err:
+    reason = "timed out" if isinstance(err, TimeoutError) else (
+        err.strerror or type(err).__name__)
+    raise NoSlotsError(
+        f"--executor ray: no Ray head answers at {address} ({reason} after "
+        f"at most {timeout_s:g} s); start one first (docs/running.md, Ray)"
+    ) from None
+
+
 def connect(address: str | None):
   """``ray.init`` on the cluster at ``address`` (once per process)."""
   ray = extras.require("ray", "--executor ray")
   if not ray.is_initialized():
+    check_reachable(address)
     try:
       ray.init(address=address or "auto", log_to_driver=False,
                logging_level="ERROR")

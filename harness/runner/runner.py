@@ -139,14 +139,25 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
               calibrations: dict[str, schema.Calibration],
               provenance: schema.Provenance,
               store: store_lib.ResultsStore) -> schema.Manifest:
+  if options.shard.sharded:
+    listed = cells
+  else:
+    # An unsharded run lists every cell of the sweep, also when `--only`
+    # picked some of them: a results directory filled one suite at a time
+    # keeps the whole sweep (and every done group's drift) in its manifest,
+    # and the pairs calibrated by earlier sessions keep their constants.
+    listed = cells_lib.build_cells(exp)
+    earlier = store.read_manifest()
+    if earlier is not None:
+      calibrations = {**earlier.get("calibrations", {}), **calibrations}
   manifest = schema.Manifest(
       experiment=exp.name, schema_version=schema.SCHEMA_VERSION,
-      cell_ids=[c.cell_id for c in cells],
+      cell_ids=[c.cell_id for c in listed],
       shard={"index": options.shard.index, "count": options.shard.count},
       calibration=list(calibrations.values())[-1] if calibrations else None,
       calibrations=dict(calibrations), provenance=provenance,
       latency_protocol=exp.latency_protocol,
-      drift=group_drift(store, cells))
+      drift=group_drift(store, listed))
   if options.shard.sharded:
     manifest["sweep_cell_ids"] = [c.cell_id for c in cells_lib.select(
         cells_lib.build_cells(exp), options.only)]

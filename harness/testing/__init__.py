@@ -10,6 +10,8 @@
   scheduling tests.
 * :mod:`harness.testing.sweeps` — the smoke experiment trimmed to one
   group (runner, bucket and Ray tests).
+* :mod:`harness.testing.estimates` — a chip and a footprint with round
+  numbers (the estimate's and the placement's hand arithmetic).
 
 The library itself never imports this package (``tests/test_fixtures.py``
 checks it); the tiny model sizes are library sizes

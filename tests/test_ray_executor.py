@@ -49,6 +49,34 @@ def cluster(tmp_path_factory):
   local.shutdown()
 
 
+def _closed_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind((LOOPBACK, 0))
+    return s.getsockname()[1]
+
+
+def test_an_unreachable_head_is_one_line_not_a_hang(tmp_path, capsys):
+  port = _closed_port()
+  with pytest.raises(ray_executor.NoSlotsError,
+                     match=f"no Ray head answers at 127.0.0.1:{port}"):
+    ray_executor.check_reachable(f"{LOOPBACK}:{port}")
+  with pytest.raises(ray_executor.NoSlotsError, match="expected HOST:PORT"):
+    ray_executor.check_reachable("head-without-port")
+  ray_executor.check_reachable("auto")  # The local cluster: nothing to dial.
+  # Through the command line: one line, a non-zero exit, nothing written
+  # (this test runs before the module's cluster attaches the process).
+  if ray.is_initialized():
+    pytest.skip("this process is already attached to a cluster")
+  code = main(["sweep", "--gin_file", SMOKE, "--no_progress", *FAST,
+               f"--gin.RESULTS_DIR='{tmp_path}'", "--executor", "ray",
+               "--ray_address", f"ray://{LOOPBACK}:{port}"])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 1 and len(err) == 1, err
+  assert f"no Ray head answers at ray://{LOOPBACK}:{port}" in err[0]
+  assert not list(tmp_path.glob("*/cells/*.json"))
+
+
 def test_slots_cut_hosts_by_chips_and_cpus():
   gpu = {"NodeID": "a", "NodeManagerAddress": "10.0.0.1", "Alive": True,
          "Resources": {"CPU": 32.0, "GPU": 8.0}}
@@ -201,29 +229,3 @@ def test_a_worker_confined_to_its_chips_uses_them_all():
   lay = layout.Layout(len(jax.local_devices()), replicas=4)
   assert layout.local_chip_set(lay) == list(jax.local_devices())
 
-
-def _closed_port() -> int:
-  import socket
-  with socket.socket() as s:
-    s.bind((LOOPBACK, 0))
-    return s.getsockname()[1]
-
-
-def test_an_unreachable_head_is_one_line_not_a_hang(tmp_path, capsys):
-  port = _closed_port()
-  with pytest.raises(ray_executor.NoSlotsError,
-                     match=f"no Ray head answers at 127.0.0.1:{port}"):
-    ray_executor.check_reachable(f"{LOOPBACK}:{port}")
-  with pytest.raises(ray_executor.NoSlotsError, match="expected HOST:PORT"):
-    ray_executor.check_reachable("head-without-port")
-  ray_executor.check_reachable("auto")  # The local cluster: nothing to dial.
-  # Through the command line: one line, a non-zero exit, nothing written.
-  if ray.is_initialized():
-    pytest.skip("this process is already attached to a cluster")
-  code = main(["sweep", "--gin_file", SMOKE, "--no_progress", *FAST,
-               f"--gin.RESULTS_DIR='{tmp_path}'", "--executor", "ray",
-               "--ray_address", f"ray://{LOOPBACK}:{port}"])
-  err = capsys.readouterr().err.strip().splitlines()
-  assert code == 1 and len(err) == 1, err
-  assert f"no Ray head answers at ray://{LOOPBACK}:{port}" in err[0]
-  assert not list(tmp_path.glob("*/cells/*.json"))

@@ -139,6 +139,7 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
               calibrations: dict[str, schema.Calibration],
               provenance: schema.Provenance,
               store: store_lib.ResultsStore) -> schema.Manifest:
+  sweep = cells_lib.build_cells(exp)
   if options.shard.sharded:
     listed = cells
   else:
@@ -146,7 +147,7 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
     # picked some of them: a results directory filled one suite at a time
     # keeps the whole sweep (and every done group's drift) in its manifest,
     # and the pairs calibrated by earlier sessions keep their constants.
-    listed = cells_lib.build_cells(exp)
+    listed = sweep
     earlier = store.read_manifest()
     if earlier is not None:
       calibrations = {**earlier.get("calibrations", {}), **calibrations}
@@ -160,7 +161,7 @@ def _manifest(exp: cfg.Experiment, cells: list[cells_lib.Cell],
       drift=group_drift(store, listed))
   if options.shard.sharded:
     manifest["sweep_cell_ids"] = [c.cell_id for c in cells_lib.select(
-        cells_lib.build_cells(exp), options.only)]
+        sweep, options.only)]
   return manifest
 
 

@@ -73,6 +73,8 @@ gemma-table2: install-model
 	    --save $(GEMMA_SUBSET):$(GEMMA_DRAFTER) )
 	$(PY) -m harness sweep --gin_file experiments/gemma_table2_offline.gin
 	$(PY) -m harness report --results results/gemma_table2_offline
+	$(PY) -m harness report --results results/gemma_table2_offline --gamma 2 \
+	  --out results/gemma_table2_offline/gamma2
 
 # Re-draw tables and figures from results/ alone (no model is run).
 plots: $(STAMP)

@@ -2,7 +2,8 @@
 
 The models' logits outside S, greedy equality with the verifier, and the
 chi-square exactness of every speculative method when the drafter's q is
-zero outside S while the verifier puts real mass there.
+zero outside S while the verifier puts real mass there, and that the test
+rejects a decoder with a known residual bug.
 """
 
 import jax
@@ -134,6 +135,46 @@ def test_spec_decode_is_exact_with_a_subset_drafter(gamma, temperature,
   except AssertionError:  # samples outside S: outside that target's support
     rejected = True
   assert rejected
+
+
+def _drafted_token_only(gen_spec_sample):
+  """The bug class: a residual norm(max(0, p - q)) that subtracts q only at
+  the drafted token (acceptance unchanged: q at the drafts is the same)."""
+  def buggy(key, drafts, q, pi):
+    at_drafts = jax.nn.one_hot(drafts, q.shape[-1], dtype=q.dtype)
+    return gen_spec_sample(key, drafts, q * at_drafts, pi)
+  return buggy
+
+
+def _before_mapping_back(residual):
+  """The bug class: q subtracted in the drafter's own subset order (its
+  j-th entry at id j) instead of at the full-vocabulary ids S[j]."""
+  order = np.concatenate([BIGRAM_S, np.setdiff1d(np.arange(tu.VOCAB),
+                                                 BIGRAM_S)])
+  return lambda pi, q: residual(pi, q[..., order])
+
+
+@pytest.mark.parametrize("bug", ["drafted_token_only", "before_mapping_back"])
+def test_a_biased_residual_fails_the_exactness_test(bug, monkeypatch):
+  """The chi-square test of SpecDecode with a subset drafter catches the
+  known residual bugs: the decoder with one injected is rejected."""
+  from harness.decoding import gen_spec, program, speculative  # pylint: disable=g-import-not-at-top
+  if bug == "drafted_token_only":
+    monkeypatch.setattr(speculative, "gen_spec_sample",
+                        _drafted_token_only(gen_spec.gen_spec_sample))
+  else:
+    monkeypatch.setattr(gen_spec, "residual",
+                        _before_mapping_back(gen_spec.residual))
+  program.clear_cache()
+  jax.clear_caches()
+  try:
+    drafter, verifier, observed = _decode("spec_decode", 1, 1.0, 1.0)
+  finally:
+    monkeypatch.undo()
+    program.clear_cache()
+    jax.clear_caches()
+  assert _p_value(observed, drafter, verifier, "verifier", 0.0, 1.0,
+                  1.0) < tu.P_VALUE_FLOOR
 
 
 # Two rules in the default suite, the rest with `make test-slow`.
